@@ -73,6 +73,19 @@ pub struct Event {
 }
 
 impl Event {
+    /// An all-zero event (an empty audit slot), for `static` buffers.
+    pub const ZERO: Event = Event {
+        time: 0,
+        until: 0,
+        tenant: 0,
+        total: 0,
+        suspicious: 0,
+        unregistered: 0,
+        kind: 0,
+        rule: 0,
+        monitor: 0,
+        reserved: 0,
+    };
     /// What changed.
     pub fn kind(&self) -> Option<EventKind> {
         EventKind::from_u8(self.kind)

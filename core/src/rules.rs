@@ -202,21 +202,26 @@ pub struct ThresholdParams {
     pub renewal_delay: u64,
 }
 
+impl ThresholdParams {
+    /// The defaults of SPEC §2 (usable in `const` and `static` items).
+    pub const DEFAULT: ThresholdParams = ThresholdParams {
+        mode: Mode::Enforce,
+        window: 86_400,
+        count: CountMode::Messages,
+        suspicious: VerdictSet::SPAM_AND_BULK,
+        min_messages: 100,
+        min_suspicious: 50,
+        max_ratio_ppm: RATIO_ONE / 2,
+        warn_ratio_ppm: RATIO_ONE / 4,
+        block: BlockDuration::Manual,
+        grace: 86_400,
+        renewal_delay: 0,
+    };
+}
+
 impl Default for ThresholdParams {
     fn default() -> Self {
-        ThresholdParams {
-            mode: Mode::Enforce,
-            window: 86_400,
-            count: CountMode::Messages,
-            suspicious: VerdictSet::SPAM_AND_BULK,
-            min_messages: 100,
-            min_suspicious: 50,
-            max_ratio_ppm: RATIO_ONE / 2,
-            warn_ratio_ppm: RATIO_ONE / 4,
-            block: BlockDuration::Manual,
-            grace: 86_400,
-            renewal_delay: 0,
-        }
+        ThresholdParams::DEFAULT
     }
 }
 
@@ -237,16 +242,21 @@ pub struct UnregisteredParams {
     pub grace: u64,
 }
 
+impl UnregisteredParams {
+    /// The defaults of SPEC §2 (usable in `const` and `static` items).
+    pub const DEFAULT: UnregisteredParams = UnregisteredParams {
+        mode: Mode::Enforce,
+        window: 86_400,
+        count: CountMode::Messages,
+        limit: 200,
+        block: BlockDuration::Manual,
+        grace: 86_400,
+    };
+}
+
 impl Default for UnregisteredParams {
     fn default() -> Self {
-        UnregisteredParams {
-            mode: Mode::Enforce,
-            window: 86_400,
-            count: CountMode::Messages,
-            limit: 200,
-            block: BlockDuration::Manual,
-            grace: 86_400,
-        }
+        UnregisteredParams::DEFAULT
     }
 }
 
@@ -260,7 +270,7 @@ pub struct LowReputationParams {
 }
 
 /// The parameters of all three rules: the policy's defaults, or one tenant's after its overrides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuleSet {
     /// 5.7.705.
     pub threshold: ThresholdParams,
@@ -270,7 +280,23 @@ pub struct RuleSet {
     pub low_reputation: LowReputationParams,
 }
 
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet::DEFAULT
+    }
+}
+
 impl RuleSet {
+    /// The defaults of SPEC §2 (usable in `const` and `static` items).
+    pub const DEFAULT: RuleSet = RuleSet {
+        threshold: ThresholdParams::DEFAULT,
+        unregistered: UnregisteredParams::DEFAULT,
+        low_reputation: LowReputationParams {
+            mode: Mode::Enforce,
+            scope: Scope::All,
+        },
+    };
+
     /// Checks the parameters for values the engine cannot work with.
     pub fn validate(&self) -> Result<(), crate::Error> {
         use crate::Error::InvalidParameter as P;

@@ -443,3 +443,69 @@ impl Parts<'_> {
             && self.names.len() >= l.names
     }
 }
+
+impl TenantRecord {
+    /// An all-zero record (an empty slot), for `static` buffers.
+    pub const ZERO: TenantRecord = TenantRecord {
+        id_off: 0,
+        id_len: 0,
+        flags: 0,
+        reserved: 0,
+        overrides: 0,
+        audit_written: 0,
+        active_at: 0,
+        lapsed_at: 0,
+        rules: [RuleState::ZERO; 2],
+    };
+}
+
+impl RuleState {
+    /// An all-zero record (an empty slot), for `static` buffers.
+    pub const ZERO: RuleState = RuleState {
+        head: 0,
+        blocked_at: 0,
+        until: 0,
+        grace_until: 0,
+        flags: 0,
+        reserved: 0,
+    };
+}
+
+impl DomainEntry {
+    /// An all-zero record (an empty slot), for `static` buffers.
+    pub const ZERO: DomainEntry = DomainEntry {
+        name_off: 0,
+        tenant: 0,
+        connector: 0,
+        name_len: 0,
+        flags: 0,
+        tag: 0,
+    };
+}
+
+impl ConnectorRecord {
+    /// An all-zero record (an empty slot), for `static` buffers.
+    pub const ZERO: ConnectorRecord = ConnectorRecord {
+        tenant: 0,
+        name_off: 0,
+        cert_off: 0,
+        name_len: 0,
+        cert_len: 0,
+        flags: 0,
+        reserved: 0,
+        created: 0,
+    };
+}
+
+impl RangeEntry {
+    /// An all-zero record (an empty slot), for `static` buffers.
+    pub const ZERO: RangeEntry = RangeEntry {
+        network: [0; 4],
+        owner: 0,
+        kind: 0,
+        len: 0,
+        flags: 0,
+        reserved: 0,
+        value: 0,
+    };
+}

@@ -1,0 +1,1981 @@
+//! Reading a policy: the TOML policy file (SPEC §2), the low-reputation range lists and the bulk
+//! tenants files it refers to, into a validated, normalised [`PolicyDoc`].
+//!
+//! Every problem is collected, never just the first: each [`Diagnostic`] names the file, the
+//! 1-based line and column, the field (`tenants[3].domains[1].name`), what was expected and what
+//! was found. A TOML syntax error stops the parse of that file; it is reported with its position.
+//!
+//! # Low-reputation lists (`[rules.low_reputation_ip] files = [...]`)
+//!
+//! One IP address or CIDR range a line (`192.0.2.0/24`, `2001:db8:bad::/48`, `198.51.100.7`);
+//! `#` starts a comment, blank lines are ignored.
+//!
+//! # Bulk tenants file (`tenants_file = "tenants.txt"`, or an array of files)
+//!
+//! For hundreds of thousands of tenants. UTF-8 text, one record a line, fields separated by
+//! spaces or tabs; a field starting with `#` starts a comment that runs to the end of the line;
+//! blank lines are ignored. Records:
+//!
+//! ```text
+//! tenant    <id> [licensed|unlicensed] [lapsed|active]
+//! domain    <id> <name> [subdomains] [validated|unvalidated]
+//! connector <id> <name> [cert=<domain>] [ranges=<cidr>[,<cidr>...]] [created=<time>]
+//! exception <id> <cidr> [expires=<time>]
+//! override  <id> <rule>.<key> <value>
+//! ```
+//!
+//! - `tenant` declares a tenant (licensed and active unless the flags say otherwise). Its id is
+//!   any run of non-blank characters not starting with `#`, at most 255 bytes; it must not be
+//!   declared anywhere else (inline `[[tenants]]` included).
+//! - `domain`, `connector`, `exception` and `override` refer to a tenant declared on an earlier
+//!   line of a bulk file or inline in the policy file; a record for an unknown tenant is an error.
+//! - `domain`: an accepted domain (U-labels are converted to A-labels); exact and validated
+//!   unless flagged `subdomains` / `unvalidated`.
+//! - `connector`: needs `cert=` (the certificate domain; `certificate=` works too) or `ranges=`
+//!   (comma-separated CIDR ranges; may be repeated) or both; `created=` is optional.
+//! - `exception`: an exception to the low-reputation rule for that range; `expires=` optional
+//!   (never expires when absent).
+//! - `override`: one per-tenant rule parameter, as in the policy file's
+//!   `rules.<rule>.<key> = <value>` (a leading `rules.` is allowed): durations (`6h`), integers,
+//!   ratios (`0.3`), `manual`, `monitor`, and for `suspicious` a comma-separated verdict list
+//!   (`spam,bulk`, or `none`).
+//! - Times are RFC 3339 (`2026-12-31T00:00:00Z`) or Unix seconds.
+//!
+//! ```text
+//! # id       flags
+//! tenant contoso
+//! tenant tailspin unlicensed
+//! domain contoso contoso.com subdomains
+//! domain contoso bücher.example unvalidated
+//! connector contoso onprem cert=mail.contoso.com created=2026-01-10T00:00:00Z
+//! connector contoso hq ranges=203.0.113.0/24,2001:db8:1::/48
+//! exception tailspin 192.0.2.7/32 expires=2026-12-31T00:00:00Z
+//! override contoso unregistered_domain.limit 1000
+//! ```
+//!
+//! Problems in a bulk file are reported with that file's name and line; the `path` of such a
+//! diagnostic is the record and field (`domain.name`), or the rule parameter of an `override`.
+
+use super::doc::{ConnectorDoc, DomainDoc, EngineDoc, IpExceptionDoc, PolicyDoc, TenantDoc};
+use crate::address::DomainName;
+use crate::{BlockDuration, Cidr, CountMode, Mode, RuleSet, Scope, Verdict, VerdictSet, RATIO_ONE};
+use core::net::IpAddr;
+use std::borrow::ToOwned;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::format;
+use std::path::{Path, PathBuf};
+use std::string::{String, ToString};
+use std::vec::Vec;
+use toml_span::value::{Key, Table, Value};
+use toml_span::{ErrorKind, Span};
+
+pub use super::duration::{parse_duration, parse_time};
+pub use super::error::{Diagnostic, PolicyError};
+
+/// Parses policy text.
+///
+/// `file` is the name used in diagnostics. `base_dir` is the directory that relative paths in
+/// `rules.low_reputation_ip.files` and `tenants_file` are read from; with `None`, any such
+/// reference is reported as an error. Returns every problem found, or the policy if there is none.
+pub fn parse_policy(text: &str, file: &str, base_dir: Option<&Path>) -> Result<PolicyDoc, PolicyError> {
+    let mut p = Parser::new(base_dir);
+    let f = p.sink.add_file(file.to_owned());
+    p.policy_text(f, text);
+    p.finish()
+}
+
+/// Reads and parses a policy file; the files it refers to are read relative to its directory.
+/// A file that cannot be read (or is not UTF-8) is reported as a [`Diagnostic`] too.
+pub fn load_policy(path: &Path) -> Result<PolicyDoc, PolicyError> {
+    let name = path.display().to_string();
+    let base = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut p = Parser::new(Some(base));
+    let f = p.sink.add_file(name);
+    match read_text(path) {
+        Ok(text) => p.policy_text(f, &text),
+        Err(e) => p.read_failure(f, e),
+    }
+    p.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics sink
+
+/// At most this many diagnostics are kept per file; the rest are counted.
+const MAX_SHOWN: usize = 1_000;
+
+/// What is wrong with one value: the parts of a [`Diagnostic`] that do not say where.
+#[derive(Debug)]
+struct Problem {
+    expected: String,
+    found: String,
+    message: String,
+    /// For a value that is a list: the element at fault.
+    elem: Option<usize>,
+}
+
+fn problem(expected: impl Into<String>, found: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        expected: expected.into(),
+        found: found.into(),
+        message: message.into(),
+        elem: None,
+    }
+}
+
+impl Problem {
+    fn at(mut self, elem: usize) -> Problem {
+        self.elem = Some(elem);
+        self
+    }
+}
+
+struct Sink {
+    files: Vec<String>,
+    shown: Vec<usize>,
+    hidden: Vec<usize>,
+    items: Vec<(u32, usize, usize, Diagnostic)>,
+}
+
+impl Sink {
+    fn add_file(&mut self, name: String) -> u32 {
+        self.files.push(name);
+        self.shown.push(0);
+        self.hidden.push(0);
+        u32::try_from(self.files.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    fn push(&mut self, file: u32, line: usize, column: usize, path: String, p: Problem) {
+        let f = file as usize;
+        let (Some(shown), Some(name)) = (self.shown.get_mut(f), self.files.get(f)) else {
+            return;
+        };
+        if *shown >= MAX_SHOWN {
+            if let Some(h) = self.hidden.get_mut(f) {
+                *h += 1;
+            }
+            return;
+        }
+        *shown += 1;
+        let d = Diagnostic {
+            file: name.clone(),
+            line,
+            column,
+            path,
+            expected: p.expected,
+            found: p.found,
+            message: p.message,
+        };
+        self.items.push((file, line, column, d));
+    }
+
+    fn count(&self) -> usize {
+        self.items.len()
+    }
+
+    fn finish(mut self) -> Vec<Diagnostic> {
+        self.items.sort_by_key(|(f, l, c, _)| (*f, *l, *c));
+        let mut out = Vec::with_capacity(self.items.len() + 1);
+        let mut items = self.items.into_iter().peekable();
+        for (f, name) in self.files.iter().enumerate() {
+            while let Some((_, _, _, d)) = items.next_if(|(file, ..)| *file as usize == f) {
+                out.push(d);
+            }
+            let hidden = self.hidden.get(f).copied().unwrap_or(0);
+            if hidden > 0 {
+                out.push(Diagnostic {
+                    file: name.clone(),
+                    line: 0,
+                    column: 0,
+                    path: String::new(),
+                    expected: String::new(),
+                    found: String::new(),
+                    message: format!("{hidden} more problems in this file are not listed (only the first {MAX_SHOWN} are)"),
+                });
+            }
+        }
+        out.extend(items.map(|(.., d)| d));
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Source positions
+
+/// A policy file's text with the start of every line, to turn byte offsets into line/column.
+struct Src<'t> {
+    file: u32,
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> Src<'t> {
+    fn new(file: u32, text: &'t str) -> Src<'t> {
+        let mut starts = Vec::with_capacity(text.len() / 32 + 1);
+        starts.push(0);
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Src { file, text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn pos(&self, offset: usize) -> (usize, usize) {
+        let i = match self.starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.starts.get(i).copied().unwrap_or(0);
+        let col = match self.text.get(start..offset) {
+            Some(s) => s.chars().count(),
+            None => offset.saturating_sub(start),
+        };
+        (i + 1, col + 1)
+    }
+}
+
+/// Where something was declared, for "first defined at" messages.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    file: u32,
+    line: usize,
+}
+
+/// The first tenant that listed an accepted domain.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    tenant: usize,
+    at: Loc,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+/// The three rules, by their policy-file names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RuleKind {
+    Threshold,
+    Unregistered,
+    LowReputation,
+}
+
+const RULE_NAMES: &[&str] = &["tenant_threshold", "unregistered_domain", "low_reputation_ip"];
+const THRESHOLD_KEYS: &[&str] = &[
+    "mode",
+    "window",
+    "slots",
+    "count",
+    "suspicious",
+    "min_messages",
+    "min_suspicious",
+    "max_ratio",
+    "warn_ratio",
+    "block",
+    "grace",
+    "renewal_delay",
+];
+const UNREGISTERED_KEYS: &[&str] = &["mode", "window", "slots", "count", "limit", "block", "grace"];
+const LOW_REPUTATION_KEYS: &[&str] = &["mode", "scope", "ranges", "files"];
+/// Keys that only the top-level rules may set.
+const GLOBAL_ONLY: &[&str] = &["slots", "ranges", "files"];
+
+const ROOT_KEYS: &[&str] = &["rules", "engine", "tenants", "tenants_file"];
+const ENGINE_KEYS: &[&str] = &["audit_depth", "headroom_percent", "recent_connector"];
+const TENANT_KEYS: &[&str] = &[
+    "id",
+    "licensed",
+    "lapsed",
+    "domains",
+    "connectors",
+    "ip_exceptions",
+    "rules",
+];
+const DOMAIN_KEYS: &[&str] = &["name", "subdomains", "validated"];
+const CONNECTOR_KEYS: &[&str] = &["name", "certificate", "ranges", "created"];
+const EXCEPTION_KEYS: &[&str] = &["range", "expires"];
+
+impl RuleKind {
+    fn from_name(name: &str) -> Option<RuleKind> {
+        match name {
+            "tenant_threshold" => Some(RuleKind::Threshold),
+            "unregistered_domain" => Some(RuleKind::Unregistered),
+            "low_reputation_ip" => Some(RuleKind::LowReputation),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RuleKind::Threshold => "tenant_threshold",
+            RuleKind::Unregistered => "unregistered_domain",
+            RuleKind::LowReputation => "low_reputation_ip",
+        }
+    }
+
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            RuleKind::Threshold => THRESHOLD_KEYS,
+            RuleKind::Unregistered => UNREGISTERED_KEYS,
+            RuleKind::LowReputation => LOW_REPUTATION_KEYS,
+        }
+    }
+}
+
+/// A value as the rule setters see it, from TOML or from a bulk-file field.
+#[derive(Debug)]
+enum Raw<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<Raw<'a>>),
+    Other(&'static str),
+}
+
+fn raw<'a>(v: &'a Value<'_>) -> Raw<'a> {
+    match v.as_array() {
+        Some(a) => Raw::List(a.iter().map(raw_scalar).collect()),
+        None => raw_scalar(v),
+    }
+}
+
+fn raw_scalar<'a>(v: &'a Value<'_>) -> Raw<'a> {
+    if let Some(s) = v.as_str() {
+        Raw::Str(s)
+    } else if let Some(i) = v.as_integer() {
+        Raw::Int(i)
+    } else if let Some(f) = v.as_float() {
+        Raw::Float(f)
+    } else if let Some(b) = v.as_bool() {
+        Raw::Bool(b)
+    } else if v.as_array().is_some() {
+        Raw::Other("an array")
+    } else {
+        Raw::Other("a table")
+    }
+}
+
+/// A bulk-file field as a value: integers, floats, booleans, else a string.
+fn raw_field<'a>(key: &str, s: &'a str) -> Raw<'a> {
+    if key == "suspicious" {
+        if s.eq_ignore_ascii_case("none") {
+            return Raw::List(Vec::new());
+        }
+        return Raw::List(s.split(',').map(Raw::Str).collect());
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return Raw::Int(i);
+    }
+    if s.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.') {
+        if let Ok(f) = s.parse::<f64>() {
+            return Raw::Float(f);
+        }
+    }
+    match s {
+        "true" => Raw::Bool(true),
+        "false" => Raw::Bool(false),
+        _ => Raw::Str(s),
+    }
+}
+
+/// A string for diagnostics: quoted, escaped, cut after 60 characters.
+fn quote(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((cut, _)) => format!("{:?}…", s.get(..cut).unwrap_or("")),
+        None => format!("{s:?}"),
+    }
+}
+
+/// The value, as found.
+fn shown(v: &Raw) -> String {
+    match v {
+        Raw::Str(s) => quote(s),
+        Raw::Int(i) => i.to_string(),
+        Raw::Float(f) => f.to_string(),
+        Raw::Bool(b) => b.to_string(),
+        Raw::List(_) => "an array".to_owned(),
+        Raw::Other(s) => (*s).to_owned(),
+    }
+}
+
+/// The value with its type, for type mismatches.
+fn typed(v: &Raw) -> String {
+    match v {
+        Raw::Str(s) => format!("a string {}", quote(s)),
+        Raw::Int(i) => format!("an integer {i}"),
+        Raw::Float(f) => format!("a float {f}"),
+        Raw::Bool(b) => format!("a boolean {b}"),
+        Raw::List(_) => "an array".to_owned(),
+        Raw::Other(s) => (*s).to_owned(),
+    }
+}
+
+fn wrong_type(expected: &str, v: &Raw) -> Problem {
+    let hint = match v {
+        Raw::Str(s) if s.trim().parse::<f64>().is_ok() && !expected.contains("string") => {
+            format!("wrong type: write the number without quotes ({})", s.trim())
+        }
+        _ => "wrong type".to_owned(),
+    };
+    problem(expected, typed(v), hint)
+}
+
+fn want_str<'a>(v: &Raw<'a>, expected: &str) -> Result<&'a str, Problem> {
+    match v {
+        Raw::Str(s) => Ok(s),
+        other => Err(wrong_type(expected, other)),
+    }
+}
+
+fn want_choice<T: Copy>(v: &Raw, expected: &str, what: &str, choices: &[(&str, T)]) -> Result<T, Problem> {
+    let s = want_str(v, expected)?;
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(s))
+        .map(|(_, t)| *t)
+        .ok_or_else(|| problem(expected, quote(s), format!("unknown {what}")))
+}
+
+fn want_mode(v: &Raw) -> Result<Mode, Problem> {
+    want_choice(
+        v,
+        "\"enforce\" or \"monitor\"",
+        "mode",
+        &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
+    )
+}
+
+fn want_count(v: &Raw) -> Result<CountMode, Problem> {
+    want_choice(
+        v,
+        "\"messages\" or \"recipients\"",
+        "count",
+        &[("messages", CountMode::Messages), ("recipients", CountMode::Recipients)],
+    )
+}
+
+fn want_scope(v: &Raw) -> Result<Scope, Problem> {
+    want_choice(
+        v,
+        "\"all\" or \"unlicensed\"",
+        "scope",
+        &[("all", Scope::All), ("unlicensed", Scope::Unlicensed)],
+    )
+}
+
+const DURATION: &str = "a duration such as \"90s\", \"15m\", \"24h\" or \"7d\"";
+
+fn want_duration(v: &Raw, allow_zero: bool) -> Result<u64, Problem> {
+    let secs = match v {
+        Raw::Str(s) => parse_duration(s).ok_or_else(|| {
+            problem(
+                DURATION,
+                quote(s),
+                "a duration is a number with a unit s, m, h, d or w (\"1h30m\" works too), or a bare number of seconds",
+            )
+        })?,
+        Raw::Int(i) => u64::try_from(*i).map_err(|_| problem(DURATION, i.to_string(), "a duration cannot be negative"))?,
+        other => return Err(wrong_type(DURATION, other)),
+    };
+    if secs == 0 && !allow_zero {
+        return Err(problem("a duration > 0", shown(v), "this duration must not be zero"));
+    }
+    Ok(secs)
+}
+
+fn want_window(v: &Raw) -> Result<u64, Problem> {
+    want_duration(v, false).map_err(|mut p| {
+        if p.expected == "a duration > 0" {
+            p.message = "a window of zero seconds cannot count anything".to_owned();
+        }
+        p
+    })
+}
+
+fn want_block(v: &Raw) -> Result<BlockDuration, Problem> {
+    const EXPECTED: &str = "\"manual\" or a duration such as \"6h\"";
+    match v {
+        Raw::Str(s) if s.trim().eq_ignore_ascii_case("manual") => Ok(BlockDuration::Manual),
+        Raw::Str(_) | Raw::Int(_) => match want_duration(v, true) {
+            Ok(0) => Err(problem(
+                EXPECTED,
+                shown(v),
+                "a block of zero seconds would never block; use a positive duration, or \"manual\" for a block that lasts until released",
+            )),
+            Ok(s) => Ok(BlockDuration::Seconds(s)),
+            Err(mut p) => {
+                p.expected = EXPECTED.to_owned();
+                Err(p)
+            }
+        },
+        other => Err(wrong_type(EXPECTED, other)),
+    }
+}
+
+fn want_uint(v: &Raw, min: u32) -> Result<u32, Problem> {
+    let expected = if min == 0 {
+        "a non-negative integer".to_owned()
+    } else {
+        format!("an integer >= {min}")
+    };
+    match v {
+        Raw::Int(i) => match u32::try_from(*i) {
+            Ok(n) if n >= min => Ok(n),
+            Ok(_) | Err(_) if *i < i64::from(min) => Err(problem(expected, i.to_string(), "the value is too small")),
+            _ => Err(problem(
+                format!("an integer up to {}", u32::MAX),
+                i.to_string(),
+                "the value is too large",
+            )),
+        },
+        other => Err(wrong_type(if min == 0 { "an integer" } else { &expected }, other)),
+    }
+}
+
+fn want_int_range(v: &Raw, min: i64, max: i64) -> Result<i64, Problem> {
+    match v {
+        Raw::Int(i) if (min..=max).contains(i) => Ok(*i),
+        Raw::Int(i) => Err(problem(
+            format!("an integer from {min} to {max}"),
+            i.to_string(),
+            "the value is out of range",
+        )),
+        other => Err(wrong_type("an integer", other)),
+    }
+}
+
+fn want_ratio(v: &Raw) -> Result<u32, Problem> {
+    const EXPECTED: &str = "a ratio from 0 to 1";
+    let f = match v {
+        Raw::Float(f) => *f,
+        Raw::Int(i @ (0 | 1)) => *i as f64,
+        Raw::Int(i) => {
+            return Err(problem(
+                EXPECTED,
+                i.to_string(),
+                "a ratio is a fraction such as 0.5 (not a percentage)",
+            ))
+        }
+        other => return Err(wrong_type(EXPECTED, other)),
+    };
+    if !(0.0..=1.0).contains(&f) {
+        return Err(problem(
+            EXPECTED,
+            shown(v),
+            "a ratio is a fraction such as 0.5 (not a percentage)",
+        ));
+    }
+    // Round to the nearest part per million; f is within 0..=1 so this cannot overflow.
+    let ppm = (f * f64::from(RATIO_ONE) + 0.5) as u32;
+    Ok(ppm.min(RATIO_ONE))
+}
+
+fn want_verdicts(v: &Raw) -> Result<VerdictSet, Problem> {
+    const EXPECTED: &str = "an array of verdict names";
+    let Raw::List(items) = v else {
+        return Err(wrong_type(EXPECTED, v));
+    };
+    let mut set = VerdictSet::EMPTY;
+    for (i, item) in items.iter().enumerate() {
+        const NAME: &str = "\"clean\", \"spam\", \"bulk\", \"phish\" or \"malware\"";
+        let name = want_str(item, NAME).map_err(|p| p.at(i))?;
+        let verdict = Verdict::from_name(name).ok_or_else(|| problem(NAME, quote(name), "unknown verdict").at(i))?;
+        set = set.with(verdict);
+    }
+    Ok(set)
+}
+
+const TIME: &str = "an RFC 3339 time such as \"2026-12-31T00:00:00Z\", or Unix seconds";
+
+fn want_time(v: &Raw) -> Result<u64, Problem> {
+    match v {
+        Raw::Str(s) => parse_time(s).ok_or_else(|| {
+            problem(
+                TIME,
+                quote(s),
+                "not a time: write RFC 3339 with an offset (\"2026-12-31T00:00:00Z\", \"2026-12-31T02:00:00+02:00\") or Unix seconds",
+            )
+        }),
+        Raw::Int(i) => u64::try_from(*i).map_err(|_| problem(TIME, i.to_string(), "a time cannot be before 1970")),
+        other => Err(wrong_type(TIME, other)),
+    }
+}
+
+fn want_bool(v: &Raw) -> Result<bool, Problem> {
+    match v {
+        Raw::Bool(b) => Ok(*b),
+        other => Err(wrong_type("a boolean (true or false)", other)),
+    }
+}
+
+/// Sets one per-tenant-capable rule parameter. `None`: not a key of that rule.
+fn set_rule_key(rs: &mut RuleSet, rule: RuleKind, key: &str, v: &Raw) -> Option<Result<(), Problem>> {
+    use RuleKind::{LowReputation as L, Threshold as T, Unregistered as U};
+    let t = &mut rs.threshold;
+    let u = &mut rs.unregistered;
+    let l = &mut rs.low_reputation;
+    let r = match (rule, key) {
+        (T, "mode") => want_mode(v).map(|x| t.mode = x),
+        (T, "window") => want_window(v).map(|x| t.window = x),
+        (T, "count") => want_count(v).map(|x| t.count = x),
+        (T, "suspicious") => want_verdicts(v).map(|x| t.suspicious = x),
+        (T, "min_messages") => want_uint(v, 1).map(|x| t.min_messages = x),
+        (T, "min_suspicious") => want_uint(v, 0).map(|x| t.min_suspicious = x),
+        (T, "max_ratio") => want_ratio(v).map(|x| t.max_ratio_ppm = x),
+        (T, "warn_ratio") => want_ratio(v).map(|x| t.warn_ratio_ppm = x),
+        (T, "block") => want_block(v).map(|x| t.block = x),
+        (T, "grace") => want_duration(v, true).map(|x| t.grace = x),
+        (T, "renewal_delay") => want_duration(v, true).map(|x| t.renewal_delay = x),
+        (U, "mode") => want_mode(v).map(|x| u.mode = x),
+        (U, "window") => want_window(v).map(|x| u.window = x),
+        (U, "count") => want_count(v).map(|x| u.count = x),
+        (U, "limit") => want_uint(v, 1).map(|x| u.limit = x),
+        (U, "block") => want_block(v).map(|x| u.block = x),
+        (U, "grace") => want_duration(v, true).map(|x| u.grace = x),
+        (L, "mode") => want_mode(v).map(|x| l.mode = x),
+        (L, "scope") => want_scope(v).map(|x| l.scope = x),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// `0.25` for 250 000 ppm.
+fn ratio_text(ppm: u32) -> String {
+    let whole = ppm / RATIO_ONE;
+    let frac = ppm % RATIO_ONE;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:06}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+fn ratio_conflict(rs: &RuleSet, set_here: &str) -> Problem {
+    let t = &rs.threshold;
+    problem(
+        format!("warn_ratio <= max_ratio ({})", ratio_text(t.max_ratio_ppm)),
+        format!("warn_ratio {}", ratio_text(t.warn_ratio_ppm)),
+        format!(
+            "the warning tier must not be above the blocking ratio (max_ratio {}, warn_ratio {}; {set_here})",
+            ratio_text(t.max_ratio_ppm),
+            ratio_text(t.warn_ratio_ppm)
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names, domains, ranges
+
+fn check_id(s: &str, what: &str) -> Result<(), String> {
+    if s.is_empty() {
+        Err(format!("a {what} cannot be empty"))
+    } else if s.len() > 255 {
+        Err(format!("a {what} is at most 255 bytes (this one has {})", s.len()))
+    } else if s.chars().any(char::is_control) {
+        Err(format!("a {what} cannot contain control characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Normalises an accepted or certificate domain: IDNA to A-labels, lower case, no trailing dot.
+fn normalise_domain(s: &str) -> Result<String, String> {
+    if s.is_ascii() {
+        return match DomainName::parse(s.as_bytes()) {
+            Ok(d) => Ok(d.as_str().to_owned()),
+            Err(_) => Err(domain_problem(s)),
+        };
+    }
+    let ascii = idna::domain_to_ascii(s)
+        .map_err(|_| "not a valid internationalised domain name (the IDNA conversion failed)".to_owned())?;
+    match DomainName::parse(ascii.as_bytes()) {
+        Ok(d) => Ok(d.as_str().to_owned()),
+        Err(_) => Err(format!("{} (after IDNA conversion to {})", domain_problem(&ascii), quote(&ascii))),
+    }
+}
+
+fn domain_problem(s: &str) -> String {
+    if s.starts_with("*.") {
+        return "a wildcard is not a domain name: list the parent domain with subdomains = true".to_owned();
+    }
+    let body = s.strip_suffix('.').unwrap_or(s);
+    if body.is_empty() {
+        return "the name is empty".to_owned();
+    }
+    if let Some(c) = body.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.')) {
+        return format!("{c:?} is not allowed in a domain name (letters, digits, '-' and '.' only)");
+    }
+    if body.split('.').any(str::is_empty) {
+        return "a label is empty (two dots in a row, or a leading dot)".to_owned();
+    }
+    if let Some(label) = body.split('.').find(|l| l.len() > 63) {
+        return format!("the label {} is {} octets long; the limit is 63", quote(label), label.len());
+    }
+    if body.len() > 253 {
+        return format!("the name is {} octets long; the limit is 253", body.len());
+    }
+    "not a valid domain name".to_owned()
+}
+
+const CIDR: &str = "an IP address or CIDR range";
+
+fn parse_cidr(s: &str) -> Result<Cidr, Problem> {
+    Cidr::parse(s).map_err(|_| problem(CIDR, quote(s), cidr_problem(s)))
+}
+
+fn cidr_problem(s: &str) -> String {
+    let s = s.trim();
+    let Some((addr, len)) = s.split_once('/') else {
+        return "not an IP address or CIDR range (such as 192.0.2.0/24 or 2001:db8::/32)".to_owned();
+    };
+    let Ok(ip) = addr.parse::<IpAddr>() else {
+        return format!("{} is not an IP address", quote(addr));
+    };
+    let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    match len.parse::<u8>() {
+        Ok(n) if len.len() <= 3 && len.bytes().all(|b| b.is_ascii_digit()) => {
+            if n > max {
+                return format!("the prefix length /{n} is longer than {max} bits");
+            }
+            match (Cidr::new(ip, n), Cidr::new(ip, max)) {
+                (Ok(net), Ok(host)) if net.network != host.network => {
+                    format!("host bits are set below the /{n} prefix; did you mean {net}?")
+                }
+                _ => "not a valid CIDR range".to_owned(),
+            }
+        }
+        _ => format!("the prefix length {} is not a number from 0 to {max}", quote(len)),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints (short strings only).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = Vec::with_capacity(b.len() + 1);
+    for (i, ca) in a.chars().enumerate() {
+        cur.clear();
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        core::mem::swap(&mut prev, &mut cur);
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+fn unknown_key_problem(key: &str, valid: &[&str], table: &str) -> Problem {
+    let list = valid.join(", ");
+    let mut message = format!("unknown key {} in {table}", quote(key));
+    if key.len() <= 64 {
+        if let Some(best) = valid
+            .iter()
+            .map(|v| (distance(key, v), *v))
+            .filter(|(d, v)| *d <= 2 && *d < v.len())
+            .min_by_key(|(d, _)| *d)
+        {
+            message = format!("{message}; did you mean {:?}?", best.1);
+        }
+    }
+    problem(format!("one of {list}"), quote(key), message)
+}
+
+fn join_path(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn table_label(path: &str) -> String {
+    if path.is_empty() {
+        "the top level".to_owned()
+    } else {
+        format!("[{path}]")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading files
+
+enum ReadError {
+    Io(String),
+    Utf8 { line: usize, column: usize },
+}
+
+fn read_text(path: &Path) -> Result<String, ReadError> {
+    let bytes = std::fs::read(path).map_err(|e| ReadError::Io(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.as_bytes().get(..e.utf8_error().valid_up_to()).unwrap_or(&[]);
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = core::str::from_utf8(good.get(line_start..).unwrap_or(&[])).map_or(1, |s| s.chars().count() + 1);
+        ReadError::Utf8 { line, column }
+    })
+}
+
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parser
+
+/// A bulk-file line being parsed, for positions of its fields.
+struct Line<'t> {
+    file: u32,
+    number: usize,
+    text: &'t str,
+}
+
+impl Line<'_> {
+    /// 1-based column of a field (a sub-slice of the line), or just past the end for `None`.
+    fn column(&self, field: Option<&str>) -> usize {
+        let offset = match field {
+            Some(f) => (f.as_ptr() as usize).saturating_sub(self.text.as_ptr() as usize),
+            None => self.text.trim_end().len(),
+        };
+        let chars = match self.text.get(..offset) {
+            Some(s) => s.chars().count(),
+            None => offset,
+        };
+        chars + 1
+    }
+}
+
+/// Overrides a bulk file gave one tenant, for the checks made once the file is read.
+#[derive(Clone, Copy)]
+struct Touched {
+    last: (usize, usize),
+    ratio: Option<(usize, usize, &'static str)>,
+}
+
+struct Parser<'b> {
+    base_dir: Option<&'b Path>,
+    sink: Sink,
+    doc: PolicyDoc,
+    /// Tenant id -> index in `doc.tenants`.
+    ids: HashMap<String, usize>,
+    /// Where each tenant of `doc.tenants` was declared.
+    declared: Vec<Loc>,
+    /// Accepted domain -> the tenant that listed it first.
+    claims: HashMap<String, Claim>,
+    /// (tenant, connector name) -> where it was defined.
+    connectors: HashMap<(usize, String), Loc>,
+    /// Whether the top-level rules passed `RuleSet::validate` (else tenants' failures are noise).
+    global_valid: bool,
+}
+
+impl<'b> Parser<'b> {
+    fn new(base_dir: Option<&'b Path>) -> Parser<'b> {
+        Parser {
+            base_dir,
+            sink: Sink {
+                files: Vec::new(),
+                shown: Vec::new(),
+                hidden: Vec::new(),
+                items: Vec::new(),
+            },
+            doc: PolicyDoc {
+                rules: RuleSet::default(),
+                threshold_slots: 24,
+                unregistered_slots: 24,
+                low_reputation: Vec::new(),
+                engine: EngineDoc::default(),
+                tenants: Vec::new(),
+            },
+            ids: HashMap::new(),
+            declared: Vec::new(),
+            claims: HashMap::new(),
+            connectors: HashMap::new(),
+            global_valid: true,
+        }
+    }
+
+    fn finish(self) -> Result<PolicyDoc, PolicyError> {
+        if self.sink.count() == 0 && self.sink.hidden.iter().all(|&h| h == 0) {
+            Ok(self.doc)
+        } else {
+            Err(PolicyError {
+                diagnostics: self.sink.finish(),
+            })
+        }
+    }
+
+    fn loc_text(&self, loc: Loc) -> String {
+        let file = self.sink.files.get(loc.file as usize).map_or("?", String::as_str);
+        format!("{file}:{}", loc.line)
+    }
+
+    fn tenant_label(&self, idx: usize) -> String {
+        match self.doc.tenants.get(idx) {
+            Some(t) if !t.id.is_empty() => quote(&t.id),
+            _ => match self.declared.get(idx) {
+                Some(&loc) => format!("(without a valid id, at {})", self.loc_text(loc)),
+                None => "(unknown)".to_owned(),
+            },
+        }
+    }
+
+    // --- reporting -------------------------------------------------------------------------
+
+    fn report_span(&mut self, src: &Src, span: Span, path: String, p: Problem) {
+        let (line, col) = src.pos(span.start);
+        self.sink.push(src.file, line, col, path, p);
+    }
+
+    /// Reports a problem with a TOML value; for a list element, at that element.
+    fn report_value(&mut self, src: &Src, v: &Value, path: &str, p: Problem) {
+        match p.elem.and_then(|i| v.as_array().and_then(|a| a.get(i)).map(|e| (i, e.span))) {
+            Some((i, span)) => self.report_span(src, span, format!("{path}[{i}]"), p),
+            None => self.report_span(src, v.span, path.to_owned(), p),
+        }
+    }
+
+    fn report_line(&mut self, line: &Line, field: Option<&str>, path: &str, mut p: Problem) {
+        if field.is_none() && p.found.is_empty() {
+            p.found = "the end of the line".to_owned();
+        }
+        let col = line.column(field);
+        self.sink.push(line.file, line.number, col, path.to_owned(), p);
+    }
+
+    fn unknown_key(&mut self, src: &Src, key: &Key, prefix: &str, valid: &[&str]) {
+        let p = unknown_key_problem(&key.name, valid, &table_label(prefix));
+        self.report_span(src, key.span, join_path(prefix, &key.name), p);
+    }
+
+    /// Reports every key of `t` not in `valid`.
+    fn check_keys(&mut self, src: &Src, t: &Table, prefix: &str, valid: &[&str]) {
+        for key in t.keys() {
+            if !valid.contains(&key.name.as_ref()) {
+                self.unknown_key(src, key, prefix, valid);
+            }
+        }
+    }
+
+    fn want_table<'v, 'de>(&mut self, src: &Src, v: &'v Value<'de>, path: &str, expected: &str) -> Option<&'v Table<'de>> {
+        let t = v.as_table();
+        if t.is_none() {
+            self.report_value(src, v, path, wrong_type(expected, &raw_scalar(v)));
+        }
+        t
+    }
+
+    fn want_array<'v, 'de>(&mut self, src: &Src, v: &'v Value<'de>, path: &str, expected: &str) -> Option<&'v [Value<'de>]> {
+        let a = v.as_array();
+        if a.is_none() {
+            self.report_value(src, v, path, wrong_type(expected, &raw_scalar(v)));
+        }
+        a.map(Vec::as_slice)
+    }
+
+    /// Applies a scalar of a TOML table with `f`; reports its problem.
+    fn scalar<T>(&mut self, src: &Src, t: &Table, key: &str, path: &str, f: impl Fn(&Raw) -> Result<T, Problem>) -> Option<T> {
+        let v = t.get(key)?;
+        let path = join_path(path, key);
+        match f(&raw(v)) {
+            Ok(x) => Some(x),
+            Err(p) => {
+                self.report_value(src, v, &path, p);
+                None
+            }
+        }
+    }
+
+    fn read_failure(&mut self, file: u32, e: ReadError) {
+        match e {
+            ReadError::Io(msg) => self.sink.push(
+                file,
+                0,
+                0,
+                String::new(),
+                problem("", "", format!("cannot read the file: {msg}")),
+            ),
+            ReadError::Utf8 { line, column } => self.sink.push(
+                file,
+                line,
+                column,
+                String::new(),
+                problem("UTF-8 text", "bytes that are not UTF-8", "the file must be UTF-8"),
+            ),
+        }
+    }
+
+    /// Resolves and reads a file the policy refers to; problems are reported at the reference.
+    /// Returns the new file's index and text.
+    fn read_referenced(&mut self, src: &Src, v: &Value, path: &str, name: &str) -> Option<(u32, String)> {
+        let Some(base) = self.base_dir else {
+            self.report_value(
+                src,
+                v,
+                path,
+                problem(
+                    "",
+                    "",
+                    format!(
+                        "cannot read {}: the policy was given as text without a base directory (load it from a file, or pass base_dir)",
+                        quote(name)
+                    ),
+                ),
+            );
+            return None;
+        };
+        let full: PathBuf = base.join(name);
+        match read_text(&full) {
+            Ok(text) => Some((self.sink.add_file(full.display().to_string()), text)),
+            Err(ReadError::Io(msg)) => {
+                let p = problem("", "", format!("cannot read {}: {msg}", full.display()));
+                self.report_value(src, v, path, p);
+                None
+            }
+            Err(e) => {
+                let f = self.sink.add_file(full.display().to_string());
+                self.read_failure(f, e);
+                None
+            }
+        }
+    }
+
+    // --- the policy file ---------------------------------------------------------------------
+
+    fn policy_text(&mut self, file: u32, text: &str) {
+        let text = strip_bom(text);
+        let src = Src::new(file, text);
+        let root = match toml_span::parse(text) {
+            Ok(root) => root,
+            Err(e) => return self.syntax_error(&src, &e),
+        };
+        let Some(t) = root.as_table() else {
+            return;
+        };
+        self.check_keys(&src, t, "", ROOT_KEYS);
+        if let Some(v) = t.get("rules") {
+            if let Some(rs) = self.rules(&src, v, "rules", None) {
+                self.doc.rules = rs;
+            }
+        }
+        if let Some(v) = t.get("engine") {
+            self.engine(&src, v);
+        }
+        if let Some(v) = t.get("tenants") {
+            self.tenants(&src, v);
+        }
+        if let Some(v) = t.get("tenants_file") {
+            self.tenants_files(&src, v);
+        }
+    }
+
+    fn syntax_error(&mut self, src: &Src, e: &toml_span::Error) {
+        let first_line = |span: &Span| src.pos(span.start).0;
+        let (expected, found, mut message) = match &e.kind {
+            ErrorKind::Wanted { expected, found } => ((*expected).to_owned(), (*found).to_owned(), "TOML syntax error".to_owned()),
+            ErrorKind::DuplicateKey { key, first } => (
+                String::new(),
+                String::new(),
+                format!("duplicate key {} (first defined on line {})", quote(key), first_line(first)),
+            ),
+            ErrorKind::DuplicateTable { name, first } => (
+                String::new(),
+                String::new(),
+                format!("table {} is defined twice (first on line {})", quote(name), first_line(first)),
+            ),
+            _ => (String::new(), String::new(), format!("TOML syntax error: {e}")),
+        };
+        // toml-span has no date-time values: point at the fix when one is written bare.
+        let rest = src.text.get(e.span.start..).unwrap_or("");
+        let looks_like_date =
+            rest.len() >= 10 && rest.bytes().take(4).all(|b| b.is_ascii_digit()) && rest.as_bytes().get(4) == Some(&b'-');
+        if looks_like_date {
+            let value: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',' && *c != '}' && *c != ']').collect();
+            message = format!("{message}; write times as strings: \"{value}\"");
+        }
+        self.report_span(src, e.span, String::new(), problem(expected, found, message));
+    }
+
+    /// A `rules` table. `tenant` is `None` for the top level (which may set the global-only keys
+    /// and starts from the defaults), else the tenant's defaults come from the top level.
+    /// Returns the rule set if any key was given.
+    fn rules(&mut self, src: &Src, v: &Value, path: &str, tenant: Option<usize>) -> Option<RuleSet> {
+        let t = self.want_table(src, v, path, "a table of rules")?;
+        let global = tenant.is_none();
+        let mut rs = if global { RuleSet::default() } else { self.doc.rules };
+        let mut any = false;
+        let mut max_span = None;
+        let mut warn_span = None;
+        for (rule_key, rv) in t {
+            let Some(rule) = RuleKind::from_name(&rule_key.name) else {
+                self.unknown_key(src, rule_key, path, RULE_NAMES);
+                continue;
+            };
+            let rpath = join_path(path, rule.name());
+            let Some(rt) = self.want_table(src, rv, &rpath, "a table of rule parameters") else {
+                continue;
+            };
+            for (key, kv) in rt {
+                let name: &str = &key.name;
+                let kpath = join_path(&rpath, name);
+                if GLOBAL_ONLY.contains(&name) && rule.keys().contains(&name) {
+                    if global {
+                        self.global_only(src, rule, name, kv, &kpath);
+                    } else {
+                        let p = problem(
+                            "a per-tenant rule parameter",
+                            quote(name),
+                            format!("{name:?} applies to every tenant: set it in the top-level [rules.{}] table", rule.name()),
+                        );
+                        self.report_span(src, key.span, kpath, p);
+                    }
+                    continue;
+                }
+                match set_rule_key(&mut rs, rule, name, &raw(kv)) {
+                    None => {
+                        let valid: Vec<&str> = rule
+                            .keys()
+                            .iter()
+                            .copied()
+                            .filter(|k| global || !GLOBAL_ONLY.contains(k))
+                            .collect();
+                        self.unknown_key(src, key, &rpath, &valid);
+                    }
+                    Some(Ok(())) => {
+                        any = true;
+                        if rule == RuleKind::Threshold && name == "max_ratio" {
+                            max_span = Some((kv.span, kpath));
+                        } else if rule == RuleKind::Threshold && name == "warn_ratio" {
+                            warn_span = Some((kv.span, kpath));
+                        }
+                    }
+                    Some(Err(p)) => self.report_value(src, kv, &kpath, p),
+                }
+            }
+        }
+        let th = &rs.threshold;
+        if th.warn_ratio_ppm > th.max_ratio_ppm {
+            let both = max_span.is_some() && warn_span.is_some();
+            if let Some((span, kpath)) = warn_span.or(max_span) {
+                let set_here = if both {
+                    "both set here"
+                } else if global {
+                    "the other is the default"
+                } else {
+                    "the other is the policy's value"
+                };
+                let p = ratio_conflict(&rs, set_here);
+                self.report_span(src, span, kpath, p);
+            }
+        }
+        if global || self.global_valid {
+            if let Err(e) = rs.validate() {
+                if global {
+                    self.global_valid = false;
+                }
+                self.report_span(src, v.span, path.to_owned(), problem("", "", e.to_string()));
+            }
+        }
+        (any || global).then_some(rs)
+    }
+
+    /// `slots`, `ranges`, `files`: only in the top-level rules.
+    fn global_only(&mut self, src: &Src, rule: RuleKind, key: &str, v: &Value, path: &str) {
+        match key {
+            "slots" => {
+                if let Ok(n) = want_int_range(&raw(v), 1, 1024).map_err(|p| self.report_value(src, v, path, p)) {
+                    let n = u16::try_from(n).unwrap_or(24);
+                    if rule == RuleKind::Threshold {
+                        self.doc.threshold_slots = n;
+                    } else {
+                        self.doc.unregistered_slots = n;
+                    }
+                }
+            }
+            "ranges" => {
+                let ranges = self.cidr_list(src, v, path);
+                self.doc.low_reputation.extend(ranges);
+            }
+            _ => {
+                let Some(files) = self.want_array(src, v, path, "an array of file names") else {
+                    return;
+                };
+                for (i, fv) in files.iter().enumerate() {
+                    let fpath = format!("{path}[{i}]");
+                    let Some(name) = fv.as_str() else {
+                        self.report_value(src, fv, &fpath, wrong_type("a file name", &raw_scalar(fv)));
+                        continue;
+                    };
+                    if let Some((f, text)) = self.read_referenced(src, fv, &fpath, name) {
+                        self.range_file(f, &text, &fpath);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An array of CIDR strings.
+    fn cidr_list(&mut self, src: &Src, v: &Value, path: &str) -> Vec<Cidr> {
+        let mut out = Vec::new();
+        let Some(items) = self.want_array(src, v, path, "an array of CIDR ranges") else {
+            return out;
+        };
+        out.reserve(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            match item.as_str() {
+                Some(s) => match parse_cidr(s) {
+                    Ok(c) => out.push(c),
+                    Err(p) => self.report_span(src, item.span, ipath, p),
+                },
+                None => self.report_span(src, item.span, ipath, wrong_type(CIDR, &raw_scalar(item))),
+            }
+        }
+        out
+    }
+
+    /// A low-reputation list file: one range a line.
+    fn range_file(&mut self, file: u32, text: &str, path: &str) {
+        for (n, text) in strip_bom(text).lines().enumerate() {
+            let content = text.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            match parse_cidr(content) {
+                Ok(c) => self.doc.low_reputation.push(c),
+                Err(p) => {
+                    let line = Line { file, number: n + 1, text };
+                    self.report_line(&line, Some(content), path, p);
+                }
+            }
+        }
+    }
+
+    fn engine(&mut self, src: &Src, v: &Value) {
+        let Some(t) = self.want_table(src, v, "engine", "a table") else {
+            return;
+        };
+        self.check_keys(src, t, "engine", ENGINE_KEYS);
+        if let Some(n) = self.scalar(src, t, "audit_depth", "engine", |r| want_int_range(r, 1, 1024)) {
+            self.doc.engine.audit_depth = u16::try_from(n).unwrap_or(16);
+        }
+        if let Some(n) = self.scalar(src, t, "headroom_percent", "engine", |r| want_int_range(r, 0, 1000)) {
+            self.doc.engine.headroom_percent = u32::try_from(n).unwrap_or(25);
+        }
+        if let Some(n) = self.scalar(src, t, "recent_connector", "engine", |r| want_duration(r, true)) {
+            self.doc.engine.recent_connector = n;
+        }
+    }
+
+    // --- tenants in the policy file -------------------------------------------------------------
+
+    fn tenants(&mut self, src: &Src, v: &Value) {
+        let Some(items) = self.want_array(src, v, "tenants", "an array of tables ([[tenants]])") else {
+            return;
+        };
+        for (i, tv) in items.iter().enumerate() {
+            let path = format!("tenants[{i}]");
+            if let Some(t) = self.want_table(src, tv, &path, "a table") {
+                self.tenant(src, tv.span, t, &path);
+            }
+        }
+    }
+
+    /// Adds a tenant (even one whose id is wrong, so that its other problems are found too).
+    fn add_tenant(&mut self, id: Option<&str>, licensed: bool, lapsed: bool, at: Loc) -> (usize, Option<Problem>) {
+        let idx = self.doc.tenants.len();
+        let mut dup = None;
+        if let Some(id) = id {
+            match self.ids.get(id) {
+                Some(&first) => {
+                    let first_at = self.declared.get(first).map_or_else(|| "?".to_owned(), |&l| self.loc_text(l));
+                    dup = Some(problem(
+                        "a tenant id not used before",
+                        quote(id),
+                        format!("tenant {} is already declared at {first_at}", quote(id)),
+                    ));
+                }
+                None => {
+                    self.ids.insert(id.to_owned(), idx);
+                }
+            }
+        }
+        self.doc.tenants.push(TenantDoc {
+            id: id.map(str::to_owned).unwrap_or_default(),
+            licensed,
+            lapsed,
+            domains: Vec::new(),
+            connectors: Vec::new(),
+            ip_exceptions: Vec::new(),
+            rules: None,
+        });
+        self.declared.push(at);
+        (idx, dup)
+    }
+
+    fn tenant(&mut self, src: &Src, span: Span, t: &Table, path: &str) {
+        self.check_keys(src, t, path, TENANT_KEYS);
+        let id_path = join_path(path, "id");
+        let mut id = None;
+        match t.get("id") {
+            None => self.report_span(
+                src,
+                span,
+                id_path.clone(),
+                problem("a tenant id", "nothing", "every [[tenants]] entry needs an id"),
+            ),
+            Some(v) => match v.as_str() {
+                None => self.report_value(src, v, &id_path, wrong_type("a tenant id (a string)", &raw_scalar(v))),
+                Some(s) => match check_id(s, "tenant id") {
+                    Ok(()) => id = Some((s, v.span)),
+                    Err(m) => self.report_value(src, v, &id_path, problem("a tenant id", quote(s), m)),
+                },
+            },
+        }
+        let licensed = self.scalar(src, t, "licensed", path, want_bool).unwrap_or(true);
+        let lapsed = self.scalar(src, t, "lapsed", path, want_bool).unwrap_or(false);
+        let at = Loc {
+            file: src.file,
+            line: src.pos(id.map_or(span, |(_, s)| s).start).0,
+        };
+        let (idx, dup) = self.add_tenant(id.map(|(s, _)| s), licensed, lapsed, at);
+        if let (Some(p), Some((_, id_span))) = (dup, id) {
+            self.report_span(src, id_span, id_path, p);
+        }
+        if let Some(v) = t.get("domains") {
+            self.domains(src, v, &join_path(path, "domains"), idx);
+        }
+        if let Some(v) = t.get("connectors") {
+            self.toml_connectors(src, v, &join_path(path, "connectors"), idx);
+        }
+        if let Some(v) = t.get("ip_exceptions") {
+            self.exceptions(src, v, &join_path(path, "ip_exceptions"), idx);
+        }
+        if let Some(v) = t.get("rules") {
+            let rules = self.rules(src, v, &join_path(path, "rules"), Some(idx));
+            if let Some(tenant) = self.doc.tenants.get_mut(idx) {
+                tenant.rules = rules;
+            }
+        }
+    }
+
+    /// Claims an accepted domain for a tenant; the problem if another tenant (or this one) has it.
+    fn claim(&mut self, name: &str, tenant: usize, at: Loc) -> Result<(), Problem> {
+        let first = match self.claims.entry(name.to_owned()) {
+            Entry::Vacant(e) => {
+                e.insert(Claim { tenant, at });
+                return Ok(());
+            }
+            Entry::Occupied(e) => *e.get(),
+        };
+        let first_at = self.loc_text(first.at);
+        if first.tenant == tenant {
+            Err(problem(
+                "a domain not listed yet for this tenant",
+                quote(name),
+                format!("{} is listed twice for tenant {} (first at {first_at})", quote(name), self.tenant_label(tenant)),
+            ))
+        } else {
+            Err(problem(
+                "a domain no other tenant accepts",
+                quote(name),
+                format!(
+                    "{} is already an accepted domain of tenant {} ({first_at}); it cannot also belong to tenant {}",
+                    quote(name),
+                    self.tenant_label(first.tenant),
+                    self.tenant_label(tenant)
+                ),
+            ))
+        }
+    }
+
+    fn push_domain(&mut self, tenant: usize, d: DomainDoc) {
+        if let Some(t) = self.doc.tenants.get_mut(tenant) {
+            t.domains.push(d);
+        }
+    }
+
+    fn domains(&mut self, src: &Src, v: &Value, path: &str, tenant: usize) {
+        const EXPECTED: &str = "a domain name, or { name = \"...\", subdomains = false, validated = true }";
+        let Some(items) = self.want_array(src, v, path, "an array of domains") else {
+            return;
+        };
+        for (i, dv) in items.iter().enumerate() {
+            let dpath = format!("{path}[{i}]");
+            let (name_v, name_path, subdomains, validated) = if dv.as_str().is_some() {
+                (dv, dpath, false, true)
+            } else if let Some(dt) = dv.as_table() {
+                self.check_keys(src, dt, &dpath, DOMAIN_KEYS);
+                let subdomains = self.scalar(src, dt, "subdomains", &dpath, want_bool).unwrap_or(false);
+                let validated = self.scalar(src, dt, "validated", &dpath, want_bool).unwrap_or(true);
+                let Some(name_v) = dt.get("name") else {
+                    let p = problem("a domain name", "nothing", "a domain entry needs a name");
+                    self.report_span(src, dv.span, join_path(&dpath, "name"), p);
+                    continue;
+                };
+                (name_v, join_path(&dpath, "name"), subdomains, validated)
+            } else {
+                self.report_value(src, dv, &dpath, wrong_type(EXPECTED, &raw_scalar(dv)));
+                continue;
+            };
+            let Some(s) = name_v.as_str() else {
+                self.report_value(src, name_v, &name_path, wrong_type("a domain name", &raw_scalar(name_v)));
+                continue;
+            };
+            let name = match normalise_domain(s) {
+                Ok(n) => n,
+                Err(m) => {
+                    self.report_span(src, name_v.span, name_path, problem("a domain name", quote(s), m));
+                    continue;
+                }
+            };
+            let at = Loc {
+                file: src.file,
+                line: src.pos(name_v.span.start).0,
+            };
+            match self.claim(&name, tenant, at) {
+                Ok(()) => self.push_domain(
+                    tenant,
+                    DomainDoc {
+                        name,
+                        subdomains,
+                        validated,
+                    },
+                ),
+                Err(p) => self.report_span(src, name_v.span, name_path, p),
+            }
+        }
+    }
+
+    /// Registers a connector name for a tenant; the problem if it already has one by that name.
+    fn connector_name(&mut self, tenant: usize, name: &str, at: Loc) -> Result<(), Problem> {
+        match self.connectors.entry((tenant, name.to_owned())) {
+            Entry::Vacant(e) => {
+                e.insert(at);
+                Ok(())
+            }
+            Entry::Occupied(e) => {
+                let first = *e.get();
+                Err(problem(
+                    "a connector name not used yet for this tenant",
+                    quote(name),
+                    format!(
+                        "tenant {} already has a connector named {} ({})",
+                        self.tenant_label(tenant),
+                        quote(name),
+                        self.loc_text(first)
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn toml_connectors(&mut self, src: &Src, v: &Value, path: &str, tenant: usize) {
+        let Some(items) = self.want_array(src, v, path, "an array of connectors") else {
+            return;
+        };
+        for (i, cv) in items.iter().enumerate() {
+            let cpath = format!("{path}[{i}]");
+            let Some(ct) = self.want_table(
+                src,
+                cv,
+                &cpath,
+                "a connector table { name = \"...\", certificate = \"...\", ranges = [...] }",
+            ) else {
+                continue;
+            };
+            self.check_keys(src, ct, &cpath, CONNECTOR_KEYS);
+            let before = self.sink.count();
+            let name_path = join_path(&cpath, "name");
+            let name = match ct.get("name") {
+                None => {
+                    let p = problem("a connector name", "nothing", "a connector needs a name");
+                    self.report_span(src, cv.span, name_path, p);
+                    None
+                }
+                Some(nv) => match nv.as_str() {
+                    None => {
+                        self.report_value(src, nv, &name_path, wrong_type("a connector name", &raw_scalar(nv)));
+                        None
+                    }
+                    Some(s) => match check_id(s, "connector name") {
+                        Err(m) => {
+                            self.report_value(src, nv, &name_path, problem("a connector name", quote(s), m));
+                            None
+                        }
+                        Ok(()) => {
+                            let at = Loc {
+                                file: src.file,
+                                line: src.pos(nv.span.start).0,
+                            };
+                            match self.connector_name(tenant, s, at) {
+                                Ok(()) => Some(s.to_owned()),
+                                Err(p) => {
+                                    self.report_value(src, nv, &name_path, p);
+                                    None
+                                }
+                            }
+                        }
+                    },
+                },
+            };
+            let certificate = ct.get("certificate").and_then(|v| {
+                let cert_path = join_path(&cpath, "certificate");
+                let Some(s) = v.as_str() else {
+                    self.report_value(src, v, &cert_path, wrong_type("a certificate domain", &raw_scalar(v)));
+                    return None;
+                };
+                normalise_domain(s)
+                    .map_err(|m| self.report_value(src, v, &cert_path, problem("a certificate domain", quote(s), m)))
+                    .ok()
+            });
+            let ranges = match ct.get("ranges") {
+                Some(rv) => self.cidr_list(src, rv, &join_path(&cpath, "ranges")),
+                None => Vec::new(),
+            };
+            let created = self.scalar(src, ct, "created", &cpath, want_time).unwrap_or(0);
+            if self.sink.count() != before {
+                continue;
+            }
+            if certificate.is_none() && ranges.is_empty() {
+                let p = problem(
+                    "certificate or ranges",
+                    "neither",
+                    "a connector needs a certificate domain, source ranges, or both",
+                );
+                self.report_span(src, cv.span, cpath, p);
+                continue;
+            }
+            if let (Some(name), Some(t)) = (name, self.doc.tenants.get_mut(tenant)) {
+                t.connectors.push(ConnectorDoc {
+                    name,
+                    certificate,
+                    ranges,
+                    created,
+                });
+            }
+        }
+    }
+
+    fn exceptions(&mut self, src: &Src, v: &Value, path: &str, tenant: usize) {
+        let Some(items) = self.want_array(src, v, path, "an array of IP exceptions") else {
+            return;
+        };
+        for (i, ev) in items.iter().enumerate() {
+            let epath = format!("{path}[{i}]");
+            let (range_v, range_path, expires) = if ev.as_str().is_some() {
+                (ev, epath, u64::MAX)
+            } else if let Some(et) = ev.as_table() {
+                self.check_keys(src, et, &epath, EXCEPTION_KEYS);
+                let expires = self.scalar(src, et, "expires", &epath, want_time);
+                let Some(range_v) = et.get("range") else {
+                    let p = problem(CIDR, "nothing", "an IP exception needs a range");
+                    self.report_span(src, ev.span, join_path(&epath, "range"), p);
+                    continue;
+                };
+                (range_v, join_path(&epath, "range"), expires.unwrap_or(u64::MAX))
+            } else {
+                let p = wrong_type("{ range = \"...\", expires = \"...\" }", &raw_scalar(ev));
+                self.report_value(src, ev, &epath, p);
+                continue;
+            };
+            let range = match range_v.as_str() {
+                Some(s) => parse_cidr(s),
+                None => Err(wrong_type(CIDR, &raw_scalar(range_v))),
+            };
+            match range {
+                Ok(range) => {
+                    if let Some(t) = self.doc.tenants.get_mut(tenant) {
+                        t.ip_exceptions.push(IpExceptionDoc { range, expires });
+                    }
+                }
+                Err(p) => self.report_value(src, range_v, &range_path, p),
+            }
+        }
+    }
+
+    fn tenants_files(&mut self, src: &Src, v: &Value) {
+        let single = [];
+        let (items, listed): (&[Value], bool) = match v.as_array() {
+            Some(a) => (a.as_slice(), true),
+            None => (&single, false),
+        };
+        if !listed {
+            match v.as_str() {
+                Some(name) => {
+                    if let Some((f, text)) = self.read_referenced(src, v, "tenants_file", name) {
+                        self.bulk(f, &text);
+                    }
+                }
+                None => {
+                    let p = wrong_type("a file name or an array of file names", &raw_scalar(v));
+                    self.report_value(src, v, "tenants_file", p);
+                }
+            }
+            return;
+        }
+        for (i, fv) in items.iter().enumerate() {
+            let path = format!("tenants_file[{i}]");
+            match fv.as_str() {
+                Some(name) => {
+                    if let Some((f, text)) = self.read_referenced(src, fv, &path, name) {
+                        self.bulk(f, &text);
+                    }
+                }
+                None => self.report_value(src, fv, &path, wrong_type("a file name", &raw_scalar(fv))),
+            }
+        }
+    }
+
+    // --- bulk tenants files ----------------------------------------------------------------------
+
+    fn bulk(&mut self, file: u32, text: &str) {
+        let mut last: Option<(&str, usize)> = None;
+        let mut touched: HashMap<usize, Touched> = HashMap::new();
+        for (n, text) in strip_bom(text).lines().enumerate() {
+            let line = Line { file, number: n + 1, text };
+            let mut fields = text.split_ascii_whitespace().take_while(|f| !f.starts_with('#'));
+            let Some(kind) = fields.next() else {
+                continue;
+            };
+            match kind {
+                "tenant" => self.bulk_tenant(&line, &mut fields),
+                "domain" | "connector" | "exception" | "override" => {
+                    let Some(id) = fields.next() else {
+                        let p = problem("a tenant id", "", format!("a {kind} record starts with the tenant id"));
+                        self.report_line(&line, None, &format!("{kind}.tenant"), p);
+                        continue;
+                    };
+                    let tenant = match last {
+                        Some((last_id, idx)) if last_id == id => idx,
+                        _ => match self.ids.get(id) {
+                            Some(&idx) => {
+                                last = Some((id, idx));
+                                idx
+                            }
+                            None => {
+                                let p = problem(
+                                    "a declared tenant id",
+                                    quote(id),
+                                    format!(
+                                        "tenant {} is not declared: add a `tenant {id}` line before its records, or declare it in the policy file",
+                                        quote(id)
+                                    ),
+                                );
+                                self.report_line(&line, Some(id), &format!("{kind}.tenant"), p);
+                                continue;
+                            }
+                        },
+                    };
+                    match kind {
+                        "domain" => self.bulk_domain(&line, tenant, &mut fields),
+                        "connector" => self.bulk_connector(&line, tenant, &mut fields),
+                        "exception" => self.bulk_exception(&line, tenant, &mut fields),
+                        _ => self.bulk_override(&line, tenant, &mut fields, &mut touched),
+                    }
+                }
+                other => {
+                    let p = problem(
+                        "one of tenant, domain, connector, exception, override",
+                        quote(other),
+                        "unknown record type",
+                    );
+                    self.report_line(&line, Some(other), "record", p);
+                }
+            }
+        }
+        let mut touched: Vec<(usize, Touched)> = touched.into_iter().collect();
+        touched.sort_unstable_by_key(|(idx, _)| *idx);
+        for (idx, t) in touched {
+            let Some(rs) = self.doc.tenants.get(idx).and_then(|t| t.rules) else {
+                continue;
+            };
+            if let Some((line, col, key)) = t.ratio {
+                if rs.threshold.warn_ratio_ppm > rs.threshold.max_ratio_ppm {
+                    let p = ratio_conflict(&rs, "the other is the tenant's or the policy's value");
+                    self.sink.push(file, line, col, format!("rules.tenant_threshold.{key}"), p);
+                }
+            }
+            if self.global_valid {
+                if let Err(e) = rs.validate() {
+                    let (line, col) = t.last;
+                    self.sink.push(file, line, col, "override".to_owned(), problem("", "", e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Reports any field left on a line whose record is complete.
+    fn bulk_extra<'t>(&mut self, line: &Line, fields: &mut impl Iterator<Item = &'t str>, path: &str) {
+        if let Some(extra) = fields.next() {
+            let p = problem("the end of the line", quote(extra), "unexpected extra field");
+            self.report_line(line, Some(extra), path, p);
+        }
+    }
+
+    fn bulk_tenant<'t>(&mut self, line: &Line<'t>, fields: &mut impl Iterator<Item = &'t str>) {
+        let Some(id) = fields.next() else {
+            self.report_line(line, None, "tenant.id", problem("a tenant id", "", "a tenant record needs an id"));
+            return;
+        };
+        let mut licensed = true;
+        let mut lapsed = false;
+        for flag in fields {
+            match flag {
+                "licensed" => licensed = true,
+                "unlicensed" => licensed = false,
+                "lapsed" => lapsed = true,
+                "active" => lapsed = false,
+                _ => {
+                    let p = problem("licensed, unlicensed, lapsed or active", quote(flag), "unknown tenant flag");
+                    self.report_line(line, Some(flag), "tenant.flags", p);
+                }
+            }
+        }
+        let valid = match check_id(id, "tenant id") {
+            Ok(()) => Some(id),
+            Err(m) => {
+                self.report_line(line, Some(id), "tenant.id", problem("a tenant id", quote(id), m));
+                None
+            }
+        };
+        let at = Loc {
+            file: line.file,
+            line: line.number,
+        };
+        let (_, dup) = self.add_tenant(valid, licensed, lapsed, at);
+        if let Some(p) = dup {
+            self.report_line(line, Some(id), "tenant.id", p);
+        }
+    }
+
+    fn bulk_domain<'t>(&mut self, line: &Line<'t>, tenant: usize, fields: &mut impl Iterator<Item = &'t str>) {
+        let Some(name) = fields.next() else {
+            self.report_line(line, None, "domain.name", problem("a domain name", "", "a domain record needs a name"));
+            return;
+        };
+        let mut subdomains = false;
+        let mut validated = true;
+        for flag in fields {
+            match flag {
+                "subdomains" => subdomains = true,
+                "exact" => subdomains = false,
+                "unvalidated" => validated = false,
+                "validated" => validated = true,
+                _ => {
+                    let p = problem("subdomains, unvalidated or validated", quote(flag), "unknown domain flag");
+                    self.report_line(line, Some(flag), "domain.flags", p);
+                }
+            }
+        }
+        let normal = match normalise_domain(name) {
+            Ok(n) => n,
+            Err(m) => {
+                self.report_line(line, Some(name), "domain.name", problem("a domain name", quote(name), m));
+                return;
+            }
+        };
+        let at = Loc {
+            file: line.file,
+            line: line.number,
+        };
+        match self.claim(&normal, tenant, at) {
+            Ok(()) => self.push_domain(
+                tenant,
+                DomainDoc {
+                    name: normal,
+                    subdomains,
+                    validated,
+                },
+            ),
+            Err(p) => self.report_line(line, Some(name), "domain.name", p),
+        }
+    }
+
+    fn bulk_connector<'t>(&mut self, line: &Line<'t>, tenant: usize, fields: &mut impl Iterator<Item = &'t str>) {
+        let Some(name) = fields.next() else {
+            let p = problem("a connector name", "", "a connector record needs a name");
+            self.report_line(line, None, "connector.name", p);
+            return;
+        };
+        let before = self.sink.count();
+        if let Err(m) = check_id(name, "connector name") {
+            self.report_line(line, Some(name), "connector.name", problem("a connector name", quote(name), m));
+        }
+        let mut certificate = None;
+        let mut ranges = Vec::new();
+        let mut created = None;
+        for field in fields {
+            let (key, value) = field.split_once('=').unwrap_or((field, ""));
+            match key {
+                "cert" | "certificate" => match normalise_domain(value) {
+                    _ if certificate.is_some() => {
+                        let p = problem("one certificate", quote(field), "the certificate is given twice");
+                        self.report_line(line, Some(field), "connector.cert", p);
+                    }
+                    Ok(d) => certificate = Some(d),
+                    Err(m) => {
+                        let p = problem("a certificate domain", quote(value), m);
+                        self.report_line(line, Some(field), "connector.cert", p);
+                    }
+                },
+                "ranges" => {
+                    for r in value.split(',') {
+                        match parse_cidr(r) {
+                            Ok(c) => ranges.push(c),
+                            Err(p) => self.report_line(line, Some(field), "connector.ranges", p),
+                        }
+                    }
+                }
+                "created" => match want_time(&Raw::Str(value)) {
+                    _ if created.is_some() => {
+                        let p = problem("one creation time", quote(field), "the creation time is given twice");
+                        self.report_line(line, Some(field), "connector.created", p);
+                    }
+                    Ok(t) => created = Some(t),
+                    Err(p) => self.report_line(line, Some(field), "connector.created", p),
+                },
+                _ => {
+                    let p = problem("cert=<domain>, ranges=<cidr>,... or created=<time>", quote(field), "unknown connector field");
+                    self.report_line(line, Some(field), "connector", p);
+                }
+            }
+        }
+        if self.sink.count() != before {
+            return;
+        }
+        if certificate.is_none() && ranges.is_empty() {
+            let p = problem(
+                "cert=<domain> or ranges=<cidr>,...",
+                "",
+                "a connector needs a certificate domain, source ranges, or both",
+            );
+            self.report_line(line, None, "connector", p);
+            return;
+        }
+        let at = Loc {
+            file: line.file,
+            line: line.number,
+        };
+        if let Err(p) = self.connector_name(tenant, name, at) {
+            self.report_line(line, Some(name), "connector.name", p);
+            return;
+        }
+        if let Some(t) = self.doc.tenants.get_mut(tenant) {
+            t.connectors.push(ConnectorDoc {
+                name: name.to_owned(),
+                certificate,
+                ranges,
+                created: created.unwrap_or(0),
+            });
+        }
+    }
+
+    fn bulk_exception<'t>(&mut self, line: &Line<'t>, tenant: usize, fields: &mut impl Iterator<Item = &'t str>) {
+        let Some(range) = fields.next() else {
+            self.report_line(line, None, "exception.range", problem(CIDR, "", "an exception record needs a range"));
+            return;
+        };
+        let range = match parse_cidr(range) {
+            Ok(c) => Some(c),
+            Err(p) => {
+                self.report_line(line, Some(range), "exception.range", p);
+                None
+            }
+        };
+        let mut expires = u64::MAX;
+        let mut ok = range.is_some();
+        if let Some(field) = fields.next() {
+            match field.strip_prefix("expires=") {
+                Some(value) => match want_time(&Raw::Str(value)) {
+                    Ok(t) => expires = t,
+                    Err(p) => {
+                        ok = false;
+                        self.report_line(line, Some(field), "exception.expires", p);
+                    }
+                },
+                None => {
+                    ok = false;
+                    let p = problem("expires=<time>", quote(field), "unknown exception field");
+                    self.report_line(line, Some(field), "exception", p);
+                }
+            }
+        }
+        let before = self.sink.count();
+        self.bulk_extra(line, fields, "exception");
+        if let (true, Some(range), true) = (ok, range, self.sink.count() == before) {
+            if let Some(t) = self.doc.tenants.get_mut(tenant) {
+                t.ip_exceptions.push(IpExceptionDoc { range, expires });
+            }
+        }
+    }
+
+    fn bulk_override<'t>(
+        &mut self,
+        line: &Line<'t>,
+        tenant: usize,
+        fields: &mut impl Iterator<Item = &'t str>,
+        touched: &mut HashMap<usize, Touched>,
+    ) {
+        const EXPECTED: &str = "<rule>.<key>, such as unregistered_domain.limit";
+        let Some(key_field) = fields.next() else {
+            self.report_line(line, None, "override", problem(EXPECTED, "", "an override names a rule parameter"));
+            return;
+        };
+        let full = key_field.strip_prefix("rules.").unwrap_or(key_field);
+        let Some((rule_name, key)) = full.split_once('.') else {
+            self.report_line(line, Some(key_field), "override", problem(EXPECTED, quote(key_field), "not a rule parameter"));
+            return;
+        };
+        let Some(rule) = RuleKind::from_name(rule_name) else {
+            let p = unknown_key_problem(rule_name, RULE_NAMES, "[rules]");
+            self.report_line(line, Some(key_field), "override", p);
+            return;
+        };
+        let path = format!("rules.{}.{key}", rule.name());
+        let valid: Vec<&str> = rule.keys().iter().copied().filter(|k| !GLOBAL_ONLY.contains(k)).collect();
+        if !valid.contains(&key) {
+            let p = if rule.keys().contains(&key) {
+                problem(
+                    "a per-tenant rule parameter",
+                    quote(key),
+                    format!("{key:?} applies to every tenant: set it in the policy file's [rules.{}] table", rule.name()),
+                )
+            } else {
+                unknown_key_problem(key, &valid, &format!("[rules.{}]", rule.name()))
+            };
+            self.report_line(line, Some(key_field), &path, p);
+            return;
+        }
+        let Some(value) = fields.next() else {
+            self.report_line(line, None, &path, problem("a value", "", "an override needs a value"));
+            return;
+        };
+        let before = self.sink.count();
+        self.bulk_extra(line, fields, &path);
+        let base = self.doc.rules;
+        let Some(t) = self.doc.tenants.get_mut(tenant) else {
+            return;
+        };
+        let rs = t.rules.get_or_insert(base);
+        match set_rule_key(rs, rule, key, &raw_field(key, value)) {
+            Some(Ok(())) if self.sink.count() == before => {
+                let col = line.column(Some(value));
+                let entry = touched.entry(tenant).or_insert(Touched {
+                    last: (line.number, col),
+                    ratio: None,
+                });
+                entry.last = (line.number, col);
+                if rule == RuleKind::Threshold && (key == "max_ratio" || key == "warn_ratio") {
+                    let key = if key == "max_ratio" { "max_ratio" } else { "warn_ratio" };
+                    entry.ratio = Some((line.number, col, key));
+                }
+            }
+            Some(Ok(())) | None => {}
+            Some(Err(p)) => self.report_line(line, Some(value), &path, p),
+        }
+    }
+}
