@@ -15,6 +15,7 @@ use crate::{
 const SEED_TENANT: u64 = 0x7465_6e61_6e74;
 const SEED_DOMAIN: u64 = 0x646f_6d61_696e;
 const SEED_RANGE: u64 = 0x7261_6e67_6573;
+const SEED_CONNECTOR: u64 = 0x636f_6e6e_6563;
 const NO_OVERRIDE: u32 = u32::MAX;
 const INDEX_DELETED: u32 = u32::MAX;
 /// Longest tenant id, connector name.
@@ -399,6 +400,57 @@ impl<'p> View<'p> {
         Err(free)
     }
 
+    /// Index slot of the connector `name` of tenant `t`.
+    fn connector_slot(&self, t: u32, name: &[u8]) -> Result<usize, Option<usize>> {
+        let idx = self
+            .p
+            .connector_index
+            .get(..self.l.connector_index)
+            .unwrap_or(&[]);
+        let n = idx.len();
+        if n == 0 {
+            return Err(None);
+        }
+        let mut i = reduce(hash_bytes(SEED_CONNECTOR ^ t as u64, name), n);
+        let mut free = None;
+        for _ in 0..n {
+            match idx[i] {
+                0 => return Err(free.or(Some(i))),
+                INDEX_DELETED => {
+                    free = free.or(Some(i));
+                }
+                v => {
+                    if let Some(c) = self.p.connectors.get(v as usize - 1) {
+                        if c.tenant == t && name_of(self.p.names, c.name_off, c.name_len) == name {
+                            return Ok(i);
+                        }
+                    }
+                }
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        Err(free)
+    }
+
+    /// The source ranges of a connector.
+    fn connector_ranges(&self, c: &ConnectorRecord) -> impl Iterator<Item = &'p RangeEntry> + 'p {
+        let ranges = self.ranges();
+        let mut next = c.first_range;
+        let mut left = ranges.len();
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            let e = ranges.get(next as usize)?;
+            next = e.next;
+            Some(e)
+        })
+    }
+
     fn find_tenant(&self, id: &[u8]) -> Option<u32> {
         let slot = self.tenant_slot(id).ok()?;
         self.p.tenant_index.get(slot).map(|v| v - 1)
@@ -655,11 +707,12 @@ impl<S: Storage> Engine<S> {
         }
         {
             let p = store.parts_mut();
-            p.tenants.fill(TenantRecord::default());
+            p.tenants.fill(TenantRecord::EMPTY);
             p.tenant_index.fill(0);
-            p.domains.fill(DomainEntry::default());
-            p.connectors.fill(ConnectorRecord::default());
-            p.ranges.fill(RangeEntry::default());
+            p.domains.fill(DomainEntry::EMPTY);
+            p.connectors.fill(ConnectorRecord::EMPTY);
+            p.connector_index.fill(0);
+            p.ranges.fill(RangeEntry::EMPTY);
             p.counters.fill(0);
             p.audit.fill(Event::default());
         }
@@ -839,6 +892,18 @@ impl<S: Storage> Engine<S> {
             }
             v.tenant_slot(id).map_err(|_| Error::UnknownTenant)?
         };
+        // Connectors of the tenant (with their ranges and certificate entries).
+        for ci in 0..self.connectors_high {
+            let mine = self
+                .view()
+                .p
+                .connectors
+                .get(ci as usize)
+                .is_some_and(|c| c.flags & CONNECTOR_USED != 0 && c.tenant == t.0);
+            if mine {
+                self.remove_connector(ConnectorId(ci))?;
+            }
+        }
         // Domains of the tenant.
         let mut removed_domains = 0;
         let mut removed_ranges = 0;
@@ -850,26 +915,7 @@ impl<S: Storage> Engine<S> {
                     removed_domains += 1;
                 }
             }
-            for (ci, c) in p
-                .connectors
-                .iter_mut()
-                .enumerate()
-                .take(self.connectors_high as usize)
-            {
-                if c.flags & CONNECTOR_USED != 0 && c.tenant == t.0 {
-                    c.flags = 0;
-                    for r in p.ranges.iter_mut().take(self.layout.ranges) {
-                        if r.flags & RANGE_USED != 0
-                            && r.kind == RANGE_KIND_CONNECTOR
-                            && r.value == ci as u64
-                        {
-                            r.flags = RANGE_DELETED;
-                            self.range_lens[RANGE_KIND_CONNECTOR as usize][r.len as usize] -= 1;
-                            removed_ranges += 1;
-                        }
-                    }
-                }
-            }
+
             for r in p.ranges.iter_mut().take(self.layout.ranges) {
                 if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_EXCEPTION && r.owner == t.0 {
                     r.flags = RANGE_DELETED;
@@ -1071,9 +1117,11 @@ impl<S: Storage> Engine<S> {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(Error::InvalidName);
         }
-        if self.connector(t, name).is_some() {
-            return Err(Error::DuplicateConnector);
-        }
+        let index_slot = match self.view().connector_slot(t.0, name.as_bytes()) {
+            Ok(_) => return Err(Error::DuplicateConnector),
+            Err(Some(s)) => s,
+            Err(None) => return Err(Error::TableFull(Table::Connectors)),
+        };
         let cert = certificate
             .map(|c| DomainName::parse(c.as_bytes()))
             .transpose()?;
@@ -1122,16 +1170,18 @@ impl<S: Storage> Engine<S> {
             }
             None => (0, 0),
         };
-        self.store.parts_mut().connectors[ci as usize] = ConnectorRecord {
+        let p = self.store.parts_mut();
+        p.connectors[ci as usize] = ConnectorRecord {
             tenant: t.0,
             name_off,
             cert_off,
             name_len: name.len() as u8,
             cert_len,
             flags: CONNECTOR_USED,
-            reserved: 0,
             created,
+            ..ConnectorRecord::EMPTY
         };
+        p.connector_index[index_slot] = ci + 1;
         if ci == self.connectors_high {
             self.connectors_high += 1;
         }
@@ -1157,15 +1207,8 @@ impl<S: Storage> Engine<S> {
     /// The connector of a tenant with this name.
     pub fn connector(&self, t: TenantId, name: &str) -> Option<ConnectorId> {
         let v = self.view();
-        (0..self.connectors_high)
-            .find(|&i| {
-                v.p.connectors.get(i as usize).is_some_and(|c| {
-                    c.flags & CONNECTOR_USED != 0
-                        && c.tenant == t.0
-                        && name_of(v.p.names, c.name_off, c.name_len) == name.as_bytes()
-                })
-            })
-            .map(ConnectorId)
+        let slot = v.connector_slot(t.0, name.as_bytes()).ok()?;
+        v.p.connector_index.get(slot).map(|i| ConnectorId(i - 1))
     }
 
     /// A connector's tenant, name, certificate domain and creation time.
@@ -1185,34 +1228,55 @@ impl<S: Storage> Engine<S> {
     /// Adds a source range to an IP connector. A range may belong to one connector only.
     pub fn add_connector_range(&mut self, c: ConnectorId, range: Cidr) -> Result<(), Error> {
         self.connector_info(c).ok_or(Error::NotFound)?;
-        self.insert_range(RANGE_KIND_CONNECTOR, 0, range, c.0 as u64)
+        let slot = self.insert_range(RANGE_KIND_CONNECTOR, 0, range, c.0 as u64)?;
+        let p = self.store.parts_mut();
+        let first = p.connectors[c.0 as usize].first_range;
+        p.ranges[slot].next = first;
+        p.connectors[c.0 as usize].first_range = slot as u32;
+        Ok(())
     }
 
     /// Removes a connector with its ranges and certificate entry.
     pub fn remove_connector(&mut self, c: ConnectorId) -> Result<(), Error> {
-        let (t, _, cert, _) = self.connector_info(c).ok_or(Error::NotFound)?;
+        let (t, name, cert, _) = self.connector_info(c).ok_or(Error::NotFound)?;
+        let index_slot = self.view().connector_slot(t.0, name.as_bytes()).ok();
         let cert = cert.map(|s| DomainName::parse(s.as_bytes())).transpose()?;
         if let Some(d) = cert {
             self.remove_cert_entry(t.0, &d);
         }
         let mut removed = 0;
         let p = self.store.parts_mut();
-        for r in p.ranges.iter_mut().take(self.layout.ranges) {
-            if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_CONNECTOR && r.value == c.0 as u64
-            {
+        let mut next = p.connectors[c.0 as usize].first_range;
+        let mut left = self.layout.ranges;
+        while let Some(r) = p.ranges.get_mut(next as usize) {
+            if left == 0 {
+                break;
+            }
+            left -= 1;
+            if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_CONNECTOR {
                 r.flags = RANGE_DELETED;
                 self.range_lens[RANGE_KIND_CONNECTOR as usize][r.len as usize] -= 1;
                 removed += 1;
             }
+            next = r.next;
         }
-        p.connectors[c.0 as usize].flags = 0;
+        p.connectors[c.0 as usize] = ConnectorRecord::EMPTY;
+        if let Some(s) = index_slot {
+            p.connector_index[s] = INDEX_DELETED;
+        }
         self.ranges_live -= removed;
         Ok(())
     }
 
     // ----- ranges --------------------------------------------------------------------------
 
-    fn insert_range(&mut self, kind: u8, owner: u32, range: Cidr, value: u64) -> Result<(), Error> {
+    fn insert_range(
+        &mut self,
+        kind: u8,
+        owner: u32,
+        range: Cidr,
+        value: u64,
+    ) -> Result<usize, Error> {
         let slot = match self
             .view()
             .range_slot(kind, owner, range.network, range.len)
@@ -1221,10 +1285,10 @@ impl<S: Storage> Engine<S> {
                 if kind == RANGE_KIND_EXCEPTION {
                     // Granting again updates the expiry.
                     self.store.parts_mut().ranges[i].value = value;
-                    return Ok(());
+                    return Ok(i);
                 }
                 if kind == RANGE_KIND_LOW_REPUTATION {
-                    return Ok(());
+                    return Ok(i);
                 }
                 return Err(Error::DuplicateDomain);
             }
@@ -1240,12 +1304,12 @@ impl<S: Storage> Engine<S> {
             kind,
             len: range.len,
             flags: RANGE_USED,
-            reserved: 0,
             value,
+            ..RangeEntry::EMPTY
         };
         self.range_lens[kind as usize][range.len.min(128) as usize] += 1;
         self.ranges_live += 1;
-        Ok(())
+        Ok(slot)
     }
 
     fn delete_range(&mut self, kind: u8, owner: u32, range: Cidr) -> Result<(), Error> {
@@ -1262,6 +1326,7 @@ impl<S: Storage> Engine<S> {
     /// Puts a range on the low-reputation list (adding it twice is harmless).
     pub fn add_low_reputation(&mut self, range: Cidr) -> Result<(), Error> {
         self.insert_range(RANGE_KIND_LOW_REPUTATION, 0, range, 0)
+            .map(|_| ())
     }
 
     /// Takes a range off the low-reputation list.
@@ -1281,6 +1346,7 @@ impl<S: Storage> Engine<S> {
     pub fn grant_exception(&mut self, t: TenantId, range: Cidr, expires: u64) -> Result<(), Error> {
         self.view().tenant(t.0).ok_or(Error::UnknownTenant)?;
         self.insert_range(RANGE_KIND_EXCEPTION, t.0, range, expires)
+            .map(|_| ())
     }
 
     /// Revokes a tenant's exception for exactly this range.
@@ -1862,10 +1928,8 @@ impl<S: Storage> Engine<S> {
                     why |= suspicion::CERTIFICATE_NOT_ACCEPTED;
                 }
             }
-            let lowrep = v.ranges().iter().any(|r| {
+            let lowrep = v.connector_ranges(c).any(|r| {
                 r.flags & RANGE_USED != 0
-                    && r.kind == RANGE_KIND_CONNECTOR
-                    && r.value == ci as u64
                     && v.find_range(RANGE_KIND_LOW_REPUTATION, 0, words_ip(r.network), |_| true)
                         .is_some()
             });

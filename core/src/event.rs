@@ -73,8 +73,8 @@ pub struct Event {
 }
 
 impl Event {
-    /// An all-zero event (an empty audit slot), for `static` buffers.
-    pub const ZERO: Event = Event {
+    /// An empty audit slot, for `static` buffers.
+    pub const EMPTY: Event = Event {
         time: 0,
         until: 0,
         tenant: 0,

@@ -44,7 +44,7 @@ mod reply;
 mod rules;
 pub mod snapshot;
 mod storage;
-mod window;
+pub mod window;
 
 #[cfg(feature = "std")]
 pub mod policy;

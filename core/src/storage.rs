@@ -57,6 +57,8 @@ pub struct Layout {
     pub domains: usize,
     /// `ConnectorRecord`s.
     pub connectors: usize,
+    /// `u32` slots of the (tenant, connector name) hash index.
+    pub connector_index: usize,
     /// `RangeEntry` slots.
     pub ranges: usize,
     /// `RuleSet` overrides.
@@ -110,6 +112,7 @@ impl Capacity {
             tenant_index: table_slots(self.tenants),
             domains: table_slots(self.domains),
             connectors: self.connectors as usize,
+            connector_index: table_slots(self.connectors),
             ranges: table_slots(self.ranges),
             overrides: self.overrides as usize,
             counters: t.saturating_mul(self.counter_stride()),
@@ -127,6 +130,7 @@ impl Layout {
             + self.tenant_index * 4
             + self.domains * size_of::<DomainEntry>()
             + self.connectors * size_of::<ConnectorRecord>()
+            + self.connector_index * 4
             + self.ranges * size_of::<RangeEntry>()
             + self.overrides * size_of::<RuleSet>()
             + self.counters * 4
@@ -239,6 +243,11 @@ pub struct ConnectorRecord {
     pub flags: u8,
     /// Padding, always zero.
     pub reserved: u8,
+    /// Slot of the first of its source ranges in the range table (`u32::MAX`: none); the
+    /// ranges are chained through [`RangeEntry::next`].
+    pub first_range: u32,
+    /// Padding, always zero.
+    pub reserved2: u32,
     /// Creation time, Unix seconds.
     pub created: u64,
 }
@@ -262,6 +271,10 @@ pub struct RangeEntry {
     pub flags: u8,
     /// Padding, always zero.
     pub reserved: u8,
+    /// Connector ranges: slot of the connector's next range (`u32::MAX`: last).
+    pub next: u32,
+    /// Padding, always zero.
+    pub reserved2: u32,
     /// Exception expiry, or connector index.
     pub value: u64,
 }
@@ -287,6 +300,8 @@ pub struct PartsMut<'a> {
     pub domains: &'a mut [DomainEntry],
     /// Connectors.
     pub connectors: &'a mut [ConnectorRecord],
+    /// (tenant, connector name) hash index (connector index + 1; 0 empty; `u32::MAX` deleted).
+    pub connector_index: &'a mut [u32],
     /// Ranges.
     pub ranges: &'a mut [RangeEntry],
     /// Per-tenant rule overrides.
@@ -310,6 +325,8 @@ pub struct Parts<'a> {
     pub domains: &'a [DomainEntry],
     /// Connectors.
     pub connectors: &'a [ConnectorRecord],
+    /// (tenant, connector name) hash index.
+    pub connector_index: &'a [u32],
     /// Ranges.
     pub ranges: &'a [RangeEntry],
     /// Per-tenant rule overrides.
@@ -342,6 +359,7 @@ impl Storage for SliceStorage<'_> {
             tenant_index: p.tenant_index,
             domains: p.domains,
             connectors: p.connectors,
+            connector_index: p.connector_index,
             ranges: p.ranges,
             overrides: p.overrides,
             counters: p.counters,
@@ -356,6 +374,7 @@ impl Storage for SliceStorage<'_> {
             tenant_index: p.tenant_index,
             domains: p.domains,
             connectors: p.connectors,
+            connector_index: p.connector_index,
             ranges: p.ranges,
             overrides: p.overrides,
             counters: p.counters,
@@ -372,6 +391,7 @@ pub struct HeapStorage {
     tenant_index: std::vec::Vec<u32>,
     domains: std::vec::Vec<DomainEntry>,
     connectors: std::vec::Vec<ConnectorRecord>,
+    connector_index: std::vec::Vec<u32>,
     ranges: std::vec::Vec<RangeEntry>,
     overrides: std::vec::Vec<RuleSet>,
     counters: std::vec::Vec<u32>,
@@ -390,6 +410,7 @@ impl HeapStorage {
             tenant_index: vec![0; l.tenant_index],
             domains: vec![DomainEntry::default(); l.domains],
             connectors: vec![ConnectorRecord::default(); l.connectors],
+            connector_index: vec![0; l.connector_index],
             ranges: vec![RangeEntry::default(); l.ranges],
             overrides: vec![RuleSet::default(); l.overrides],
             counters: vec![0; l.counters],
@@ -407,6 +428,7 @@ impl Storage for HeapStorage {
             tenant_index: &self.tenant_index,
             domains: &self.domains,
             connectors: &self.connectors,
+            connector_index: &self.connector_index,
             ranges: &self.ranges,
             overrides: &self.overrides,
             counters: &self.counters,
@@ -420,6 +442,7 @@ impl Storage for HeapStorage {
             tenant_index: &mut self.tenant_index,
             domains: &mut self.domains,
             connectors: &mut self.connectors,
+            connector_index: &mut self.connector_index,
             ranges: &mut self.ranges,
             overrides: &mut self.overrides,
             counters: &mut self.counters,
@@ -436,6 +459,7 @@ impl Parts<'_> {
             && self.tenant_index.len() >= l.tenant_index
             && self.domains.len() >= l.domains
             && self.connectors.len() >= l.connectors
+            && self.connector_index.len() >= l.connector_index
             && self.ranges.len() >= l.ranges
             && self.overrides.len() >= l.overrides
             && self.counters.len() >= l.counters
@@ -445,8 +469,8 @@ impl Parts<'_> {
 }
 
 impl TenantRecord {
-    /// An all-zero record (an empty slot), for `static` buffers.
-    pub const ZERO: TenantRecord = TenantRecord {
+    /// An empty record (an unused slot), for `static` buffers and for clearing tables.
+    pub const EMPTY: TenantRecord = TenantRecord {
         id_off: 0,
         id_len: 0,
         flags: 0,
@@ -455,13 +479,13 @@ impl TenantRecord {
         audit_written: 0,
         active_at: 0,
         lapsed_at: 0,
-        rules: [RuleState::ZERO; 2],
+        rules: [RuleState::EMPTY; 2],
     };
 }
 
 impl RuleState {
-    /// An all-zero record (an empty slot), for `static` buffers.
-    pub const ZERO: RuleState = RuleState {
+    /// An empty record (an unused slot), for `static` buffers and for clearing tables.
+    pub const EMPTY: RuleState = RuleState {
         head: 0,
         blocked_at: 0,
         until: 0,
@@ -472,8 +496,8 @@ impl RuleState {
 }
 
 impl DomainEntry {
-    /// An all-zero record (an empty slot), for `static` buffers.
-    pub const ZERO: DomainEntry = DomainEntry {
+    /// An empty record (an unused slot), for `static` buffers and for clearing tables.
+    pub const EMPTY: DomainEntry = DomainEntry {
         name_off: 0,
         tenant: 0,
         connector: 0,
@@ -484,8 +508,8 @@ impl DomainEntry {
 }
 
 impl ConnectorRecord {
-    /// An all-zero record (an empty slot), for `static` buffers.
-    pub const ZERO: ConnectorRecord = ConnectorRecord {
+    /// An empty record (an unused slot), for `static` buffers and for clearing tables.
+    pub const EMPTY: ConnectorRecord = ConnectorRecord {
         tenant: 0,
         name_off: 0,
         cert_off: 0,
@@ -493,19 +517,23 @@ impl ConnectorRecord {
         cert_len: 0,
         flags: 0,
         reserved: 0,
+        first_range: u32::MAX,
+        reserved2: 0,
         created: 0,
     };
 }
 
 impl RangeEntry {
-    /// An all-zero record (an empty slot), for `static` buffers.
-    pub const ZERO: RangeEntry = RangeEntry {
+    /// An empty record (an unused slot), for `static` buffers and for clearing tables.
+    pub const EMPTY: RangeEntry = RangeEntry {
         network: [0; 4],
         owner: 0,
         kind: 0,
         len: 0,
         flags: 0,
         reserved: 0,
+        next: u32::MAX,
+        reserved2: 0,
         value: 0,
     };
 }

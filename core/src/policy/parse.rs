@@ -413,9 +413,17 @@ fn typed(v: &Raw) -> String {
 }
 
 fn wrong_type(expected: &str, v: &Raw) -> Problem {
+    let numeric = expected.contains("integer") || expected.contains("ratio");
     let hint = match v {
-        Raw::Str(s) if s.trim().parse::<f64>().is_ok() && !expected.contains("string") => {
+        Raw::Str(s)
+            if numeric
+                && s.trim().parse::<f64>().is_ok()
+                && s.trim().bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.') =>
+        {
             format!("wrong type: write the number without quotes ({})", s.trim())
+        }
+        Raw::Str(s @ ("true" | "false")) if expected.contains("boolean") => {
+            format!("wrong type: write {s} without quotes")
         }
         _ => "wrong type".to_owned(),
     };
@@ -1057,7 +1065,7 @@ impl<'b> Parser<'b> {
         };
         self.check_keys(&src, t, "", ROOT_KEYS);
         if let Some(v) = t.get("rules") {
-            if let Some(rs) = self.rules(&src, v, "rules", None) {
+            if let Some(rs) = self.rules(&src, v, "rules", true) {
                 self.doc.rules = rs;
             }
         }
@@ -1099,12 +1107,11 @@ impl<'b> Parser<'b> {
         self.report_span(src, e.span, String::new(), problem(expected, found, message));
     }
 
-    /// A `rules` table. `tenant` is `None` for the top level (which may set the global-only keys
-    /// and starts from the defaults), else the tenant's defaults come from the top level.
+    /// A `rules` table: the top level (`global`: may set the global-only keys, starts from the
+    /// defaults) or a tenant's overrides (start from the top level's rules).
     /// Returns the rule set if any key was given.
-    fn rules(&mut self, src: &Src, v: &Value, path: &str, tenant: Option<usize>) -> Option<RuleSet> {
+    fn rules(&mut self, src: &Src, v: &Value, path: &str, global: bool) -> Option<RuleSet> {
         let t = self.want_table(src, v, path, "a table of rules")?;
-        let global = tenant.is_none();
         let mut rs = if global { RuleSet::default() } else { self.doc.rules };
         let mut any = false;
         let mut max_span = None;
@@ -1355,7 +1362,7 @@ impl<'b> Parser<'b> {
             self.exceptions(src, v, &join_path(path, "ip_exceptions"), idx);
         }
         if let Some(v) = t.get("rules") {
-            let rules = self.rules(src, v, &join_path(path, "rules"), Some(idx));
+            let rules = self.rules(src, v, &join_path(path, "rules"), false);
             if let Some(tenant) = self.doc.tenants.get_mut(idx) {
                 tenant.rules = rules;
             }
@@ -1598,35 +1605,22 @@ impl<'b> Parser<'b> {
     }
 
     fn tenants_files(&mut self, src: &Src, v: &Value) {
-        let single = [];
-        let (items, listed): (&[Value], bool) = match v.as_array() {
-            Some(a) => (a.as_slice(), true),
-            None => (&single, false),
+        let Some(items) = v.as_array() else {
+            return self.tenants_file(src, v, "tenants_file", "a file name or an array of file names");
         };
-        if !listed {
-            match v.as_str() {
-                Some(name) => {
-                    if let Some((f, text)) = self.read_referenced(src, v, "tenants_file", name) {
-                        self.bulk(f, &text);
-                    }
-                }
-                None => {
-                    let p = wrong_type("a file name or an array of file names", &raw_scalar(v));
-                    self.report_value(src, v, "tenants_file", p);
-                }
-            }
-            return;
-        }
         for (i, fv) in items.iter().enumerate() {
-            let path = format!("tenants_file[{i}]");
-            match fv.as_str() {
-                Some(name) => {
-                    if let Some((f, text)) = self.read_referenced(src, fv, &path, name) {
-                        self.bulk(f, &text);
-                    }
+            self.tenants_file(src, fv, &format!("tenants_file[{i}]"), "a file name");
+        }
+    }
+
+    fn tenants_file(&mut self, src: &Src, v: &Value, path: &str, expected: &str) {
+        match v.as_str() {
+            Some(name) => {
+                if let Some((f, text)) = self.read_referenced(src, v, path, name) {
+                    self.bulk(f, &text);
                 }
-                None => self.report_value(src, fv, &path, wrong_type("a file name", &raw_scalar(fv))),
             }
+            None => self.report_value(src, v, path, wrong_type(expected, &raw_scalar(v))),
         }
     }
 
@@ -1879,34 +1873,23 @@ impl<'b> Parser<'b> {
             self.report_line(line, None, "exception.range", problem(CIDR, "", "an exception record needs a range"));
             return;
         };
-        let range = match parse_cidr(range) {
-            Ok(c) => Some(c),
-            Err(p) => {
-                self.report_line(line, Some(range), "exception.range", p);
-                None
-            }
-        };
+        let before = self.sink.count();
+        let parsed = parse_cidr(range).map_err(|p| self.report_line(line, Some(range), "exception.range", p));
         let mut expires = u64::MAX;
-        let mut ok = range.is_some();
         if let Some(field) = fields.next() {
             match field.strip_prefix("expires=") {
                 Some(value) => match want_time(&Raw::Str(value)) {
                     Ok(t) => expires = t,
-                    Err(p) => {
-                        ok = false;
-                        self.report_line(line, Some(field), "exception.expires", p);
-                    }
+                    Err(p) => self.report_line(line, Some(field), "exception.expires", p),
                 },
                 None => {
-                    ok = false;
                     let p = problem("expires=<time>", quote(field), "unknown exception field");
                     self.report_line(line, Some(field), "exception", p);
                 }
             }
         }
-        let before = self.sink.count();
         self.bulk_extra(line, fields, "exception");
-        if let (true, Some(range), true) = (ok, range, self.sink.count() == before) {
+        if let (Ok(range), true) = (parsed, self.sink.count() == before) {
             if let Some(t) = self.doc.tenants.get_mut(tenant) {
                 t.ip_exceptions.push(IpExceptionDoc { range, expires });
             }
@@ -1976,6 +1959,924 @@ impl<'b> Parser<'b> {
             }
             Some(Ok(())) | None => {}
             Some(Err(p)) => self.report_line(line, Some(value), &path, p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::{fs, vec};
+
+    const FILE: &str = "policy.toml";
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        match parse_policy(text, FILE, None) {
+            Ok(doc) => panic!("expected errors, got {doc:?}"),
+            Err(e) => e.diagnostics,
+        }
+    }
+
+    /// The one diagnostic of a text, with its position and path checked.
+    fn one(text: &str, line: usize, column: usize, path: &str) -> Diagnostic {
+        let d = errors(text);
+        assert_eq!(d.len(), 1, "{}", PolicyError { diagnostics: d.clone() });
+        let d = d.into_iter().next().unwrap();
+        assert_eq!((d.file.as_str(), d.line, d.column, d.path.as_str()), (FILE, line, column, path), "{d}");
+        d
+    }
+
+    fn ok(text: &str) -> PolicyDoc {
+        match parse_policy(text, FILE, None) {
+            Ok(doc) => doc,
+            Err(e) => panic!("unexpected errors:\n{e}"),
+        }
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        Cidr::parse(s).unwrap()
+    }
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy")
+    }
+
+    /// A scratch directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!("outguard-policy-{}-{tag}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            fs::write(&p, text).unwrap();
+            p
+        }
+        fn name(&self, file: &str) -> String {
+            self.0.join(file).display().to_string()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn spec_example() {
+        let doc = load_policy(&fixtures().join("spec_example.toml")).unwrap();
+        let mut rules = RuleSet::default();
+        rules.threshold.suspicious = VerdictSet::SPAM_AND_BULK;
+        assert_eq!(doc.rules, rules);
+        assert_eq!(doc.rules.threshold.max_ratio_ppm, 500_000);
+        assert_eq!(doc.rules.threshold.warn_ratio_ppm, 250_000);
+        assert_eq!(doc.rules.unregistered.limit, 200);
+        assert_eq!((doc.threshold_slots, doc.unregistered_slots), (24, 24));
+        assert_eq!(doc.engine, EngineDoc::default());
+        assert_eq!(
+            doc.low_reputation,
+            vec![
+                cidr("192.0.2.0/24"),
+                cidr("2001:db8:bad::/48"),
+                cidr("198.51.100.0/24"),
+                cidr("203.0.113.128/25"),
+                cidr("2001:db8:dead::/48"),
+                cidr("198.18.0.1/32"),
+            ]
+        );
+        let mut overridden = rules;
+        overridden.unregistered.limit = 1000;
+        let expected = TenantDoc {
+            id: "contoso".to_owned(),
+            licensed: true,
+            lapsed: false,
+            domains: vec![
+                DomainDoc {
+                    name: "fabrikam.com".to_owned(),
+                    subdomains: false,
+                    validated: true,
+                },
+                DomainDoc {
+                    name: "contoso.com".to_owned(),
+                    subdomains: true,
+                    validated: true,
+                },
+                DomainDoc {
+                    name: "contoso.net".to_owned(),
+                    subdomains: false,
+                    validated: false,
+                },
+            ],
+            connectors: vec![
+                ConnectorDoc {
+                    name: "onprem".to_owned(),
+                    certificate: Some("mail.contoso.com".to_owned()),
+                    ranges: vec![],
+                    created: 1_768_003_200,
+                },
+                ConnectorDoc {
+                    name: "hq".to_owned(),
+                    certificate: None,
+                    ranges: vec![cidr("203.0.113.0/24")],
+                    created: 0,
+                },
+            ],
+            ip_exceptions: vec![IpExceptionDoc {
+                range: cidr("192.0.2.7/32"),
+                expires: 1_798_675_200,
+            }],
+            rules: Some(overridden),
+        };
+        assert_eq!(doc.tenants, vec![expected]);
+    }
+
+    #[test]
+    fn defaults_and_every_key() {
+        let doc = ok("");
+        assert_eq!(doc.rules, RuleSet::default());
+        assert_eq!((doc.threshold_slots, doc.unregistered_slots), (24, 24));
+        assert_eq!(doc.engine, EngineDoc::default());
+        assert!(doc.tenants.is_empty() && doc.low_reputation.is_empty());
+
+        let doc = ok(r#"
+[rules.tenant_threshold]
+mode = "monitor"
+window = "1h30m"
+slots = 90
+count = "recipients"
+suspicious = ["spam", "PHISH", "malware"]
+min_messages = 10
+min_suspicious = 0
+max_ratio = 0.3333335
+warn_ratio = 0
+block = "6h"
+grace = 600
+renewal_delay = "2h"
+
+[rules.unregistered_domain]
+mode = "Monitor"
+window = 3600
+slots = 2
+count = "recipients"
+limit = 5
+block = "manual"
+grace = "0s"
+
+[rules.low_reputation_ip]
+mode = "monitor"
+scope = "unlicensed"
+ranges = ["192.0.2.7"]
+
+[engine]
+audit_depth = 64
+headroom_percent = 0
+recent_connector = "2w"
+
+[[tenants]]
+id = "t1"
+licensed = false
+lapsed = true
+ip_exceptions = ["198.51.100.0/24", { range = "2001:db8::/32", expires = 1790000000 }]
+rules.tenant_threshold.max_ratio = 1
+rules.tenant_threshold.warn_ratio = 1
+rules.low_reputation_ip.scope = "all"
+"#);
+        let t = doc.rules.threshold;
+        assert_eq!(t.mode, Mode::Monitor);
+        assert_eq!(t.window, 5_400);
+        assert_eq!(t.count, CountMode::Recipients);
+        assert_eq!(
+            t.suspicious,
+            VerdictSet::EMPTY.with(Verdict::Spam).with(Verdict::Phish).with(Verdict::Malware)
+        );
+        assert_eq!((t.min_messages, t.min_suspicious), (10, 0));
+        assert_eq!((t.max_ratio_ppm, t.warn_ratio_ppm), (333_334, 0));
+        assert_eq!(t.block, BlockDuration::Seconds(21_600));
+        assert_eq!((t.grace, t.renewal_delay), (600, 7_200));
+        let u = doc.rules.unregistered;
+        assert_eq!((u.mode, u.window, u.count, u.limit), (Mode::Monitor, 3_600, CountMode::Recipients, 5));
+        assert_eq!((u.block, u.grace), (BlockDuration::Manual, 0));
+        assert_eq!(doc.rules.low_reputation.mode, Mode::Monitor);
+        assert_eq!(doc.rules.low_reputation.scope, Scope::Unlicensed);
+        assert_eq!((doc.threshold_slots, doc.unregistered_slots), (90, 2));
+        assert_eq!(doc.low_reputation, vec![cidr("192.0.2.7/32")]);
+        assert_eq!(
+            doc.engine,
+            EngineDoc {
+                audit_depth: 64,
+                headroom_percent: 0,
+                recent_connector: 1_209_600
+            }
+        );
+        let tenant = &doc.tenants[0];
+        assert!(!tenant.licensed && tenant.lapsed);
+        assert_eq!(
+            tenant.ip_exceptions,
+            vec![
+                IpExceptionDoc {
+                    range: cidr("198.51.100.0/24"),
+                    expires: u64::MAX
+                },
+                IpExceptionDoc {
+                    range: cidr("2001:db8::/32"),
+                    expires: 1_790_000_000
+                },
+            ]
+        );
+        let mut expected = doc.rules;
+        expected.threshold.max_ratio_ppm = RATIO_ONE;
+        expected.threshold.warn_ratio_ppm = RATIO_ONE;
+        expected.low_reputation.scope = Scope::All;
+        assert_eq!(tenant.rules, Some(expected));
+    }
+
+    #[test]
+    fn idna_and_normalisation() {
+        let doc = ok(r#"
+[[tenants]]
+id = "b"
+domains = ["bücher.example", "MIXED.Example.COM.", { name = "BÜCHER.test", subdomains = true }]
+connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
+"#);
+        let names: Vec<&str> = doc.tenants[0].domains.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["xn--bcher-kva.example", "mixed.example.com", "xn--bcher-kva.test"]);
+        assert_eq!(
+            doc.tenants[0].connectors[0].certificate.as_deref(),
+            Some("mail.xn--bcher-kva.example")
+        );
+        // The same domain written as a U-label and as an A-label is one domain.
+        let d = one(
+            "[[tenants]]\nid = \"a\"\ndomains = [\"bücher.example\", \"xn--bcher-kva.example\"]\n",
+            3,
+            30,
+            "tenants[0].domains[1]",
+        );
+        assert!(d.message.contains("listed twice for tenant \"a\" (first at policy.toml:3)"), "{d}");
+        let d = one("[[tenants]]\nid = \"a\"\ndomains = [\"bü cher.example\"]\n", 3, 12, "tenants[0].domains[0]");
+        assert_eq!(d.expected, "a domain name");
+    }
+
+    #[test]
+    fn bad_domain() {
+        let text = "[[tenants]]\nid = \"contoso\"\ndomains = [\n  \"fabrikam.com\",\n  \"exa mple.com\",\n  { name = \"a..b\" },\n  { name = \"*.x.com\", validated = false },\n  { subdomains = true },\n  42,\n]\n";
+        let d = errors(text);
+        let got: Vec<(usize, usize, &str, &str, &str)> = d
+            .iter()
+            .map(|d| (d.line, d.column, d.path.as_str(), d.expected.as_str(), d.found.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, 3, "tenants[0].domains[1]", "a domain name", "\"exa mple.com\""),
+                (6, 12, "tenants[0].domains[2].name", "a domain name", "\"a..b\""),
+                (7, 12, "tenants[0].domains[3].name", "a domain name", "\"*.x.com\""),
+                (8, 3, "tenants[0].domains[4].name", "a domain name", "nothing"),
+                (
+                    9,
+                    3,
+                    "tenants[0].domains[5]",
+                    "a domain name, or { name = \"...\", subdomains = false, validated = true }",
+                    "an integer 42"
+                ),
+            ]
+        );
+        assert_eq!(
+            d[0].to_string(),
+            "policy.toml:5:3: tenants[0].domains[1]: expected a domain name, found \"exa mple.com\": \
+             ' ' is not allowed in a domain name (letters, digits, '-' and '.' only)"
+        );
+        assert!(d[1].message.contains("label is empty"), "{}", d[1]);
+        assert!(d[2].message.contains("wildcard"), "{}", d[2]);
+        let long = format!("[[tenants]]\nid = \"a\"\ndomains = [\"{}.com\"]\n", "x".repeat(64));
+        assert!(one(&long, 3, 12, "tenants[0].domains[0]").message.contains("64 octets long; the limit is 63"));
+    }
+
+    #[test]
+    fn wrong_types() {
+        let d = one("[rules.tenant_threshold]\nmin_messages = \"100\"\n", 2, 16, "rules.tenant_threshold.min_messages");
+        assert_eq!(d.expected, "an integer >= 1");
+        assert_eq!(d.found, "a string \"100\"");
+        assert!(d.message.contains("without quotes"), "{d}");
+        let d = one("[rules.tenant_threshold]\nmin_suspicious = 1.5\n", 2, 18, "rules.tenant_threshold.min_suspicious");
+        assert_eq!((d.expected.as_str(), d.found.as_str()), ("an integer", "a float 1.5"));
+        let d = one("[[tenants]]\nid = \"a\"\nlicensed = \"yes\"\n", 3, 12, "tenants[0].licensed");
+        assert_eq!(d.found, "a string \"yes\"");
+        let d = one("[[tenants]]\nid = 7\n", 2, 6, "tenants[0].id");
+        assert_eq!(d.found, "an integer 7");
+        let d = one("rules = 5\n", 1, 9, "rules");
+        assert_eq!(d.expected, "a table of rules");
+        let d = one("[tenants]\nid = \"x\"\n", 1, 1, "tenants");
+        assert_eq!(d.expected, "an array of tables ([[tenants]])");
+        let d = one("[rules.tenant_threshold]\nsuspicious = [\"spam\", \"ham\"]\n", 2, 23, "rules.tenant_threshold.suspicious[1]");
+        assert_eq!(d.found, "\"ham\"");
+        one("[rules.tenant_threshold]\nsuspicious = \"spam\"\n", 2, 14, "rules.tenant_threshold.suspicious");
+        let d = one("[rules.unregistered_domain]\nlimit = 5000000000\n", 2, 9, "rules.unregistered_domain.limit");
+        assert_eq!(d.expected, "an integer up to 4294967295");
+        let d = one("[rules.unregistered_domain]\nmode = \"enforced\"\n", 2, 8, "rules.unregistered_domain.mode");
+        assert_eq!(d.expected, "\"enforce\" or \"monitor\"");
+    }
+
+    #[test]
+    fn unknown_keys() {
+        let d = one("[rules.tenant_threshold]\nwindw = \"1h\"\n", 2, 1, "rules.tenant_threshold.windw");
+        assert!(d.message.contains("did you mean \"window\"?"), "{d}");
+        assert!(d.expected.starts_with("one of mode, window, slots, count"), "{d}");
+        let d = one("colour = 1\n", 1, 1, "colour");
+        assert_eq!(d.expected, "one of rules, engine, tenants, tenants_file");
+        one("[rules.tenant_treshold]\n", 1, 8, "rules.tenant_treshold");
+        one("[engine]\naudit = 3\n", 2, 1, "engine.audit");
+        let d = one("[[tenants]]\nid = \"a\"\ndomain = [\"a.com\"]\n", 3, 1, "tenants[0].domain");
+        assert!(d.message.contains("did you mean \"domains\"?"), "{d}");
+        one(
+            "[[tenants]]\nid = \"a\"\nconnectors = [{ name = \"c\", cert = \"x.com\" }]\n",
+            3,
+            29,
+            "tenants[0].connectors[0].cert",
+        );
+        // Global-only keys cannot be overridden per tenant.
+        let d = one(
+            "[[tenants]]\nid = \"a\"\nrules.tenant_threshold.slots = 4\n",
+            3,
+            24,
+            "tenants[0].rules.tenant_threshold.slots",
+        );
+        assert!(d.message.contains("top-level [rules.tenant_threshold]"), "{d}");
+        one(
+            "[[tenants]]\nid = \"a\"\nrules.low_reputation_ip.ranges = []\n",
+            3,
+            25,
+            "tenants[0].rules.low_reputation_ip.ranges",
+        );
+    }
+
+    #[test]
+    fn durations_ratios_and_limits() {
+        let d = one("[rules.tenant_threshold]\nwindow = \"24x\"\n", 2, 10, "rules.tenant_threshold.window");
+        assert_eq!(d.found, "\"24x\"");
+        assert!(d.expected.starts_with("a duration"));
+        one("[rules.tenant_threshold]\ngrace = -5\n", 2, 9, "rules.tenant_threshold.grace");
+        let d = one("[rules.tenant_threshold]\nmax_ratio = 1.5\n", 2, 13, "rules.tenant_threshold.max_ratio");
+        assert_eq!((d.expected.as_str(), d.found.as_str()), ("a ratio from 0 to 1", "1.5"));
+        one("[rules.tenant_threshold]\nwarn_ratio = 25\n", 2, 14, "rules.tenant_threshold.warn_ratio");
+        one("[rules.tenant_threshold]\nwarn_ratio = nan\n", 2, 14, "rules.tenant_threshold.warn_ratio");
+        let d = one(
+            "[rules.tenant_threshold]\nmax_ratio = 0.2\nwarn_ratio = 0.3\n",
+            3,
+            14,
+            "rules.tenant_threshold.warn_ratio",
+        );
+        assert_eq!(d.found, "warn_ratio 0.3");
+        assert_eq!(d.expected, "warn_ratio <= max_ratio (0.2)");
+        // Against the default warn_ratio (0.25).
+        let d = one("[rules.tenant_threshold]\nmax_ratio = 0.2\n", 2, 13, "rules.tenant_threshold.max_ratio");
+        assert!(d.message.contains("default"), "{d}");
+        // A tenant's max_ratio below the policy's warn_ratio.
+        one(
+            "[[tenants]]\nid = \"a\"\nrules.tenant_threshold.max_ratio = 0.1\n",
+            3,
+            36,
+            "tenants[0].rules.tenant_threshold.max_ratio",
+        );
+        let d = one("[engine]\naudit_depth = 0\n", 2, 15, "engine.audit_depth");
+        assert_eq!(d.expected, "an integer from 1 to 1024");
+        one("[rules.unregistered_domain]\nslots = 2000\n", 2, 9, "rules.unregistered_domain.slots");
+        one("[engine]\nrecent_connector = \"soon\"\n", 2, 20, "engine.recent_connector");
+    }
+
+    /// The limits `RuleSet::validate` enforces are reported at the key that breaks them.
+    #[test]
+    fn validate_limits() {
+        let d = one("[rules.tenant_threshold]\nwindow = \"0s\"\n", 2, 10, "rules.tenant_threshold.window");
+        assert_eq!(d.expected, "a duration > 0");
+        one("[rules.unregistered_domain]\nwindow = 0\n", 2, 10, "rules.unregistered_domain.window");
+        let d = one("[rules.unregistered_domain]\nlimit = 0\n", 2, 9, "rules.unregistered_domain.limit");
+        assert_eq!((d.expected.as_str(), d.found.as_str()), ("an integer >= 1", "0"));
+        one("[rules.tenant_threshold]\nmin_messages = 0\n", 2, 16, "rules.tenant_threshold.min_messages");
+        let d = one("[rules.unregistered_domain]\nblock = \"0h\"\n", 2, 9, "rules.unregistered_domain.block");
+        assert!(d.message.contains("never block"), "{d}");
+        one(
+            "[[tenants]]\nid = \"a\"\nrules.unregistered_domain.limit = 0\n",
+            3,
+            35,
+            "tenants[0].rules.unregistered_domain.limit",
+        );
+        // Whatever passes the key checks passes validate.
+        for text in [
+            "[rules.tenant_threshold]\nmax_ratio = 1\nwarn_ratio = 1\nmin_messages = 1\nblock = 1\n",
+            "[rules.unregistered_domain]\nlimit = 1\nwindow = 1\nblock = \"1s\"\ngrace = 0\n",
+        ] {
+            ok(text).rules.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn ranges_and_connectors() {
+        let d = one(
+            "[rules.low_reputation_ip]\nranges = [\"192.0.2.0/24\", \"192.0.2.1/24\"]\n",
+            2,
+            27,
+            "rules.low_reputation_ip.ranges[1]",
+        );
+        assert_eq!(d.expected, "an IP address or CIDR range");
+        assert!(d.message.contains("did you mean 192.0.2.0/24?"), "{d}");
+        let d = one(
+            "[rules.low_reputation_ip]\nranges = [\"10.0.0.0/33\"]\n",
+            2,
+            11,
+            "rules.low_reputation_ip.ranges[0]",
+        );
+        assert!(d.message.contains("longer than 32 bits"), "{d}");
+        one(
+            "[[tenants]]\nid = \"a\"\nconnectors = [{ name = \"hq\", ranges = [\"203.0.113.0/24\", \"nope\"] }]\n",
+            3,
+            58,
+            "tenants[0].connectors[0].ranges[1]",
+        );
+        one(
+            "[[tenants]]\nid = \"a\"\nip_exceptions = [{ range = \"::1/200\" }]\n",
+            3,
+            28,
+            "tenants[0].ip_exceptions[0].range",
+        );
+        one(
+            "[[tenants]]\nid = \"a\"\nip_exceptions = [{ range = \"::1\", expires = \"tomorrow\" }]\n",
+            3,
+            46,
+            "tenants[0].ip_exceptions[0].expires",
+        );
+        let d = one(
+            "[[tenants]]\nid = \"a\"\nconnectors = [{ name = \"x\", created = 5 }]\n",
+            3,
+            15,
+            "tenants[0].connectors[0]",
+        );
+        assert_eq!((d.expected.as_str(), d.found.as_str()), ("certificate or ranges", "neither"));
+        let d = one(
+            "[[tenants]]\nid = \"a\"\nconnectors = [\n  { name = \"hq\", ranges = [\"203.0.113.0/24\"] },\n  { name = \"hq\", certificate = \"mail.a.com\" },\n]\n",
+            5,
+            12,
+            "tenants[0].connectors[1].name",
+        );
+        assert!(d.message.contains("already has a connector named \"hq\" (policy.toml:4)"), "{d}");
+        one(
+            "[[tenants]]\nid = \"a\"\nconnectors = [{ ranges = [\"203.0.113.0/24\"] }]\n",
+            3,
+            15,
+            "tenants[0].connectors[0].name",
+        );
+        // Connector names are per tenant.
+        ok("[[tenants]]\nid = \"a\"\nconnectors = [{ name = \"hq\", ranges = [\"192.0.2.0/24\"] }]\n\
+            [[tenants]]\nid = \"b\"\nconnectors = [{ name = \"hq\", ranges = [\"198.51.100.0/24\"] }]\n");
+    }
+
+    #[test]
+    fn tenant_cross_checks() {
+        let text = "[[tenants]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n\n[[tenants]]\nid = \"fabrikam\"\ndomains = [\"Contoso.com\"]\n\n[[tenants]]\nid = \"contoso\"\n";
+        let d = errors(text);
+        assert_eq!(d.len(), 2, "{}", PolicyError { diagnostics: d.clone() });
+        assert_eq!((d[0].line, d[0].column, d[0].path.as_str()), (7, 12, "tenants[1].domains[0]"));
+        assert_eq!(
+            d[0].message,
+            "\"contoso.com\" is already an accepted domain of tenant \"contoso\" (policy.toml:3); it cannot also belong to tenant \"fabrikam\""
+        );
+        assert_eq!((d[1].line, d[1].column, d[1].path.as_str()), (10, 6, "tenants[2].id"));
+        assert_eq!(d[1].message, "tenant \"contoso\" is already declared at policy.toml:2");
+        let d = one("[[tenants]]\nlicensed = true\n", 1, 1, "tenants[0].id");
+        assert_eq!(d.found, "nothing");
+        let d = one("[[tenants]]\nid = \"\"\n", 2, 6, "tenants[0].id");
+        assert!(d.message.contains("empty"));
+        let long = format!("[[tenants]]\nid = \"{}\"\n", "x".repeat(256));
+        assert!(one(&long, 2, 6, "tenants[0].id").message.contains("at most 255 bytes"));
+        one("[[tenants]]\nid = \"a\\tb\"\n", 2, 6, "tenants[0].id");
+    }
+
+    #[test]
+    fn all_errors_are_reported_in_order() {
+        let text = r#"[rules.tenant_threshold]
+window = "forever"
+max_ratio = 2
+bogus = 1
+
+[rules.unregistered_domain]
+limit = -1
+
+[[tenants]]
+id = "a"
+domains = ["a.com", "a.com", "bad_name.com"]
+connectors = [{ name = "c" }]
+
+[[tenants]]
+id = "a"
+domains = ["a.com"]
+ip_exceptions = [{ range = "1.2.3.4/40" }]
+"#;
+        let d = errors(text);
+        let got: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.path.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (2, "rules.tenant_threshold.window"),
+                (3, "rules.tenant_threshold.max_ratio"),
+                (4, "rules.tenant_threshold.bogus"),
+                (7, "rules.unregistered_domain.limit"),
+                (11, "tenants[0].domains[1]"),
+                (11, "tenants[0].domains[2]"),
+                (12, "tenants[0].connectors[0]"),
+                (15, "tenants[1].id"),
+                (16, "tenants[1].domains[0]"),
+                (17, "tenants[1].ip_exceptions[0].range"),
+            ]
+        );
+        let shown = PolicyError { diagnostics: d }.to_string();
+        assert_eq!(shown.lines().count(), 10);
+        assert!(shown.lines().all(|l| l.starts_with("policy.toml:")), "{shown}");
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let d = one("[rules.tenant_threshold]\nwindow = \"24h\nslots = 3\n", 2, 10, "");
+        assert!(d.message.contains("TOML syntax error"), "{d}");
+        let d = one("a = 1\n[[tenants]]\nid = \"x\"\nid = \"y\"\n", 4, 1, "");
+        assert!(d.message.contains("duplicate key \"id\" (first defined on line 3)"), "{d}");
+        let d = one(
+            "[[tenants]]\nid = \"x\"\nip_exceptions = [{ range = \"::1\", expires = 2026-12-31T00:00:00Z }]\n",
+            3,
+            46,
+            "",
+        );
+        assert!(d.message.contains("write times as strings: \"2026-12-31T00:00:00Z\""), "{d}");
+        // Positions count characters, not bytes.
+        let d = one("# çé\nx = \"ü\" y\n", 2, 9, "");
+        assert!(!d.message.is_empty());
+    }
+
+    #[test]
+    fn referenced_files() {
+        let d = one(
+            "[rules.low_reputation_ip]\nfiles = [\"lowrep.txt\"]\n",
+            2,
+            10,
+            "rules.low_reputation_ip.files[0]",
+        );
+        assert!(d.message.contains("without a base directory"), "{d}");
+        one("tenants_file = \"t.txt\"\n", 1, 16, "tenants_file");
+
+        let dir = TempDir::new("files");
+        dir.write("bad.txt", "192.0.2.0/24\n\n  # comment\n 10.0.0.300/8  # typo\n::/0\n");
+        let policy = dir.write(
+            "policy.toml",
+            "[rules.low_reputation_ip]\nfiles = [\"bad.txt\", \"missing.txt\"]\n",
+        );
+        let e = load_policy(&policy).unwrap_err();
+        let d = &e.diagnostics;
+        assert_eq!(d.len(), 2, "{e}");
+        assert_eq!((d[0].file.clone(), d[0].line, d[0].column), (dir.name("policy.toml"), 2, 21));
+        assert!(d[0].message.starts_with("cannot read "), "{}", d[0]);
+        assert_eq!(d[0].path, "rules.low_reputation_ip.files[1]");
+        assert_eq!((d[1].file.clone(), d[1].line, d[1].column), (dir.name("bad.txt"), 4, 2));
+        assert_eq!((d[1].path.as_str(), d[1].found.as_str()), ("rules.low_reputation_ip.files[0]", "\"10.0.0.300/8\""));
+
+        fs::write(dir.0.join("bin.txt"), b"192.0.2.0/24\n10.\xff\n").unwrap();
+        dir.write("policy.toml", "[rules.low_reputation_ip]\nfiles = [\"bin.txt\"]\n");
+        let e = load_policy(&policy).unwrap_err();
+        assert_eq!(
+            (e.diagnostics[0].file.clone(), e.diagnostics[0].line, e.diagnostics[0].column),
+            (dir.name("bin.txt"), 2, 4)
+        );
+
+        let e = load_policy(&dir.0.join("nope.toml")).unwrap_err();
+        assert_eq!(e.diagnostics.len(), 1);
+        assert_eq!((e.diagnostics[0].line, e.diagnostics[0].column), (0, 0));
+        assert!(e.to_string().starts_with(&format!("{}: cannot read the file: ", dir.name("nope.toml"))), "{e}");
+    }
+
+    const BULK: &str = "# bulk tenants\n\
+tenant t1\n\
+tenant t2 unlicensed lapsed\n\
+domain t1 one.example subdomains\n\
+domain t1 bücher.example unvalidated   # IDNA\n\
+domain inline inline2.example\n\
+\tdomain   t2   two.example\n\
+connector t1 onprem cert=mail.one.example created=2026-01-10T00:00:00Z\n\
+connector t1 hq ranges=203.0.113.0/24,2001:db8:1::/48 ranges=192.0.2.0/28\n\
+exception t2 192.0.2.7/32 expires=1790000000\n\
+exception t2 198.51.100.0/24\n\
+override t1 unregistered_domain.limit 1000\n\
+override t1 rules.tenant_threshold.block 6h\n\
+override t1 tenant_threshold.suspicious spam,phish\n\
+override t1 tenant_threshold.warn_ratio 0.1\n\
+override inline low_reputation_ip.mode monitor\n";
+
+    #[test]
+    fn bulk_file() {
+        let dir = TempDir::new("bulk");
+        dir.write("tenants.txt", BULK);
+        let policy = dir.write(
+            "policy.toml",
+            "tenants_file = \"tenants.txt\"\n[[tenants]]\nid = \"inline\"\ndomains = [\"inline.example\"]\n",
+        );
+        let doc = load_policy(&policy).unwrap();
+        let ids: Vec<&str> = doc.tenants.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["inline", "t1", "t2"]);
+        let [inline, t1, t2] = &doc.tenants[..] else {
+            panic!()
+        };
+        assert_eq!(inline.domains.len(), 2);
+        assert_eq!(inline.domains[1].name, "inline2.example");
+        let mut r = RuleSet::default();
+        r.low_reputation.mode = Mode::Monitor;
+        assert_eq!(inline.rules, Some(r));
+        assert!(t1.licensed && !t1.lapsed && !t2.licensed && t2.lapsed);
+        assert_eq!(
+            t1.domains,
+            vec![
+                DomainDoc {
+                    name: "one.example".to_owned(),
+                    subdomains: true,
+                    validated: true
+                },
+                DomainDoc {
+                    name: "xn--bcher-kva.example".to_owned(),
+                    subdomains: false,
+                    validated: false
+                },
+            ]
+        );
+        assert_eq!(t2.domains[0].name, "two.example");
+        assert_eq!(
+            t1.connectors,
+            vec![
+                ConnectorDoc {
+                    name: "onprem".to_owned(),
+                    certificate: Some("mail.one.example".to_owned()),
+                    ranges: vec![],
+                    created: 1_768_003_200
+                },
+                ConnectorDoc {
+                    name: "hq".to_owned(),
+                    certificate: None,
+                    ranges: vec![cidr("203.0.113.0/24"), cidr("2001:db8:1::/48"), cidr("192.0.2.0/28")],
+                    created: 0
+                },
+            ]
+        );
+        assert_eq!(
+            t2.ip_exceptions,
+            vec![
+                IpExceptionDoc {
+                    range: cidr("192.0.2.7/32"),
+                    expires: 1_790_000_000
+                },
+                IpExceptionDoc {
+                    range: cidr("198.51.100.0/24"),
+                    expires: u64::MAX
+                },
+            ]
+        );
+        let mut r = RuleSet::default();
+        r.unregistered.limit = 1000;
+        r.threshold.block = BlockDuration::Seconds(21_600);
+        r.threshold.suspicious = VerdictSet::EMPTY.with(Verdict::Spam).with(Verdict::Phish);
+        r.threshold.warn_ratio_ppm = 100_000;
+        assert_eq!(t1.rules, Some(r));
+        assert_eq!(t2.rules, None);
+
+        // An array of files, read in order.
+        dir.write("more.txt", "tenant t3\ndomain t1 three.example\n");
+        dir.write("policy.toml", "tenants_file = [\"tenants.txt\", \"more.txt\"]\n[[tenants]]\nid = \"inline\"\n");
+        let doc = load_policy(&policy).unwrap();
+        assert_eq!(doc.tenants.len(), 4);
+        assert_eq!(doc.tenants[1].domains.len(), 3);
+    }
+
+    #[test]
+    fn bulk_errors() {
+        let dir = TempDir::new("bulk-errors");
+        let bulk = "tenant a\n\
+domain b b.example\n\
+tenant a\n\
+domain a exa_mple.com\n\
+tenant c\n\
+domain c inline.example\n\
+domain a a.example\n\
+domain a A.example.\n\
+connector a\n\
+connector a x\n\
+connector a y cert=mail.example ranges=10.0.0.1/8 created=yesterday\n\
+connector a z ranges=10.0.0.0/8\n\
+connector a z cert=z.example\n\
+exception a 192.0.2.0/24 expires=never extra\n\
+override a unregistered_domain.limit 0\n\
+override a tenant_threshold.slots 4\n\
+override a tenant_threshold.max_ratio 0.1\n\
+override a tenant_threshold.mode\n\
+frobnicate a\n\
+tenant d wat\n\
+domain a\n\
+override c nonsense.limit 4\n\
+override c unregistered_domain.limt 4\n\
+tenant \u{1}x\n";
+        dir.write("tenants.txt", bulk);
+        let policy = dir.write(
+            "policy.toml",
+            "tenants_file = \"tenants.txt\"\n[[tenants]]\nid = \"inline\"\ndomains = [\"inline.example\"]\n",
+        );
+        let e = load_policy(&policy).unwrap_err();
+        let file = dir.name("tenants.txt");
+        assert!(e.diagnostics.iter().all(|d| d.file == file), "{e}");
+        let got: Vec<(usize, usize, &str)> = e.diagnostics.iter().map(|d| (d.line, d.column, d.path.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (2, 8, "domain.tenant"),
+                (3, 8, "tenant.id"),
+                (4, 10, "domain.name"),
+                (6, 10, "domain.name"),
+                (8, 10, "domain.name"),
+                (9, 12, "connector.name"),
+                (11, 38, "connector.ranges"),
+                (11, 49, "connector.created"),
+                (13, 13, "connector.name"),
+                (14, 26, "exception.expires"),
+                (14, 40, "exception"),
+                (15, 38, "rules.unregistered_domain.limit"),
+                (16, 12, "rules.tenant_threshold.slots"),
+                (17, 38, "rules.tenant_threshold.max_ratio"),
+                (18, 33, "rules.tenant_threshold.mode"),
+                (19, 1, "record"),
+                (20, 10, "tenant.flags"),
+                (21, 9, "domain.name"),
+                (22, 12, "override"),
+                (23, 12, "rules.unregistered_domain.limt"),
+                (24, 8, "tenant.id"),
+            ],
+            "{e}"
+        );
+        let d = &e.diagnostics;
+        assert!(d[0].message.contains("tenant \"b\" is not declared"), "{}", d[0]);
+        assert!(d[1].message.contains(&format!("already declared at {file}:1")), "{}", d[1]);
+        assert!(
+            d[3].message.contains(&format!(
+                "already an accepted domain of tenant \"inline\" ({}:4); it cannot also belong to tenant \"c\"",
+                dir.name("policy.toml")
+            )),
+            "{}",
+            d[3]
+        );
+        assert!(d[4].message.contains(&format!("listed twice for tenant \"a\" (first at {file}:7)")), "{}", d[4]);
+        assert!(d[8].message.contains(&format!("already has a connector named \"z\" ({file}:12)")), "{}", d[8]);
+        assert!(d[13].message.contains("warning tier"), "{}", d[13]);
+        assert!(d[14].found == "the end of the line", "{}", d[14]);
+        assert!(d[19].message.contains("did you mean \"limit\"?"), "{}", d[19]);
+    }
+
+    #[test]
+    fn scale_small() {
+        let dir = TempDir::new("scale");
+        let mut bulk = String::new();
+        for t in 0..2_000 {
+            bulk.push_str(&format!("tenant tenant{t}{}\n", if t % 3 == 0 { " unlicensed" } else { "" }));
+            for d in 0..5 {
+                bulk.push_str(&format!("domain tenant{t} d{d}.tenant{t}.example\n"));
+            }
+            if t % 10 == 0 {
+                bulk.push_str(&format!("connector tenant{t} relay ranges=10.{}.{}.0/24\n", t / 256, t % 256));
+                bulk.push_str(&format!("override tenant{t} unregistered_domain.limit {}\n", 1000 + t));
+            }
+        }
+        dir.write("tenants.txt", &bulk);
+        let policy = dir.write("policy.toml", "tenants_file = \"tenants.txt\"\n");
+        let doc = load_policy(&policy).unwrap();
+        assert_eq!(doc.tenants.len(), 2_000);
+        assert_eq!(doc.tenants.iter().map(|t| t.domains.len()).sum::<usize>(), 10_000);
+        assert_eq!(doc.tenants.iter().filter(|t| !t.licensed).count(), 667);
+        assert_eq!(doc.tenants[1990].rules.map(|r| r.unregistered.limit), Some(2_990));
+        assert_eq!(doc.tenants[1999].domains[4].name, "d4.tenant1999.example");
+    }
+
+    #[test]
+    fn many_errors_are_capped() {
+        let mut text = String::new();
+        for i in 0..1_500 {
+            text.push_str(&format!("[[tenants]]\nid = \"t{i}\"\nlapsed = 1\n"));
+        }
+        let d = errors(&text);
+        assert_eq!(d.len(), MAX_SHOWN + 1);
+        assert_eq!(d[MAX_SHOWN].line, 0);
+        assert!(d[MAX_SHOWN].message.starts_with("500 more problems"), "{}", d[MAX_SHOWN]);
+    }
+
+    /// Deterministic xorshift64* generator for the fuzz tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    const TOKENS: &[&str] = &[
+        "[", "]", "[[", "]]", "{", "}", "=", ",", ".", "\"", "'", "\n", " ", "#", "\\", "[[tenants]]\n",
+        "[rules.tenant_threshold]\n", "[rules.unregistered_domain]\n", "[rules.low_reputation_ip]\n", "[engine]\n",
+        "rules", "tenant_threshold", "unregistered_domain", "low_reputation_ip", "id", "domains", "connectors",
+        "ip_exceptions", "name", "range", "ranges", "expires", "created", "certificate", "window", "slots", "limit",
+        "max_ratio", "warn_ratio", "block", "mode", "scope", "files", "tenants_file", "suspicious", "\"24h\"", "\"0s\"",
+        "\"manual\"", "0", "1", "-1", "0.5", "1e400", "nan", "inf", "true", "false", "\"x.com\"", "\"bücher.example\"",
+        "\"192.0.2.0/24\"", "\"::/0\"", "\"2026-12-31T00:00:00Z\"", "2026-12-31T00:00:00Z", "\"ü\"", "\u{0}", "\r\n",
+        "\"\"\"", "'''", "9999999999999999999999", "\"\\u0000\"", "\"a\"", "\"xn--\"", "\"a..b\"", "\t",
+    ];
+
+    #[test]
+    fn fuzz_never_panics() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        // Random bytes.
+        for _ in 0..1_500 {
+            let len = rng.below(200);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_policy(&text, FILE, None);
+        }
+        // Token soup.
+        for _ in 0..3_000 {
+            let n = rng.below(60);
+            let mut text = String::new();
+            for _ in 0..n {
+                text.push_str(TOKENS[rng.below(TOKENS.len())]);
+            }
+            let _ = parse_policy(&text, FILE, None);
+        }
+        // Mutations of the example.
+        let example = fs::read_to_string(fixtures().join("spec_example.toml")).unwrap();
+        let chars: Vec<char> = example.chars().collect();
+        for _ in 0..2_000 {
+            let mut c = chars.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(c.len());
+                match rng.below(4) {
+                    0 => {
+                        c.remove(at.min(c.len() - 1));
+                    }
+                    1 => {
+                        let tok = TOKENS[rng.below(TOKENS.len())];
+                        for (k, ch) in tok.chars().enumerate() {
+                            c.insert((at + k).min(c.len()), ch);
+                        }
+                    }
+                    2 => {
+                        let end = (at + rng.below(40)).min(c.len());
+                        c.drain(at..end);
+                    }
+                    _ => {
+                        let from = rng.below(c.len());
+                        let end = (from + rng.below(80)).min(c.len());
+                        let piece: Vec<char> = c[from..end].to_vec();
+                        for (k, ch) in piece.into_iter().enumerate() {
+                            c.insert((at + k).min(c.len()), ch);
+                        }
+                    }
+                }
+            }
+            let text: String = c.into_iter().collect();
+            let _ = parse_policy(&text, FILE, None);
+        }
+    }
+
+    #[test]
+    fn fuzz_bulk_never_panics() {
+        const WORDS: &[&str] = &[
+            "tenant", "domain", "connector", "exception", "override", "t", "u", "x.example", "bücher.example", "a..b",
+            "cert=x.example", "cert=", "ranges=", "ranges=10.0.0.0/8,", "ranges=::/0", "created=0", "created=2026-01-10",
+            "expires=", "expires=-1", "unregistered_domain.limit", "tenant_threshold.max_ratio", "tenant_threshold.",
+            "rules.", ".", "0", "0.5", "2", "-1", "nan", "manual", "spam,", ",", "none", "#", "licensed", "lapsed",
+            "subdomains", "unvalidated", "=", "\u{feff}", "\u{85}", "ü", "\r", " ", "\t",
+        ];
+        let dir = TempDir::new("fuzz-bulk");
+        let policy = dir.0.join("policy.toml");
+        dir.write("policy.toml", "tenants_file = \"t.txt\"\n[[tenants]]\nid = \"u\"\n");
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for _ in 0..300 {
+            let mut text = String::new();
+            for _ in 0..rng.below(40) {
+                for _ in 0..rng.below(6) {
+                    text.push_str(WORDS[rng.below(WORDS.len())]);
+                    text.push(if rng.below(5) == 0 { '\t' } else { ' ' });
+                }
+                text.push('\n');
+            }
+            dir.write("t.txt", &text);
+            let _ = load_policy(&policy);
         }
     }
 }

@@ -23,14 +23,15 @@ const CAP: Capacity = Capacity {
     unregistered_slots: 8,
 };
 
-static mut TENANTS: [TenantRecord; 8] = [TenantRecord::ZERO; 8];
+static mut TENANTS: [TenantRecord; 8] = [TenantRecord::EMPTY; 8];
 static mut TENANT_INDEX: [u32; 11] = [0; 11];
-static mut DOMAINS: [DomainEntry; 41] = [DomainEntry::ZERO; 41];
-static mut CONNECTORS: [ConnectorRecord; 8] = [ConnectorRecord::ZERO; 8];
-static mut RANGES: [RangeEntry; 41] = [RangeEntry::ZERO; 41];
+static mut DOMAINS: [DomainEntry; 41] = [DomainEntry::EMPTY; 41];
+static mut CONNECTORS: [ConnectorRecord; 8] = [ConnectorRecord::EMPTY; 8];
+static mut CONNECTOR_INDEX: [u32; 11] = [0; 11];
+static mut RANGES: [RangeEntry; 41] = [RangeEntry::EMPTY; 41];
 static mut OVERRIDES: [RuleSet; 2] = [RuleSet::DEFAULT; 2];
 static mut COUNTERS: [u32; 8 * 24] = [0; 8 * 24];
-static mut AUDIT: [Event; 64] = [Event::ZERO; 64];
+static mut AUDIT: [Event; 64] = [Event::EMPTY; 64];
 static mut NAMES: [u8; 1024] = [0; 1024];
 static mut ENGINE: Option<Engine<SliceStorage<'static>>> = None;
 
@@ -45,6 +46,7 @@ pub extern "C" fn device_init() -> i32 {
             tenant_index: &mut *addr_of_mut!(TENANT_INDEX),
             domains: &mut *addr_of_mut!(DOMAINS),
             connectors: &mut *addr_of_mut!(CONNECTORS),
+            connector_index: &mut *addr_of_mut!(CONNECTOR_INDEX),
             ranges: &mut *addr_of_mut!(RANGES),
             overrides: &mut *addr_of_mut!(OVERRIDES),
             counters: &mut *addr_of_mut!(COUNTERS),
