@@ -92,6 +92,8 @@ impl core::fmt::Debug for DomainName {
 }
 
 /// What the envelope sender says about the sending domain.
+// A short-lived stack value: boxing the inline name would need an allocator.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sender {
     /// The null reverse-path `<>` (or an empty string).
@@ -157,7 +159,7 @@ pub fn parse_sender(raw: &[u8]) -> Result<Sender, Error> {
     if local.is_empty() {
         return Err(Error::InvalidAddress);
     }
-    if !local.is_ascii() && !core::str::from_utf8(local).is_ok() {
+    if core::str::from_utf8(local).is_err() {
         return Err(Error::InvalidAddress);
     }
     if domain.first() == Some(&b'[') {

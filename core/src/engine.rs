@@ -315,7 +315,7 @@ pub struct Usage {
     pub overrides: u32,
 }
 
-fn name_of<'p>(names: &'p [u8], off: u32, len: u8) -> &'p [u8] {
+fn name_of(names: &[u8], off: u32, len: u8) -> &[u8] {
     names
         .get(off as usize..off as usize + len as usize)
         .unwrap_or(&[])
@@ -2077,10 +2077,10 @@ impl<S: Storage> Engine<S> {
         audit.fill(Event::default());
         let n = (st.audit_written as usize).min(st.audit.len()).min(depth);
         let old_depth = st.audit.len().max(1);
-        for k in 0..n {
+        for (k, slot) in audit.iter_mut().take(n).enumerate() {
             let src_i = (st.audit_written as usize - n + k) % old_depth;
             if let Some(ev) = st.audit.get(src_i) {
-                audit[k] = Event { tenant: t.0, ..ev };
+                *slot = Event { tenant: t.0, ..ev };
             }
         }
         rec.audit_written = n as u32;

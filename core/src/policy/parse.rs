@@ -18,7 +18,7 @@
 //!
 //! ```text
 //! tenant    <id> [licensed|unlicensed] [lapsed|active]
-//! domain    <id> <name> [subdomains] [validated|unvalidated]
+//! domain    <id> <name> [subdomains|exact] [validated|unvalidated]
 //! connector <id> <name> [cert=<domain>] [ranges=<cidr>[,<cidr>...]] [created=<time>]
 //! exception <id> <cidr> [expires=<time>]
 //! override  <id> <rule>.<key> <value>
@@ -70,15 +70,19 @@ use std::vec::Vec;
 use toml_span::value::{Key, Table, Value};
 use toml_span::{ErrorKind, Span};
 
-pub use super::duration::{parse_duration, parse_time};
-pub use super::error::{Diagnostic, PolicyError};
+use super::duration::{parse_duration, parse_time};
+use super::error::{Diagnostic, PolicyError};
 
 /// Parses policy text.
 ///
 /// `file` is the name used in diagnostics. `base_dir` is the directory that relative paths in
 /// `rules.low_reputation_ip.files` and `tenants_file` are read from; with `None`, any such
 /// reference is reported as an error. Returns every problem found, or the policy if there is none.
-pub fn parse_policy(text: &str, file: &str, base_dir: Option<&Path>) -> Result<PolicyDoc, PolicyError> {
+pub fn parse_policy(
+    text: &str,
+    file: &str,
+    base_dir: Option<&Path>,
+) -> Result<PolicyDoc, PolicyError> {
     let mut p = Parser::new(base_dir);
     let f = p.sink.add_file(file.to_owned());
     p.policy_text(f, text);
@@ -118,7 +122,11 @@ struct Problem {
     elem: Option<usize>,
 }
 
-fn problem(expected: impl Into<String>, found: impl Into<String>, message: impl Into<String>) -> Problem {
+fn problem(
+    expected: impl Into<String>,
+    found: impl Into<String>,
+    message: impl Into<String>,
+) -> Problem {
     Problem {
         expected: expected.into(),
         found: found.into(),
@@ -221,6 +229,19 @@ impl<'t> Src<'t> {
         Src { file, text, starts }
     }
 
+    /// toml-span's spans of strings (values and keys) start after the opening quote: move such
+    /// an offset back onto the quote, which is where an editor should point.
+    fn quoted_start(&self, offset: usize) -> usize {
+        let before = self.text.get(..offset).unwrap_or("");
+        if before.ends_with("\"\"\"") || before.ends_with("'''") {
+            offset - 3
+        } else if before.ends_with('"') || before.ends_with('\'') {
+            offset - 1
+        } else {
+            offset
+        }
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     fn pos(&self, offset: usize) -> (usize, usize) {
         let i = match self.starts.binary_search(&offset) {
@@ -243,11 +264,125 @@ struct Loc {
     line: usize,
 }
 
-/// The first tenant that listed an accepted domain.
+/// The first tenant that listed an accepted domain: `doc.tenants[tenant].domains[domain]`.
 #[derive(Clone, Copy, Debug)]
 struct Claim {
-    tenant: usize,
+    tenant: u32,
+    domain: u32,
     at: Loc,
+}
+
+/// An accepted domain read from a bulk file: `doc.tenants[tenant].domains[domain]`, hashed.
+#[derive(Clone, Copy, Debug)]
+struct BulkClaim {
+    hash: u64,
+    tenant: u32,
+    domain: u32,
+    file: u32,
+    line: u32,
+    column: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing
+//
+// A bulk file brings millions of short keys (tenant ids, domain names); SipHash was a quarter of
+// the parse time. The policy is the operator's own file, so a fast multiplicative hash (FxHash's
+// step, murmur3's finaliser) with a per-parse random seed is enough.
+
+/// Builds [`FastHasher`]s with one random seed.
+#[derive(Clone, Copy)]
+struct FastState(u64);
+
+impl FastState {
+    fn new() -> FastState {
+        use core::hash::BuildHasher;
+        FastState(
+            std::collections::hash_map::RandomState::new().hash_one(0x6f75_7467_7561_7264_u64),
+        )
+    }
+}
+
+impl core::hash::BuildHasher for FastState {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+/// FxHash-style hasher, eight bytes a step.
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl core::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            for (w, b) in word.iter_mut().zip(rest) {
+                *w = *b;
+            }
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// For maps keyed by a [`FastHasher`] hash already: the key is the hash.
+#[derive(Clone, Copy, Default)]
+struct KeyIsHash;
+
+impl core::hash::BuildHasher for KeyIsHash {
+    type Hasher = HashValue;
+    fn build_hasher(&self) -> HashValue {
+        HashValue(0)
+    }
+}
+
+/// Passes a `u64` key through.
+struct HashValue(u64);
+
+impl core::hash::Hasher for HashValue {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b) ^ (self.0 >> 56);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,7 +396,11 @@ enum RuleKind {
     LowReputation,
 }
 
-const RULE_NAMES: &[&str] = &["tenant_threshold", "unregistered_domain", "low_reputation_ip"];
+const RULE_NAMES: &[&str] = &[
+    "tenant_threshold",
+    "unregistered_domain",
+    "low_reputation_ip",
+];
 const THRESHOLD_KEYS: &[&str] = &[
     "mode",
     "window",
@@ -276,7 +415,9 @@ const THRESHOLD_KEYS: &[&str] = &[
     "grace",
     "renewal_delay",
 ];
-const UNREGISTERED_KEYS: &[&str] = &["mode", "window", "slots", "count", "limit", "block", "grace"];
+const UNREGISTERED_KEYS: &[&str] = &[
+    "mode", "window", "slots", "count", "limit", "block", "grace",
+];
 const LOW_REPUTATION_KEYS: &[&str] = &["mode", "scope", "ranges", "files"];
 /// Keys that only the top-level rules may set.
 const GLOBAL_ONLY: &[&str] = &["slots", "ranges", "files"];
@@ -368,7 +509,10 @@ fn raw_field<'a>(key: &str, s: &'a str) -> Raw<'a> {
     if let Ok(i) = s.parse::<i64>() {
         return Raw::Int(i);
     }
-    if s.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.') {
+    if s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+    {
         if let Ok(f) = s.parse::<f64>() {
             return Raw::Float(f);
         }
@@ -418,7 +562,10 @@ fn wrong_type(expected: &str, v: &Raw) -> Problem {
         Raw::Str(s)
             if numeric
                 && s.trim().parse::<f64>().is_ok()
-                && s.trim().bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.') =>
+                && s.trim()
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.') =>
         {
             format!("wrong type: write the number without quotes ({})", s.trim())
         }
@@ -437,7 +584,12 @@ fn want_str<'a>(v: &Raw<'a>, expected: &str) -> Result<&'a str, Problem> {
     }
 }
 
-fn want_choice<T: Copy>(v: &Raw, expected: &str, what: &str, choices: &[(&str, T)]) -> Result<T, Problem> {
+fn want_choice<T: Copy>(
+    v: &Raw,
+    expected: &str,
+    what: &str,
+    choices: &[(&str, T)],
+) -> Result<T, Problem> {
     let s = want_str(v, expected)?;
     choices
         .iter()
@@ -460,7 +612,10 @@ fn want_count(v: &Raw) -> Result<CountMode, Problem> {
         v,
         "\"messages\" or \"recipients\"",
         "count",
-        &[("messages", CountMode::Messages), ("recipients", CountMode::Recipients)],
+        &[
+            ("messages", CountMode::Messages),
+            ("recipients", CountMode::Recipients),
+        ],
     )
 }
 
@@ -488,7 +643,11 @@ fn want_duration(v: &Raw, allow_zero: bool) -> Result<u64, Problem> {
         other => return Err(wrong_type(DURATION, other)),
     };
     if secs == 0 && !allow_zero {
-        return Err(problem("a duration > 0", shown(v), "this duration must not be zero"));
+        return Err(problem(
+            "a duration > 0",
+            shown(v),
+            "this duration must not be zero",
+        ));
     }
     Ok(secs)
 }
@@ -531,14 +690,21 @@ fn want_uint(v: &Raw, min: u32) -> Result<u32, Problem> {
     match v {
         Raw::Int(i) => match u32::try_from(*i) {
             Ok(n) if n >= min => Ok(n),
-            Ok(_) | Err(_) if *i < i64::from(min) => Err(problem(expected, i.to_string(), "the value is too small")),
+            Ok(_) | Err(_) if *i < i64::from(min) => Err(problem(
+                expected,
+                i.to_string(),
+                format!("the value must be at least {min}"),
+            )),
             _ => Err(problem(
                 format!("an integer up to {}", u32::MAX),
                 i.to_string(),
                 "the value is too large",
             )),
         },
-        other => Err(wrong_type(if min == 0 { "an integer" } else { &expected }, other)),
+        other => Err(wrong_type(
+            if min == 0 { "an integer" } else { &expected },
+            other,
+        )),
     }
 }
 
@@ -589,7 +755,8 @@ fn want_verdicts(v: &Raw) -> Result<VerdictSet, Problem> {
     for (i, item) in items.iter().enumerate() {
         const NAME: &str = "\"clean\", \"spam\", \"bulk\", \"phish\" or \"malware\"";
         let name = want_str(item, NAME).map_err(|p| p.at(i))?;
-        let verdict = Verdict::from_name(name).ok_or_else(|| problem(NAME, quote(name), "unknown verdict").at(i))?;
+        let verdict = Verdict::from_name(name)
+            .ok_or_else(|| problem(NAME, quote(name), "unknown verdict").at(i))?;
         set = set.with(verdict);
     }
     Ok(set)
@@ -619,7 +786,12 @@ fn want_bool(v: &Raw) -> Result<bool, Problem> {
 }
 
 /// Sets one per-tenant-capable rule parameter. `None`: not a key of that rule.
-fn set_rule_key(rs: &mut RuleSet, rule: RuleKind, key: &str, v: &Raw) -> Option<Result<(), Problem>> {
+fn set_rule_key(
+    rs: &mut RuleSet,
+    rule: RuleKind,
+    key: &str,
+    v: &Raw,
+) -> Option<Result<(), Problem>> {
     use RuleKind::{LowReputation as L, Threshold as T, Unregistered as U};
     let t = &mut rs.threshold;
     let u = &mut rs.unregistered;
@@ -680,7 +852,10 @@ fn check_id(s: &str, what: &str) -> Result<(), String> {
     if s.is_empty() {
         Err(format!("a {what} cannot be empty"))
     } else if s.len() > 255 {
-        Err(format!("a {what} is at most 255 bytes (this one has {})", s.len()))
+        Err(format!(
+            "a {what} is at most 255 bytes (this one has {})",
+            s.len()
+        ))
     } else if s.chars().any(char::is_control) {
         Err(format!("a {what} cannot contain control characters"))
     } else {
@@ -690,36 +865,77 @@ fn check_id(s: &str, what: &str) -> Result<(), String> {
 
 /// Normalises an accepted or certificate domain: IDNA to A-labels, lower case, no trailing dot.
 fn normalise_domain(s: &str) -> Result<String, String> {
+    if is_normal_domain(s) {
+        return Ok(s.to_owned());
+    }
     if s.is_ascii() {
         return match DomainName::parse(s.as_bytes()) {
             Ok(d) => Ok(d.as_str().to_owned()),
             Err(_) => Err(domain_problem(s)),
         };
     }
-    let ascii = idna::domain_to_ascii(s)
-        .map_err(|_| "not a valid internationalised domain name (the IDNA conversion failed)".to_owned())?;
+    let ascii = idna::domain_to_ascii(s).map_err(|_| {
+        "not a valid internationalised domain name (the IDNA conversion failed)".to_owned()
+    })?;
     match DomainName::parse(ascii.as_bytes()) {
         Ok(d) => Ok(d.as_str().to_owned()),
-        Err(_) => Err(format!("{} (after IDNA conversion to {})", domain_problem(&ascii), quote(&ascii))),
+        Err(_) => Err(format!(
+            "{} (after IDNA conversion to {})",
+            domain_problem(&ascii),
+            quote(&ascii)
+        )),
     }
+}
+
+/// Whether `s` is already a domain in normal form (what `DomainName::parse` would return
+/// unchanged): the fast path for the millions of names of a bulk file.
+fn is_normal_domain(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > crate::address::MAX_DOMAIN {
+        return false;
+    }
+    let mut label = 0usize;
+    for &c in b {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {
+                label += 1;
+                if label > crate::address::MAX_LABEL {
+                    return false;
+                }
+            }
+            b'.' if label > 0 => label = 0,
+            _ => return false,
+        }
+    }
+    label > 0
 }
 
 fn domain_problem(s: &str) -> String {
     if s.starts_with("*.") {
-        return "a wildcard is not a domain name: list the parent domain with subdomains = true".to_owned();
+        return "a wildcard is not a domain name: list the parent domain with subdomains = true"
+            .to_owned();
     }
     let body = s.strip_suffix('.').unwrap_or(s);
     if body.is_empty() {
         return "the name is empty".to_owned();
     }
-    if let Some(c) = body.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.')) {
-        return format!("{c:?} is not allowed in a domain name (letters, digits, '-' and '.' only)");
+    if let Some(c) = body
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        return format!(
+            "{c:?} is not allowed in a domain name (letters, digits, '-' and '.' only)"
+        );
     }
     if body.split('.').any(str::is_empty) {
         return "a label is empty (two dots in a row, or a leading dot)".to_owned();
     }
     if let Some(label) = body.split('.').find(|l| l.len() > 63) {
-        return format!("the label {} is {} octets long; the limit is 63", quote(label), label.len());
+        return format!(
+            "the label {} is {} octets long; the limit is 63",
+            quote(label),
+            label.len()
+        );
     }
     if body.len() > 253 {
         return format!("the name is {} octets long; the limit is 253", body.len());
@@ -736,7 +952,8 @@ fn parse_cidr(s: &str) -> Result<Cidr, Problem> {
 fn cidr_problem(s: &str) -> String {
     let s = s.trim();
     let Some((addr, len)) = s.split_once('/') else {
-        return "not an IP address or CIDR range (such as 192.0.2.0/24 or 2001:db8::/32)".to_owned();
+        return "not an IP address or CIDR range (such as 192.0.2.0/24 or 2001:db8::/32)"
+            .to_owned();
     };
     let Ok(ip) = addr.parse::<IpAddr>() else {
         return format!("{} is not an IP address", quote(addr));
@@ -754,7 +971,10 @@ fn cidr_problem(s: &str) -> String {
                 _ => "not a valid CIDR range".to_owned(),
             }
         }
-        _ => format!("the prefix length {} is not a number from 0 to {max}", quote(len)),
+        _ => format!(
+            "the prefix length {} is not a number from 0 to {max}",
+            quote(len)
+        ),
     }
 }
 
@@ -820,10 +1040,14 @@ enum ReadError {
 fn read_text(path: &Path) -> Result<String, ReadError> {
     let bytes = std::fs::read(path).map_err(|e| ReadError::Io(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| {
-        let good = e.as_bytes().get(..e.utf8_error().valid_up_to()).unwrap_or(&[]);
+        let good = e
+            .as_bytes()
+            .get(..e.utf8_error().valid_up_to())
+            .unwrap_or(&[]);
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
         let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let column = core::str::from_utf8(good.get(line_start..).unwrap_or(&[])).map_or(1, |s| s.chars().count() + 1);
+        let column = core::str::from_utf8(good.get(line_start..).unwrap_or(&[]))
+            .map_or(1, |s| s.chars().count() + 1);
         ReadError::Utf8 { line, column }
     })
 }
@@ -857,6 +1081,29 @@ impl Line<'_> {
     }
 }
 
+/// The fields of a bulk-file line: runs of non-blank characters, up to a field starting with `#`.
+/// (A byte loop: `split_ascii_whitespace` cost twice as much on a million-line file.)
+struct Fields<'t>(&'t str);
+
+impl<'t> Iterator for Fields<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let rest = self.0.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        let end = rest
+            .bytes()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        let (field, tail) = rest.split_at(end);
+        self.0 = tail;
+        if field.is_empty() || field.starts_with('#') {
+            self.0 = "";
+            return None;
+        }
+        Some(field)
+    }
+}
+
 /// Overrides a bulk file gave one tenant, for the checks made once the file is read.
 #[derive(Clone, Copy)]
 struct Touched {
@@ -869,19 +1116,26 @@ struct Parser<'b> {
     sink: Sink,
     doc: PolicyDoc,
     /// Tenant id -> index in `doc.tenants`.
-    ids: HashMap<String, usize>,
+    ids: HashMap<String, usize, FastState>,
     /// Where each tenant of `doc.tenants` was declared.
     declared: Vec<Loc>,
-    /// Accepted domain -> the tenant that listed it first.
-    claims: HashMap<String, Claim>,
+    /// Hash of an accepted domain -> the tenant that listed it first (the name itself is the
+    /// `DomainDoc`'s: one allocation per domain, not two).
+    claims: HashMap<u64, Claim, KeyIsHash>,
+    /// Accepted domains whose hash collided with another name's.
+    colliding: HashMap<String, Claim, FastState>,
+    /// Accepted domains of bulk files, checked against each other and `claims` at the end.
+    bulk_claims: Vec<BulkClaim>,
     /// (tenant, connector name) -> where it was defined.
-    connectors: HashMap<(usize, String), Loc>,
+    connectors: HashMap<(usize, String), Loc, FastState>,
+    hasher: FastState,
     /// Whether the top-level rules passed `RuleSet::validate` (else tenants' failures are noise).
     global_valid: bool,
 }
 
 impl<'b> Parser<'b> {
     fn new(base_dir: Option<&'b Path>) -> Parser<'b> {
+        let hasher = FastState::new();
         Parser {
             base_dir,
             sink: Sink {
@@ -898,15 +1152,19 @@ impl<'b> Parser<'b> {
                 engine: EngineDoc::default(),
                 tenants: Vec::new(),
             },
-            ids: HashMap::new(),
+            ids: HashMap::with_hasher(hasher),
             declared: Vec::new(),
-            claims: HashMap::new(),
-            connectors: HashMap::new(),
+            claims: HashMap::with_hasher(KeyIsHash),
+            colliding: HashMap::with_hasher(hasher),
+            bulk_claims: Vec::new(),
+            connectors: HashMap::with_hasher(hasher),
+            hasher,
             global_valid: true,
         }
     }
 
-    fn finish(self) -> Result<PolicyDoc, PolicyError> {
+    fn finish(mut self) -> Result<PolicyDoc, PolicyError> {
+        self.check_bulk_claims();
         if self.sink.count() == 0 && self.sink.hidden.iter().all(|&h| h == 0) {
             Ok(self.doc)
         } else {
@@ -917,7 +1175,11 @@ impl<'b> Parser<'b> {
     }
 
     fn loc_text(&self, loc: Loc) -> String {
-        let file = self.sink.files.get(loc.file as usize).map_or("?", String::as_str);
+        let file = self
+            .sink
+            .files
+            .get(loc.file as usize)
+            .map_or("?", String::as_str);
         format!("{file}:{}", loc.line)
     }
 
@@ -934,13 +1196,16 @@ impl<'b> Parser<'b> {
     // --- reporting -------------------------------------------------------------------------
 
     fn report_span(&mut self, src: &Src, span: Span, path: String, p: Problem) {
-        let (line, col) = src.pos(span.start);
+        let (line, col) = src.pos(src.quoted_start(span.start));
         self.sink.push(src.file, line, col, path, p);
     }
 
     /// Reports a problem with a TOML value; for a list element, at that element.
     fn report_value(&mut self, src: &Src, v: &Value, path: &str, p: Problem) {
-        match p.elem.and_then(|i| v.as_array().and_then(|a| a.get(i)).map(|e| (i, e.span))) {
+        match p
+            .elem
+            .and_then(|i| v.as_array().and_then(|a| a.get(i)).map(|e| (i, e.span)))
+        {
             Some((i, span)) => self.report_span(src, span, format!("{path}[{i}]"), p),
             None => self.report_span(src, v.span, path.to_owned(), p),
         }
@@ -951,7 +1216,8 @@ impl<'b> Parser<'b> {
             p.found = "the end of the line".to_owned();
         }
         let col = line.column(field);
-        self.sink.push(line.file, line.number, col, path.to_owned(), p);
+        self.sink
+            .push(line.file, line.number, col, path.to_owned(), p);
     }
 
     fn unknown_key(&mut self, src: &Src, key: &Key, prefix: &str, valid: &[&str]) {
@@ -968,7 +1234,13 @@ impl<'b> Parser<'b> {
         }
     }
 
-    fn want_table<'v, 'de>(&mut self, src: &Src, v: &'v Value<'de>, path: &str, expected: &str) -> Option<&'v Table<'de>> {
+    fn want_table<'v, 'de>(
+        &mut self,
+        src: &Src,
+        v: &'v Value<'de>,
+        path: &str,
+        expected: &str,
+    ) -> Option<&'v Table<'de>> {
         let t = v.as_table();
         if t.is_none() {
             self.report_value(src, v, path, wrong_type(expected, &raw_scalar(v)));
@@ -976,7 +1248,13 @@ impl<'b> Parser<'b> {
         t
     }
 
-    fn want_array<'v, 'de>(&mut self, src: &Src, v: &'v Value<'de>, path: &str, expected: &str) -> Option<&'v [Value<'de>]> {
+    fn want_array<'v, 'de>(
+        &mut self,
+        src: &Src,
+        v: &'v Value<'de>,
+        path: &str,
+        expected: &str,
+    ) -> Option<&'v [Value<'de>]> {
         let a = v.as_array();
         if a.is_none() {
             self.report_value(src, v, path, wrong_type(expected, &raw_scalar(v)));
@@ -985,7 +1263,14 @@ impl<'b> Parser<'b> {
     }
 
     /// Applies a scalar of a TOML table with `f`; reports its problem.
-    fn scalar<T>(&mut self, src: &Src, t: &Table, key: &str, path: &str, f: impl Fn(&Raw) -> Result<T, Problem>) -> Option<T> {
+    fn scalar<T>(
+        &mut self,
+        src: &Src,
+        t: &Table,
+        key: &str,
+        path: &str,
+        f: impl Fn(&Raw) -> Result<T, Problem>,
+    ) -> Option<T> {
         let v = t.get(key)?;
         let path = join_path(path, key);
         match f(&raw(v)) {
@@ -1011,14 +1296,24 @@ impl<'b> Parser<'b> {
                 line,
                 column,
                 String::new(),
-                problem("UTF-8 text", "bytes that are not UTF-8", "the file must be UTF-8"),
+                problem(
+                    "UTF-8 text",
+                    "bytes that are not UTF-8",
+                    "the file must be UTF-8",
+                ),
             ),
         }
     }
 
     /// Resolves and reads a file the policy refers to; problems are reported at the reference.
     /// Returns the new file's index and text.
-    fn read_referenced(&mut self, src: &Src, v: &Value, path: &str, name: &str) -> Option<(u32, String)> {
+    fn read_referenced(
+        &mut self,
+        src: &Src,
+        v: &Value,
+        path: &str,
+        name: &str,
+    ) -> Option<(u32, String)> {
         let Some(base) = self.base_dir else {
             self.report_value(
                 src,
@@ -1083,28 +1378,53 @@ impl<'b> Parser<'b> {
     fn syntax_error(&mut self, src: &Src, e: &toml_span::Error) {
         let first_line = |span: &Span| src.pos(span.start).0;
         let (expected, found, mut message) = match &e.kind {
-            ErrorKind::Wanted { expected, found } => ((*expected).to_owned(), (*found).to_owned(), "TOML syntax error".to_owned()),
+            ErrorKind::Wanted { expected, found } => (
+                (*expected).to_owned(),
+                (*found).to_owned(),
+                "TOML syntax error".to_owned(),
+            ),
             ErrorKind::DuplicateKey { key, first } => (
                 String::new(),
                 String::new(),
-                format!("duplicate key {} (first defined on line {})", quote(key), first_line(first)),
+                format!(
+                    "duplicate key {} (first defined on line {})",
+                    quote(key),
+                    first_line(first)
+                ),
             ),
             ErrorKind::DuplicateTable { name, first } => (
                 String::new(),
                 String::new(),
-                format!("table {} is defined twice (first on line {})", quote(name), first_line(first)),
+                format!(
+                    "table {} is defined twice (first on line {})",
+                    quote(name),
+                    first_line(first)
+                ),
             ),
-            _ => (String::new(), String::new(), format!("TOML syntax error: {e}")),
+            _ => (
+                String::new(),
+                String::new(),
+                format!("TOML syntax error: {e}"),
+            ),
         };
         // toml-span has no date-time values: point at the fix when one is written bare.
         let rest = src.text.get(e.span.start..).unwrap_or("");
-        let looks_like_date =
-            rest.len() >= 10 && rest.bytes().take(4).all(|b| b.is_ascii_digit()) && rest.as_bytes().get(4) == Some(&b'-');
+        let looks_like_date = rest.len() >= 10
+            && rest.bytes().take(4).all(|b| b.is_ascii_digit())
+            && rest.as_bytes().get(4) == Some(&b'-');
         if looks_like_date {
-            let value: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',' && *c != '}' && *c != ']').collect();
+            let value: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '}' && *c != ']')
+                .collect();
             message = format!("{message}; write times as strings: \"{value}\"");
         }
-        self.report_span(src, e.span, String::new(), problem(expected, found, message));
+        self.report_span(
+            src,
+            e.span,
+            String::new(),
+            problem(expected, found, message),
+        );
     }
 
     /// A `rules` table: the top level (`global`: may set the global-only keys, starts from the
@@ -1112,10 +1432,15 @@ impl<'b> Parser<'b> {
     /// Returns the rule set if any key was given.
     fn rules(&mut self, src: &Src, v: &Value, path: &str, global: bool) -> Option<RuleSet> {
         let t = self.want_table(src, v, path, "a table of rules")?;
-        let mut rs = if global { RuleSet::default() } else { self.doc.rules };
+        let mut rs = if global {
+            RuleSet::default()
+        } else {
+            self.doc.rules
+        };
         let mut any = false;
         let mut max_span = None;
         let mut warn_span = None;
+        let mut files = None;
         for (rule_key, rv) in t {
             let Some(rule) = RuleKind::from_name(&rule_key.name) else {
                 self.unknown_key(src, rule_key, path, RULE_NAMES);
@@ -1129,7 +1454,10 @@ impl<'b> Parser<'b> {
                 let name: &str = &key.name;
                 let kpath = join_path(&rpath, name);
                 if GLOBAL_ONLY.contains(&name) && rule.keys().contains(&name) {
-                    if global {
+                    if global && name == "files" {
+                        // After `ranges`, whatever the order in the file.
+                        files = Some((kv, kpath));
+                    } else if global {
                         self.global_only(src, rule, name, kv, &kpath);
                     } else {
                         let p = problem(
@@ -1163,6 +1491,9 @@ impl<'b> Parser<'b> {
                 }
             }
         }
+        if let Some((kv, kpath)) = files {
+            self.global_only(src, RuleKind::LowReputation, "files", kv, &kpath);
+        }
         let th = &rs.threshold;
         if th.warn_ratio_ppm > th.max_ratio_ppm {
             let both = max_span.is_some() && warn_span.is_some();
@@ -1193,7 +1524,9 @@ impl<'b> Parser<'b> {
     fn global_only(&mut self, src: &Src, rule: RuleKind, key: &str, v: &Value, path: &str) {
         match key {
             "slots" => {
-                if let Ok(n) = want_int_range(&raw(v), 1, 1024).map_err(|p| self.report_value(src, v, path, p)) {
+                if let Ok(n) =
+                    want_int_range(&raw(v), 1, 1024).map_err(|p| self.report_value(src, v, path, p))
+                {
                     let n = u16::try_from(n).unwrap_or(24);
                     if rule == RuleKind::Threshold {
                         self.doc.threshold_slots = n;
@@ -1213,7 +1546,12 @@ impl<'b> Parser<'b> {
                 for (i, fv) in files.iter().enumerate() {
                     let fpath = format!("{path}[{i}]");
                     let Some(name) = fv.as_str() else {
-                        self.report_value(src, fv, &fpath, wrong_type("a file name", &raw_scalar(fv)));
+                        self.report_value(
+                            src,
+                            fv,
+                            &fpath,
+                            wrong_type("a file name", &raw_scalar(fv)),
+                        );
                         continue;
                     };
                     if let Some((f, text)) = self.read_referenced(src, fv, &fpath, name) {
@@ -1238,7 +1576,9 @@ impl<'b> Parser<'b> {
                     Ok(c) => out.push(c),
                     Err(p) => self.report_span(src, item.span, ipath, p),
                 },
-                None => self.report_span(src, item.span, ipath, wrong_type(CIDR, &raw_scalar(item))),
+                None => {
+                    self.report_span(src, item.span, ipath, wrong_type(CIDR, &raw_scalar(item)))
+                }
             }
         }
         out
@@ -1254,7 +1594,11 @@ impl<'b> Parser<'b> {
             match parse_cidr(content) {
                 Ok(c) => self.doc.low_reputation.push(c),
                 Err(p) => {
-                    let line = Line { file, number: n + 1, text };
+                    let line = Line {
+                        file,
+                        number: n + 1,
+                        text,
+                    };
                     self.report_line(&line, Some(content), path, p);
                 }
             }
@@ -1266,13 +1610,19 @@ impl<'b> Parser<'b> {
             return;
         };
         self.check_keys(src, t, "engine", ENGINE_KEYS);
-        if let Some(n) = self.scalar(src, t, "audit_depth", "engine", |r| want_int_range(r, 1, 1024)) {
+        if let Some(n) = self.scalar(src, t, "audit_depth", "engine", |r| {
+            want_int_range(r, 1, 1024)
+        }) {
             self.doc.engine.audit_depth = u16::try_from(n).unwrap_or(16);
         }
-        if let Some(n) = self.scalar(src, t, "headroom_percent", "engine", |r| want_int_range(r, 0, 1000)) {
+        if let Some(n) = self.scalar(src, t, "headroom_percent", "engine", |r| {
+            want_int_range(r, 0, 1000)
+        }) {
             self.doc.engine.headroom_percent = u32::try_from(n).unwrap_or(25);
         }
-        if let Some(n) = self.scalar(src, t, "recent_connector", "engine", |r| want_duration(r, true)) {
+        if let Some(n) = self.scalar(src, t, "recent_connector", "engine", |r| {
+            want_duration(r, true)
+        }) {
             self.doc.engine.recent_connector = n;
         }
     }
@@ -1280,7 +1630,8 @@ impl<'b> Parser<'b> {
     // --- tenants in the policy file -------------------------------------------------------------
 
     fn tenants(&mut self, src: &Src, v: &Value) {
-        let Some(items) = self.want_array(src, v, "tenants", "an array of tables ([[tenants]])") else {
+        let Some(items) = self.want_array(src, v, "tenants", "an array of tables ([[tenants]])")
+        else {
             return;
         };
         for (i, tv) in items.iter().enumerate() {
@@ -1292,13 +1643,22 @@ impl<'b> Parser<'b> {
     }
 
     /// Adds a tenant (even one whose id is wrong, so that its other problems are found too).
-    fn add_tenant(&mut self, id: Option<&str>, licensed: bool, lapsed: bool, at: Loc) -> (usize, Option<Problem>) {
+    fn add_tenant(
+        &mut self,
+        id: Option<&str>,
+        licensed: bool,
+        lapsed: bool,
+        at: Loc,
+    ) -> (usize, Option<Problem>) {
         let idx = self.doc.tenants.len();
         let mut dup = None;
         if let Some(id) = id {
             match self.ids.get(id) {
                 Some(&first) => {
-                    let first_at = self.declared.get(first).map_or_else(|| "?".to_owned(), |&l| self.loc_text(l));
+                    let first_at = self
+                        .declared
+                        .get(first)
+                        .map_or_else(|| "?".to_owned(), |&l| self.loc_text(l));
                     dup = Some(problem(
                         "a tenant id not used before",
                         quote(id),
@@ -1332,18 +1692,33 @@ impl<'b> Parser<'b> {
                 src,
                 span,
                 id_path.clone(),
-                problem("a tenant id", "nothing", "every [[tenants]] entry needs an id"),
+                problem(
+                    "a tenant id",
+                    "nothing",
+                    "every [[tenants]] entry needs an id",
+                ),
             ),
             Some(v) => match v.as_str() {
-                None => self.report_value(src, v, &id_path, wrong_type("a tenant id (a string)", &raw_scalar(v))),
+                None => self.report_value(
+                    src,
+                    v,
+                    &id_path,
+                    wrong_type("a tenant id (a string)", &raw_scalar(v)),
+                ),
                 Some(s) => match check_id(s, "tenant id") {
                     Ok(()) => id = Some((s, v.span)),
-                    Err(m) => self.report_value(src, v, &id_path, problem("a tenant id", quote(s), m)),
+                    Err(m) => {
+                        self.report_value(src, v, &id_path, problem("a tenant id", quote(s), m))
+                    }
                 },
             },
         }
-        let licensed = self.scalar(src, t, "licensed", path, want_bool).unwrap_or(true);
-        let lapsed = self.scalar(src, t, "lapsed", path, want_bool).unwrap_or(false);
+        let licensed = self
+            .scalar(src, t, "licensed", path, want_bool)
+            .unwrap_or(true);
+        let lapsed = self
+            .scalar(src, t, "lapsed", path, want_bool)
+            .unwrap_or(false);
         let at = Loc {
             file: src.file,
             line: src.pos(id.map_or(span, |(_, s)| s).start).0,
@@ -1369,44 +1744,160 @@ impl<'b> Parser<'b> {
         }
     }
 
-    /// Claims an accepted domain for a tenant; the problem if another tenant (or this one) has it.
-    fn claim(&mut self, name: &str, tenant: usize, at: Loc) -> Result<(), Problem> {
-        let first = match self.claims.entry(name.to_owned()) {
+    /// Adds an accepted domain to a tenant; the problem if another tenant (or this one) has it.
+    fn add_domain(&mut self, tenant: usize, d: DomainDoc, at: Loc) -> Result<(), Problem> {
+        use core::hash::BuildHasher;
+        let Some(t) = self.doc.tenants.get_mut(tenant) else {
+            return Ok(());
+        };
+        let claim = Claim {
+            tenant: u32::try_from(tenant).unwrap_or(u32::MAX),
+            domain: u32::try_from(t.domains.len()).unwrap_or(u32::MAX),
+            at,
+        };
+        let first = match self.claims.entry(self.hasher.hash_one(d.name.as_str())) {
             Entry::Vacant(e) => {
-                e.insert(Claim { tenant, at });
+                e.insert(claim);
+                t.domains.push(d);
                 return Ok(());
             }
             Entry::Occupied(e) => *e.get(),
         };
+        let first_name = self
+            .doc
+            .tenants
+            .get(first.tenant as usize)
+            .and_then(|t| t.domains.get(first.domain as usize))
+            .map(|first| first.name.as_str());
+        let first = if first_name == Some(d.name.as_str()) {
+            first
+        } else {
+            // Two names with one hash: settle it by the names themselves.
+            match self.colliding.entry(d.name.clone()) {
+                Entry::Vacant(e) => {
+                    e.insert(claim);
+                    if let Some(t) = self.doc.tenants.get_mut(tenant) {
+                        t.domains.push(d);
+                    }
+                    return Ok(());
+                }
+                Entry::Occupied(e) => *e.get(),
+            }
+        };
+        Err(self.domain_conflict(&d.name, first, tenant))
+    }
+
+    /// The name of `doc.tenants[tenant].domains[domain]`.
+    fn domain_name(&self, tenant: u32, domain: u32) -> &str {
+        self.doc
+            .tenants
+            .get(tenant as usize)
+            .and_then(|t| t.domains.get(domain as usize))
+            .map_or("", |d| d.name.as_str())
+    }
+
+    /// A domain listed again: by the same tenant, or by another one.
+    fn domain_conflict(&self, name: &str, first: Claim, tenant: usize) -> Problem {
         let first_at = self.loc_text(first.at);
-        if first.tenant == tenant {
-            Err(problem(
+        if first.tenant as usize == tenant {
+            problem(
                 "a domain not listed yet for this tenant",
                 quote(name),
-                format!("{} is listed twice for tenant {} (first at {first_at})", quote(name), self.tenant_label(tenant)),
-            ))
+                format!(
+                    "{} is listed twice for tenant {} (first at {first_at})",
+                    quote(name),
+                    self.tenant_label(tenant)
+                ),
+            )
         } else {
-            Err(problem(
+            problem(
                 "a domain no other tenant accepts",
                 quote(name),
                 format!(
                     "{} is already an accepted domain of tenant {} ({first_at}); it cannot also belong to tenant {}",
                     quote(name),
-                    self.tenant_label(first.tenant),
+                    self.tenant_label(first.tenant as usize),
                     self.tenant_label(tenant)
                 ),
-            ))
+            )
         }
     }
 
-    fn push_domain(&mut self, tenant: usize, d: DomainDoc) {
-        if let Some(t) = self.doc.tenants.get_mut(tenant) {
-            t.domains.push(d);
+    /// Adds an accepted domain from a bulk file. Whether another tenant (or this one) has it is
+    /// checked once every file is read, by [`Parser::check_bulk_claims`]: a hash table of a
+    /// million names costs two cache misses a line, a sort of them a fraction of that.
+    fn add_bulk_domain(&mut self, tenant: usize, d: DomainDoc, line: &Line, column: usize) {
+        use core::hash::BuildHasher;
+        let hash = self.hasher.hash_one(d.name.as_str());
+        let Some(t) = self.doc.tenants.get_mut(tenant) else {
+            return;
+        };
+        self.bulk_claims.push(BulkClaim {
+            hash,
+            tenant: u32::try_from(tenant).unwrap_or(u32::MAX),
+            domain: u32::try_from(t.domains.len()).unwrap_or(u32::MAX),
+            file: line.file,
+            line: u32::try_from(line.number).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        });
+        t.domains.push(d);
+    }
+
+    /// Reports every bulk-file domain that an earlier line, or the policy file, already listed.
+    fn check_bulk_claims(&mut self) {
+        let mut claims = core::mem::take(&mut self.bulk_claims);
+        // Equal names have equal hashes; within a hash, file and line order is reading order.
+        claims.sort_unstable_by_key(|c| (c.hash, c.file, c.line, c.column));
+        let mut found = Vec::new();
+        for group in claims.chunk_by(|a, b| a.hash == b.hash) {
+            let Some(head) = group.first() else {
+                continue;
+            };
+            let inline = self.claims.get(&head.hash).copied();
+            if group.len() == 1 && inline.is_none() {
+                continue;
+            }
+            // Name -> first claim, for this hash (almost always a single name).
+            let mut firsts: Vec<(&str, Claim)> = Vec::new();
+            if let Some(c) = inline {
+                firsts.push((self.domain_name(c.tenant, c.domain), c));
+            }
+            for c in group {
+                let name = self.domain_name(c.tenant, c.domain);
+                let first = firsts
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, first)| *first)
+                    .or_else(|| self.colliding.get(name).copied());
+                match first {
+                    Some(first) => {
+                        found.push((*c, self.domain_conflict(name, first, c.tenant as usize)))
+                    }
+                    None => {
+                        let at = Loc {
+                            file: c.file,
+                            line: c.line as usize,
+                        };
+                        let claim = Claim {
+                            tenant: c.tenant,
+                            domain: c.domain,
+                            at,
+                        };
+                        firsts.push((name, claim));
+                    }
+                }
+            }
+        }
+        for (c, p) in found {
+            let path = "domain.name".to_owned();
+            self.sink
+                .push(c.file, c.line as usize, c.column as usize, path, p);
         }
     }
 
     fn domains(&mut self, src: &Src, v: &Value, path: &str, tenant: usize) {
-        const EXPECTED: &str = "a domain name, or { name = \"...\", subdomains = false, validated = true }";
+        const EXPECTED: &str =
+            "a domain name, or { name = \"...\", subdomains = false, validated = true }";
         let Some(items) = self.want_array(src, v, path, "an array of domains") else {
             return;
         };
@@ -1416,8 +1907,12 @@ impl<'b> Parser<'b> {
                 (dv, dpath, false, true)
             } else if let Some(dt) = dv.as_table() {
                 self.check_keys(src, dt, &dpath, DOMAIN_KEYS);
-                let subdomains = self.scalar(src, dt, "subdomains", &dpath, want_bool).unwrap_or(false);
-                let validated = self.scalar(src, dt, "validated", &dpath, want_bool).unwrap_or(true);
+                let subdomains = self
+                    .scalar(src, dt, "subdomains", &dpath, want_bool)
+                    .unwrap_or(false);
+                let validated = self
+                    .scalar(src, dt, "validated", &dpath, want_bool)
+                    .unwrap_or(true);
                 let Some(name_v) = dt.get("name") else {
                     let p = problem("a domain name", "nothing", "a domain entry needs a name");
                     self.report_span(src, dv.span, join_path(&dpath, "name"), p);
@@ -1429,13 +1924,23 @@ impl<'b> Parser<'b> {
                 continue;
             };
             let Some(s) = name_v.as_str() else {
-                self.report_value(src, name_v, &name_path, wrong_type("a domain name", &raw_scalar(name_v)));
+                self.report_value(
+                    src,
+                    name_v,
+                    &name_path,
+                    wrong_type("a domain name", &raw_scalar(name_v)),
+                );
                 continue;
             };
             let name = match normalise_domain(s) {
                 Ok(n) => n,
                 Err(m) => {
-                    self.report_span(src, name_v.span, name_path, problem("a domain name", quote(s), m));
+                    self.report_span(
+                        src,
+                        name_v.span,
+                        name_path,
+                        problem("a domain name", quote(s), m),
+                    );
                     continue;
                 }
             };
@@ -1443,16 +1948,13 @@ impl<'b> Parser<'b> {
                 file: src.file,
                 line: src.pos(name_v.span.start).0,
             };
-            match self.claim(&name, tenant, at) {
-                Ok(()) => self.push_domain(
-                    tenant,
-                    DomainDoc {
-                        name,
-                        subdomains,
-                        validated,
-                    },
-                ),
-                Err(p) => self.report_span(src, name_v.span, name_path, p),
+            let d = DomainDoc {
+                name,
+                subdomains,
+                validated,
+            };
+            if let Err(p) = self.add_domain(tenant, d, at) {
+                self.report_span(src, name_v.span, name_path, p);
             }
         }
     }
@@ -1494,8 +1996,8 @@ impl<'b> Parser<'b> {
             ) else {
                 continue;
             };
-            self.check_keys(src, ct, &cpath, CONNECTOR_KEYS);
             let before = self.sink.count();
+            self.check_keys(src, ct, &cpath, CONNECTOR_KEYS);
             let name_path = join_path(&cpath, "name");
             let name = match ct.get("name") {
                 None => {
@@ -1505,12 +2007,22 @@ impl<'b> Parser<'b> {
                 }
                 Some(nv) => match nv.as_str() {
                     None => {
-                        self.report_value(src, nv, &name_path, wrong_type("a connector name", &raw_scalar(nv)));
+                        self.report_value(
+                            src,
+                            nv,
+                            &name_path,
+                            wrong_type("a connector name", &raw_scalar(nv)),
+                        );
                         None
                     }
                     Some(s) => match check_id(s, "connector name") {
                         Err(m) => {
-                            self.report_value(src, nv, &name_path, problem("a connector name", quote(s), m));
+                            self.report_value(
+                                src,
+                                nv,
+                                &name_path,
+                                problem("a connector name", quote(s), m),
+                            );
                             None
                         }
                         Ok(()) => {
@@ -1532,18 +2044,32 @@ impl<'b> Parser<'b> {
             let certificate = ct.get("certificate").and_then(|v| {
                 let cert_path = join_path(&cpath, "certificate");
                 let Some(s) = v.as_str() else {
-                    self.report_value(src, v, &cert_path, wrong_type("a certificate domain", &raw_scalar(v)));
+                    self.report_value(
+                        src,
+                        v,
+                        &cert_path,
+                        wrong_type("a certificate domain", &raw_scalar(v)),
+                    );
                     return None;
                 };
                 normalise_domain(s)
-                    .map_err(|m| self.report_value(src, v, &cert_path, problem("a certificate domain", quote(s), m)))
+                    .map_err(|m| {
+                        self.report_value(
+                            src,
+                            v,
+                            &cert_path,
+                            problem("a certificate domain", quote(s), m),
+                        )
+                    })
                     .ok()
             });
             let ranges = match ct.get("ranges") {
                 Some(rv) => self.cidr_list(src, rv, &join_path(&cpath, "ranges")),
                 None => Vec::new(),
             };
-            let created = self.scalar(src, ct, "created", &cpath, want_time).unwrap_or(0);
+            let created = self
+                .scalar(src, ct, "created", &cpath, want_time)
+                .unwrap_or(0);
             if self.sink.count() != before {
                 continue;
             }
@@ -1583,7 +2109,11 @@ impl<'b> Parser<'b> {
                     self.report_span(src, ev.span, join_path(&epath, "range"), p);
                     continue;
                 };
-                (range_v, join_path(&epath, "range"), expires.unwrap_or(u64::MAX))
+                (
+                    range_v,
+                    join_path(&epath, "range"),
+                    expires.unwrap_or(u64::MAX),
+                )
             } else {
                 let p = wrong_type("{ range = \"...\", expires = \"...\" }", &raw_scalar(ev));
                 self.report_value(src, ev, &epath, p);
@@ -1606,7 +2136,12 @@ impl<'b> Parser<'b> {
 
     fn tenants_files(&mut self, src: &Src, v: &Value) {
         let Some(items) = v.as_array() else {
-            return self.tenants_file(src, v, "tenants_file", "a file name or an array of file names");
+            return self.tenants_file(
+                src,
+                v,
+                "tenants_file",
+                "a file name or an array of file names",
+            );
         };
         for (i, fv) in items.iter().enumerate() {
             self.tenants_file(src, fv, &format!("tenants_file[{i}]"), "a file name");
@@ -1629,9 +2164,17 @@ impl<'b> Parser<'b> {
     fn bulk(&mut self, file: u32, text: &str) {
         let mut last: Option<(&str, usize)> = None;
         let mut touched: HashMap<usize, Touched> = HashMap::new();
-        for (n, text) in strip_bom(text).lines().enumerate() {
-            let line = Line { file, number: n + 1, text };
-            let mut fields = text.split_ascii_whitespace().take_while(|f| !f.starts_with('#'));
+        let text = strip_bom(text);
+        // At most one domain a line: size the list of claims once.
+        let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+        self.bulk_claims.reserve(lines);
+        for (n, text) in text.lines().enumerate() {
+            let line = Line {
+                file,
+                number: n + 1,
+                text,
+            };
+            let mut fields = Fields(text);
             let Some(kind) = fields.next() else {
                 continue;
             };
@@ -1639,7 +2182,11 @@ impl<'b> Parser<'b> {
                 "tenant" => self.bulk_tenant(&line, &mut fields),
                 "domain" | "connector" | "exception" | "override" => {
                     let Some(id) = fields.next() else {
-                        let p = problem("a tenant id", "", format!("a {kind} record starts with the tenant id"));
+                        let p = problem(
+                            "a tenant id",
+                            "",
+                            format!("a {kind} record starts with the tenant id"),
+                        );
                         self.report_line(&line, None, &format!("{kind}.tenant"), p);
                         continue;
                     };
@@ -1690,29 +2237,50 @@ impl<'b> Parser<'b> {
             if let Some((line, col, key)) = t.ratio {
                 if rs.threshold.warn_ratio_ppm > rs.threshold.max_ratio_ppm {
                     let p = ratio_conflict(&rs, "the other is the tenant's or the policy's value");
-                    self.sink.push(file, line, col, format!("rules.tenant_threshold.{key}"), p);
+                    self.sink
+                        .push(file, line, col, format!("rules.tenant_threshold.{key}"), p);
                 }
             }
             if self.global_valid {
                 if let Err(e) = rs.validate() {
                     let (line, col) = t.last;
-                    self.sink.push(file, line, col, "override".to_owned(), problem("", "", e.to_string()));
+                    self.sink.push(
+                        file,
+                        line,
+                        col,
+                        "override".to_owned(),
+                        problem("", "", e.to_string()),
+                    );
                 }
             }
         }
     }
 
     /// Reports any field left on a line whose record is complete.
-    fn bulk_extra<'t>(&mut self, line: &Line, fields: &mut impl Iterator<Item = &'t str>, path: &str) {
+    fn bulk_extra<'t>(
+        &mut self,
+        line: &Line,
+        fields: &mut impl Iterator<Item = &'t str>,
+        path: &str,
+    ) {
         if let Some(extra) = fields.next() {
-            let p = problem("the end of the line", quote(extra), "unexpected extra field");
+            let p = problem(
+                "the end of the line",
+                quote(extra),
+                "unexpected extra field",
+            );
             self.report_line(line, Some(extra), path, p);
         }
     }
 
     fn bulk_tenant<'t>(&mut self, line: &Line<'t>, fields: &mut impl Iterator<Item = &'t str>) {
         let Some(id) = fields.next() else {
-            self.report_line(line, None, "tenant.id", problem("a tenant id", "", "a tenant record needs an id"));
+            self.report_line(
+                line,
+                None,
+                "tenant.id",
+                problem("a tenant id", "", "a tenant record needs an id"),
+            );
             return;
         };
         let mut licensed = true;
@@ -1724,7 +2292,11 @@ impl<'b> Parser<'b> {
                 "lapsed" => lapsed = true,
                 "active" => lapsed = false,
                 _ => {
-                    let p = problem("licensed, unlicensed, lapsed or active", quote(flag), "unknown tenant flag");
+                    let p = problem(
+                        "licensed, unlicensed, lapsed or active",
+                        quote(flag),
+                        "unknown tenant flag",
+                    );
                     self.report_line(line, Some(flag), "tenant.flags", p);
                 }
             }
@@ -1732,7 +2304,12 @@ impl<'b> Parser<'b> {
         let valid = match check_id(id, "tenant id") {
             Ok(()) => Some(id),
             Err(m) => {
-                self.report_line(line, Some(id), "tenant.id", problem("a tenant id", quote(id), m));
+                self.report_line(
+                    line,
+                    Some(id),
+                    "tenant.id",
+                    problem("a tenant id", quote(id), m),
+                );
                 None
             }
         };
@@ -1746,9 +2323,19 @@ impl<'b> Parser<'b> {
         }
     }
 
-    fn bulk_domain<'t>(&mut self, line: &Line<'t>, tenant: usize, fields: &mut impl Iterator<Item = &'t str>) {
+    fn bulk_domain<'t>(
+        &mut self,
+        line: &Line<'t>,
+        tenant: usize,
+        fields: &mut impl Iterator<Item = &'t str>,
+    ) {
         let Some(name) = fields.next() else {
-            self.report_line(line, None, "domain.name", problem("a domain name", "", "a domain record needs a name"));
+            self.report_line(
+                line,
+                None,
+                "domain.name",
+                problem("a domain name", "", "a domain record needs a name"),
+            );
             return;
         };
         let mut subdomains = false;
@@ -1760,7 +2347,11 @@ impl<'b> Parser<'b> {
                 "unvalidated" => validated = false,
                 "validated" => validated = true,
                 _ => {
-                    let p = problem("subdomains, unvalidated or validated", quote(flag), "unknown domain flag");
+                    let p = problem(
+                        "subdomains, exact, validated or unvalidated",
+                        quote(flag),
+                        "unknown domain flag",
+                    );
                     self.report_line(line, Some(flag), "domain.flags", p);
                 }
             }
@@ -1768,28 +2359,30 @@ impl<'b> Parser<'b> {
         let normal = match normalise_domain(name) {
             Ok(n) => n,
             Err(m) => {
-                self.report_line(line, Some(name), "domain.name", problem("a domain name", quote(name), m));
+                self.report_line(
+                    line,
+                    Some(name),
+                    "domain.name",
+                    problem("a domain name", quote(name), m),
+                );
                 return;
             }
         };
-        let at = Loc {
-            file: line.file,
-            line: line.number,
+        let d = DomainDoc {
+            name: normal,
+            subdomains,
+            validated,
         };
-        match self.claim(&normal, tenant, at) {
-            Ok(()) => self.push_domain(
-                tenant,
-                DomainDoc {
-                    name: normal,
-                    subdomains,
-                    validated,
-                },
-            ),
-            Err(p) => self.report_line(line, Some(name), "domain.name", p),
-        }
+        let column = line.column(Some(name));
+        self.add_bulk_domain(tenant, d, line, column);
     }
 
-    fn bulk_connector<'t>(&mut self, line: &Line<'t>, tenant: usize, fields: &mut impl Iterator<Item = &'t str>) {
+    fn bulk_connector<'t>(
+        &mut self,
+        line: &Line<'t>,
+        tenant: usize,
+        fields: &mut impl Iterator<Item = &'t str>,
+    ) {
         let Some(name) = fields.next() else {
             let p = problem("a connector name", "", "a connector record needs a name");
             self.report_line(line, None, "connector.name", p);
@@ -1797,7 +2390,12 @@ impl<'b> Parser<'b> {
         };
         let before = self.sink.count();
         if let Err(m) = check_id(name, "connector name") {
-            self.report_line(line, Some(name), "connector.name", problem("a connector name", quote(name), m));
+            self.report_line(
+                line,
+                Some(name),
+                "connector.name",
+                problem("a connector name", quote(name), m),
+            );
         }
         let mut certificate = None;
         let mut ranges = Vec::new();
@@ -1807,33 +2405,45 @@ impl<'b> Parser<'b> {
             match key {
                 "cert" | "certificate" => match normalise_domain(value) {
                     _ if certificate.is_some() => {
-                        let p = problem("one certificate", quote(field), "the certificate is given twice");
+                        let p = problem(
+                            "one certificate",
+                            quote(field),
+                            "the certificate is given twice",
+                        );
                         self.report_line(line, Some(field), "connector.cert", p);
                     }
                     Ok(d) => certificate = Some(d),
                     Err(m) => {
                         let p = problem("a certificate domain", quote(value), m);
-                        self.report_line(line, Some(field), "connector.cert", p);
+                        self.report_line(line, Some(value), "connector.cert", p);
                     }
                 },
                 "ranges" => {
                     for r in value.split(',') {
                         match parse_cidr(r) {
                             Ok(c) => ranges.push(c),
-                            Err(p) => self.report_line(line, Some(field), "connector.ranges", p),
+                            Err(p) => self.report_line(line, Some(r), "connector.ranges", p),
                         }
                     }
                 }
                 "created" => match want_time(&Raw::Str(value)) {
                     _ if created.is_some() => {
-                        let p = problem("one creation time", quote(field), "the creation time is given twice");
+                        let p = problem(
+                            "one creation time",
+                            quote(field),
+                            "the creation time is given twice",
+                        );
                         self.report_line(line, Some(field), "connector.created", p);
                     }
                     Ok(t) => created = Some(t),
-                    Err(p) => self.report_line(line, Some(field), "connector.created", p),
+                    Err(p) => self.report_line(line, Some(value), "connector.created", p),
                 },
                 _ => {
-                    let p = problem("cert=<domain>, ranges=<cidr>,... or created=<time>", quote(field), "unknown connector field");
+                    let p = problem(
+                        "cert=<domain>, ranges=<cidr>,... or created=<time>",
+                        quote(field),
+                        "unknown connector field",
+                    );
                     self.report_line(line, Some(field), "connector", p);
                 }
             }
@@ -1868,19 +2478,30 @@ impl<'b> Parser<'b> {
         }
     }
 
-    fn bulk_exception<'t>(&mut self, line: &Line<'t>, tenant: usize, fields: &mut impl Iterator<Item = &'t str>) {
+    fn bulk_exception<'t>(
+        &mut self,
+        line: &Line<'t>,
+        tenant: usize,
+        fields: &mut impl Iterator<Item = &'t str>,
+    ) {
         let Some(range) = fields.next() else {
-            self.report_line(line, None, "exception.range", problem(CIDR, "", "an exception record needs a range"));
+            self.report_line(
+                line,
+                None,
+                "exception.range",
+                problem(CIDR, "", "an exception record needs a range"),
+            );
             return;
         };
         let before = self.sink.count();
-        let parsed = parse_cidr(range).map_err(|p| self.report_line(line, Some(range), "exception.range", p));
+        let parsed = parse_cidr(range)
+            .map_err(|p| self.report_line(line, Some(range), "exception.range", p));
         let mut expires = u64::MAX;
         if let Some(field) = fields.next() {
             match field.strip_prefix("expires=") {
                 Some(value) => match want_time(&Raw::Str(value)) {
                     Ok(t) => expires = t,
-                    Err(p) => self.report_line(line, Some(field), "exception.expires", p),
+                    Err(p) => self.report_line(line, Some(value), "exception.expires", p),
                 },
                 None => {
                     let p = problem("expires=<time>", quote(field), "unknown exception field");
@@ -1905,12 +2526,22 @@ impl<'b> Parser<'b> {
     ) {
         const EXPECTED: &str = "<rule>.<key>, such as unregistered_domain.limit";
         let Some(key_field) = fields.next() else {
-            self.report_line(line, None, "override", problem(EXPECTED, "", "an override names a rule parameter"));
+            self.report_line(
+                line,
+                None,
+                "override",
+                problem(EXPECTED, "", "an override names a rule parameter"),
+            );
             return;
         };
         let full = key_field.strip_prefix("rules.").unwrap_or(key_field);
         let Some((rule_name, key)) = full.split_once('.') else {
-            self.report_line(line, Some(key_field), "override", problem(EXPECTED, quote(key_field), "not a rule parameter"));
+            self.report_line(
+                line,
+                Some(key_field),
+                "override",
+                problem(EXPECTED, quote(key_field), "not a rule parameter"),
+            );
             return;
         };
         let Some(rule) = RuleKind::from_name(rule_name) else {
@@ -1919,7 +2550,12 @@ impl<'b> Parser<'b> {
             return;
         };
         let path = format!("rules.{}.{key}", rule.name());
-        let valid: Vec<&str> = rule.keys().iter().copied().filter(|k| !GLOBAL_ONLY.contains(k)).collect();
+        let valid: Vec<&str> = rule
+            .keys()
+            .iter()
+            .copied()
+            .filter(|k| !GLOBAL_ONLY.contains(k))
+            .collect();
         if !valid.contains(&key) {
             let p = if rule.keys().contains(&key) {
                 problem(
@@ -1934,7 +2570,12 @@ impl<'b> Parser<'b> {
             return;
         }
         let Some(value) = fields.next() else {
-            self.report_line(line, None, &path, problem("a value", "", "an override needs a value"));
+            self.report_line(
+                line,
+                None,
+                &path,
+                problem("a value", "", "an override needs a value"),
+            );
             return;
         };
         let before = self.sink.count();
@@ -1953,7 +2594,11 @@ impl<'b> Parser<'b> {
                 });
                 entry.last = (line.number, col);
                 if rule == RuleKind::Threshold && (key == "max_ratio" || key == "warn_ratio") {
-                    let key = if key == "max_ratio" { "max_ratio" } else { "warn_ratio" };
+                    let key = if key == "max_ratio" {
+                        "max_ratio"
+                    } else {
+                        "warn_ratio"
+                    };
                     entry.ratio = Some((line.number, col, key));
                 }
             }
@@ -1981,9 +2626,20 @@ mod tests {
     /// The one diagnostic of a text, with its position and path checked.
     fn one(text: &str, line: usize, column: usize, path: &str) -> Diagnostic {
         let d = errors(text);
-        assert_eq!(d.len(), 1, "{}", PolicyError { diagnostics: d.clone() });
+        assert_eq!(
+            d.len(),
+            1,
+            "{}",
+            PolicyError {
+                diagnostics: d.clone()
+            }
+        );
         let d = d.into_iter().next().unwrap();
-        assert_eq!((d.file.as_str(), d.line, d.column, d.path.as_str()), (FILE, line, column, path), "{d}");
+        assert_eq!(
+            (d.file.as_str(), d.line, d.column, d.path.as_str()),
+            (FILE, line, column, path),
+            "{d}"
+        );
         d
     }
 
@@ -2007,7 +2663,8 @@ mod tests {
 
     impl TempDir {
         fn new(tag: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!("outguard-policy-{}-{tag}", std::process::id()));
+            let p =
+                std::env::temp_dir().join(format!("outguard-policy-{}-{tag}", std::process::id()));
             let _ = fs::remove_dir_all(&p);
             fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -2153,14 +2810,20 @@ rules.low_reputation_ip.scope = "all"
         assert_eq!(t.count, CountMode::Recipients);
         assert_eq!(
             t.suspicious,
-            VerdictSet::EMPTY.with(Verdict::Spam).with(Verdict::Phish).with(Verdict::Malware)
+            VerdictSet::EMPTY
+                .with(Verdict::Spam)
+                .with(Verdict::Phish)
+                .with(Verdict::Malware)
         );
         assert_eq!((t.min_messages, t.min_suspicious), (10, 0));
         assert_eq!((t.max_ratio_ppm, t.warn_ratio_ppm), (333_334, 0));
         assert_eq!(t.block, BlockDuration::Seconds(21_600));
         assert_eq!((t.grace, t.renewal_delay), (600, 7_200));
         let u = doc.rules.unregistered;
-        assert_eq!((u.mode, u.window, u.count, u.limit), (Mode::Monitor, 3_600, CountMode::Recipients, 5));
+        assert_eq!(
+            (u.mode, u.window, u.count, u.limit),
+            (Mode::Monitor, 3_600, CountMode::Recipients, 5)
+        );
         assert_eq!((u.block, u.grace), (BlockDuration::Manual, 0));
         assert_eq!(doc.rules.low_reputation.mode, Mode::Monitor);
         assert_eq!(doc.rules.low_reputation.scope, Scope::Unlicensed);
@@ -2204,8 +2867,19 @@ id = "b"
 domains = ["bücher.example", "MIXED.Example.COM.", { name = "BÜCHER.test", subdomains = true }]
 connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
 "#);
-        let names: Vec<&str> = doc.tenants[0].domains.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["xn--bcher-kva.example", "mixed.example.com", "xn--bcher-kva.test"]);
+        let names: Vec<&str> = doc.tenants[0]
+            .domains
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "xn--bcher-kva.example",
+                "mixed.example.com",
+                "xn--bcher-kva.test"
+            ]
+        );
         assert_eq!(
             doc.tenants[0].connectors[0].certificate.as_deref(),
             Some("mail.xn--bcher-kva.example")
@@ -2217,8 +2891,17 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
             30,
             "tenants[0].domains[1]",
         );
-        assert!(d.message.contains("listed twice for tenant \"a\" (first at policy.toml:3)"), "{d}");
-        let d = one("[[tenants]]\nid = \"a\"\ndomains = [\"bü cher.example\"]\n", 3, 12, "tenants[0].domains[0]");
+        assert!(
+            d.message
+                .contains("listed twice for tenant \"a\" (first at policy.toml:3)"),
+            "{d}"
+        );
+        let d = one(
+            "[[tenants]]\nid = \"a\"\ndomains = [\"bü cher.example\"]\n",
+            3,
+            12,
+            "tenants[0].domains[0]",
+        );
         assert_eq!(d.expected, "a domain name");
     }
 
@@ -2228,15 +2911,47 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
         let d = errors(text);
         let got: Vec<(usize, usize, &str, &str, &str)> = d
             .iter()
-            .map(|d| (d.line, d.column, d.path.as_str(), d.expected.as_str(), d.found.as_str()))
+            .map(|d| {
+                (
+                    d.line,
+                    d.column,
+                    d.path.as_str(),
+                    d.expected.as_str(),
+                    d.found.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                (5, 3, "tenants[0].domains[1]", "a domain name", "\"exa mple.com\""),
-                (6, 12, "tenants[0].domains[2].name", "a domain name", "\"a..b\""),
-                (7, 12, "tenants[0].domains[3].name", "a domain name", "\"*.x.com\""),
-                (8, 3, "tenants[0].domains[4].name", "a domain name", "nothing"),
+                (
+                    5,
+                    3,
+                    "tenants[0].domains[1]",
+                    "a domain name",
+                    "\"exa mple.com\""
+                ),
+                (
+                    6,
+                    12,
+                    "tenants[0].domains[2].name",
+                    "a domain name",
+                    "\"a..b\""
+                ),
+                (
+                    7,
+                    12,
+                    "tenants[0].domains[3].name",
+                    "a domain name",
+                    "\"*.x.com\""
+                ),
+                (
+                    8,
+                    3,
+                    "tenants[0].domains[4].name",
+                    "a domain name",
+                    "nothing"
+                ),
                 (
                     9,
                     3,
@@ -2253,19 +2968,42 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
         );
         assert!(d[1].message.contains("label is empty"), "{}", d[1]);
         assert!(d[2].message.contains("wildcard"), "{}", d[2]);
-        let long = format!("[[tenants]]\nid = \"a\"\ndomains = [\"{}.com\"]\n", "x".repeat(64));
-        assert!(one(&long, 3, 12, "tenants[0].domains[0]").message.contains("64 octets long; the limit is 63"));
+        let long = format!(
+            "[[tenants]]\nid = \"a\"\ndomains = [\"{}.com\"]\n",
+            "x".repeat(64)
+        );
+        assert!(one(&long, 3, 12, "tenants[0].domains[0]")
+            .message
+            .contains("64 octets long; the limit is 63"));
     }
 
     #[test]
     fn wrong_types() {
-        let d = one("[rules.tenant_threshold]\nmin_messages = \"100\"\n", 2, 16, "rules.tenant_threshold.min_messages");
+        let d = one(
+            "[rules.tenant_threshold]\nmin_messages = \"100\"\n",
+            2,
+            16,
+            "rules.tenant_threshold.min_messages",
+        );
         assert_eq!(d.expected, "an integer >= 1");
         assert_eq!(d.found, "a string \"100\"");
         assert!(d.message.contains("without quotes"), "{d}");
-        let d = one("[rules.tenant_threshold]\nmin_suspicious = 1.5\n", 2, 18, "rules.tenant_threshold.min_suspicious");
-        assert_eq!((d.expected.as_str(), d.found.as_str()), ("an integer", "a float 1.5"));
-        let d = one("[[tenants]]\nid = \"a\"\nlicensed = \"yes\"\n", 3, 12, "tenants[0].licensed");
+        let d = one(
+            "[rules.tenant_threshold]\nmin_suspicious = 1.5\n",
+            2,
+            18,
+            "rules.tenant_threshold.min_suspicious",
+        );
+        assert_eq!(
+            (d.expected.as_str(), d.found.as_str()),
+            ("an integer", "a float 1.5")
+        );
+        let d = one(
+            "[[tenants]]\nid = \"a\"\nlicensed = \"yes\"\n",
+            3,
+            12,
+            "tenants[0].licensed",
+        );
         assert_eq!(d.found, "a string \"yes\"");
         let d = one("[[tenants]]\nid = 7\n", 2, 6, "tenants[0].id");
         assert_eq!(d.found, "an integer 7");
@@ -2273,25 +3011,58 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
         assert_eq!(d.expected, "a table of rules");
         let d = one("[tenants]\nid = \"x\"\n", 1, 1, "tenants");
         assert_eq!(d.expected, "an array of tables ([[tenants]])");
-        let d = one("[rules.tenant_threshold]\nsuspicious = [\"spam\", \"ham\"]\n", 2, 23, "rules.tenant_threshold.suspicious[1]");
+        let d = one(
+            "[rules.tenant_threshold]\nsuspicious = [\"spam\", \"ham\"]\n",
+            2,
+            23,
+            "rules.tenant_threshold.suspicious[1]",
+        );
         assert_eq!(d.found, "\"ham\"");
-        one("[rules.tenant_threshold]\nsuspicious = \"spam\"\n", 2, 14, "rules.tenant_threshold.suspicious");
-        let d = one("[rules.unregistered_domain]\nlimit = 5000000000\n", 2, 9, "rules.unregistered_domain.limit");
+        one(
+            "[rules.tenant_threshold]\nsuspicious = \"spam\"\n",
+            2,
+            14,
+            "rules.tenant_threshold.suspicious",
+        );
+        let d = one(
+            "[rules.unregistered_domain]\nlimit = 5000000000\n",
+            2,
+            9,
+            "rules.unregistered_domain.limit",
+        );
         assert_eq!(d.expected, "an integer up to 4294967295");
-        let d = one("[rules.unregistered_domain]\nmode = \"enforced\"\n", 2, 8, "rules.unregistered_domain.mode");
+        let d = one(
+            "[rules.unregistered_domain]\nmode = \"enforced\"\n",
+            2,
+            8,
+            "rules.unregistered_domain.mode",
+        );
         assert_eq!(d.expected, "\"enforce\" or \"monitor\"");
     }
 
     #[test]
     fn unknown_keys() {
-        let d = one("[rules.tenant_threshold]\nwindw = \"1h\"\n", 2, 1, "rules.tenant_threshold.windw");
+        let d = one(
+            "[rules.tenant_threshold]\nwindw = \"1h\"\n",
+            2,
+            1,
+            "rules.tenant_threshold.windw",
+        );
         assert!(d.message.contains("did you mean \"window\"?"), "{d}");
-        assert!(d.expected.starts_with("one of mode, window, slots, count"), "{d}");
+        assert!(
+            d.expected.starts_with("one of mode, window, slots, count"),
+            "{d}"
+        );
         let d = one("colour = 1\n", 1, 1, "colour");
         assert_eq!(d.expected, "one of rules, engine, tenants, tenants_file");
         one("[rules.tenant_treshold]\n", 1, 8, "rules.tenant_treshold");
         one("[engine]\naudit = 3\n", 2, 1, "engine.audit");
-        let d = one("[[tenants]]\nid = \"a\"\ndomain = [\"a.com\"]\n", 3, 1, "tenants[0].domain");
+        let d = one(
+            "[[tenants]]\nid = \"a\"\ndomain = [\"a.com\"]\n",
+            3,
+            1,
+            "tenants[0].domain",
+        );
         assert!(d.message.contains("did you mean \"domains\"?"), "{d}");
         one(
             "[[tenants]]\nid = \"a\"\nconnectors = [{ name = \"c\", cert = \"x.com\" }]\n",
@@ -2306,7 +3077,10 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
             24,
             "tenants[0].rules.tenant_threshold.slots",
         );
-        assert!(d.message.contains("top-level [rules.tenant_threshold]"), "{d}");
+        assert!(
+            d.message.contains("top-level [rules.tenant_threshold]"),
+            "{d}"
+        );
         one(
             "[[tenants]]\nid = \"a\"\nrules.low_reputation_ip.ranges = []\n",
             3,
@@ -2317,14 +3091,42 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
 
     #[test]
     fn durations_ratios_and_limits() {
-        let d = one("[rules.tenant_threshold]\nwindow = \"24x\"\n", 2, 10, "rules.tenant_threshold.window");
+        let d = one(
+            "[rules.tenant_threshold]\nwindow = \"24x\"\n",
+            2,
+            10,
+            "rules.tenant_threshold.window",
+        );
         assert_eq!(d.found, "\"24x\"");
         assert!(d.expected.starts_with("a duration"));
-        one("[rules.tenant_threshold]\ngrace = -5\n", 2, 9, "rules.tenant_threshold.grace");
-        let d = one("[rules.tenant_threshold]\nmax_ratio = 1.5\n", 2, 13, "rules.tenant_threshold.max_ratio");
-        assert_eq!((d.expected.as_str(), d.found.as_str()), ("a ratio from 0 to 1", "1.5"));
-        one("[rules.tenant_threshold]\nwarn_ratio = 25\n", 2, 14, "rules.tenant_threshold.warn_ratio");
-        one("[rules.tenant_threshold]\nwarn_ratio = nan\n", 2, 14, "rules.tenant_threshold.warn_ratio");
+        one(
+            "[rules.tenant_threshold]\ngrace = -5\n",
+            2,
+            9,
+            "rules.tenant_threshold.grace",
+        );
+        let d = one(
+            "[rules.tenant_threshold]\nmax_ratio = 1.5\n",
+            2,
+            13,
+            "rules.tenant_threshold.max_ratio",
+        );
+        assert_eq!(
+            (d.expected.as_str(), d.found.as_str()),
+            ("a ratio from 0 to 1", "1.5")
+        );
+        one(
+            "[rules.tenant_threshold]\nwarn_ratio = 25\n",
+            2,
+            14,
+            "rules.tenant_threshold.warn_ratio",
+        );
+        one(
+            "[rules.tenant_threshold]\nwarn_ratio = nan\n",
+            2,
+            14,
+            "rules.tenant_threshold.warn_ratio",
+        );
         let d = one(
             "[rules.tenant_threshold]\nmax_ratio = 0.2\nwarn_ratio = 0.3\n",
             3,
@@ -2334,7 +3136,12 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
         assert_eq!(d.found, "warn_ratio 0.3");
         assert_eq!(d.expected, "warn_ratio <= max_ratio (0.2)");
         // Against the default warn_ratio (0.25).
-        let d = one("[rules.tenant_threshold]\nmax_ratio = 0.2\n", 2, 13, "rules.tenant_threshold.max_ratio");
+        let d = one(
+            "[rules.tenant_threshold]\nmax_ratio = 0.2\n",
+            2,
+            13,
+            "rules.tenant_threshold.max_ratio",
+        );
         assert!(d.message.contains("default"), "{d}");
         // A tenant's max_ratio below the policy's warn_ratio.
         one(
@@ -2345,20 +3152,58 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
         );
         let d = one("[engine]\naudit_depth = 0\n", 2, 15, "engine.audit_depth");
         assert_eq!(d.expected, "an integer from 1 to 1024");
-        one("[rules.unregistered_domain]\nslots = 2000\n", 2, 9, "rules.unregistered_domain.slots");
-        one("[engine]\nrecent_connector = \"soon\"\n", 2, 20, "engine.recent_connector");
+        one(
+            "[rules.unregistered_domain]\nslots = 2000\n",
+            2,
+            9,
+            "rules.unregistered_domain.slots",
+        );
+        one(
+            "[engine]\nrecent_connector = \"soon\"\n",
+            2,
+            20,
+            "engine.recent_connector",
+        );
     }
 
     /// The limits `RuleSet::validate` enforces are reported at the key that breaks them.
     #[test]
     fn validate_limits() {
-        let d = one("[rules.tenant_threshold]\nwindow = \"0s\"\n", 2, 10, "rules.tenant_threshold.window");
+        let d = one(
+            "[rules.tenant_threshold]\nwindow = \"0s\"\n",
+            2,
+            10,
+            "rules.tenant_threshold.window",
+        );
         assert_eq!(d.expected, "a duration > 0");
-        one("[rules.unregistered_domain]\nwindow = 0\n", 2, 10, "rules.unregistered_domain.window");
-        let d = one("[rules.unregistered_domain]\nlimit = 0\n", 2, 9, "rules.unregistered_domain.limit");
-        assert_eq!((d.expected.as_str(), d.found.as_str()), ("an integer >= 1", "0"));
-        one("[rules.tenant_threshold]\nmin_messages = 0\n", 2, 16, "rules.tenant_threshold.min_messages");
-        let d = one("[rules.unregistered_domain]\nblock = \"0h\"\n", 2, 9, "rules.unregistered_domain.block");
+        one(
+            "[rules.unregistered_domain]\nwindow = 0\n",
+            2,
+            10,
+            "rules.unregistered_domain.window",
+        );
+        let d = one(
+            "[rules.unregistered_domain]\nlimit = 0\n",
+            2,
+            9,
+            "rules.unregistered_domain.limit",
+        );
+        assert_eq!(
+            (d.expected.as_str(), d.found.as_str()),
+            ("an integer >= 1", "0")
+        );
+        one(
+            "[rules.tenant_threshold]\nmin_messages = 0\n",
+            2,
+            16,
+            "rules.tenant_threshold.min_messages",
+        );
+        let d = one(
+            "[rules.unregistered_domain]\nblock = \"0h\"\n",
+            2,
+            9,
+            "rules.unregistered_domain.block",
+        );
         assert!(d.message.contains("never block"), "{d}");
         one(
             "[[tenants]]\nid = \"a\"\nrules.unregistered_domain.limit = 0\n",
@@ -2407,7 +3252,7 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
         one(
             "[[tenants]]\nid = \"a\"\nip_exceptions = [{ range = \"::1\", expires = \"tomorrow\" }]\n",
             3,
-            46,
+            45,
             "tenants[0].ip_exceptions[0].expires",
         );
         let d = one(
@@ -2416,14 +3261,21 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
             15,
             "tenants[0].connectors[0]",
         );
-        assert_eq!((d.expected.as_str(), d.found.as_str()), ("certificate or ranges", "neither"));
+        assert_eq!(
+            (d.expected.as_str(), d.found.as_str()),
+            ("certificate or ranges", "neither")
+        );
         let d = one(
             "[[tenants]]\nid = \"a\"\nconnectors = [\n  { name = \"hq\", ranges = [\"203.0.113.0/24\"] },\n  { name = \"hq\", certificate = \"mail.a.com\" },\n]\n",
             5,
             12,
             "tenants[0].connectors[1].name",
         );
-        assert!(d.message.contains("already has a connector named \"hq\" (policy.toml:4)"), "{d}");
+        assert!(
+            d.message
+                .contains("already has a connector named \"hq\" (policy.toml:4)"),
+            "{d}"
+        );
         one(
             "[[tenants]]\nid = \"a\"\nconnectors = [{ ranges = [\"203.0.113.0/24\"] }]\n",
             3,
@@ -2439,20 +3291,38 @@ connectors = [{ name = "c", certificate = "Mail.Bücher.example." }]
     fn tenant_cross_checks() {
         let text = "[[tenants]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n\n[[tenants]]\nid = \"fabrikam\"\ndomains = [\"Contoso.com\"]\n\n[[tenants]]\nid = \"contoso\"\n";
         let d = errors(text);
-        assert_eq!(d.len(), 2, "{}", PolicyError { diagnostics: d.clone() });
-        assert_eq!((d[0].line, d[0].column, d[0].path.as_str()), (7, 12, "tenants[1].domains[0]"));
+        assert_eq!(
+            d.len(),
+            2,
+            "{}",
+            PolicyError {
+                diagnostics: d.clone()
+            }
+        );
+        assert_eq!(
+            (d[0].line, d[0].column, d[0].path.as_str()),
+            (7, 12, "tenants[1].domains[0]")
+        );
         assert_eq!(
             d[0].message,
             "\"contoso.com\" is already an accepted domain of tenant \"contoso\" (policy.toml:3); it cannot also belong to tenant \"fabrikam\""
         );
-        assert_eq!((d[1].line, d[1].column, d[1].path.as_str()), (10, 6, "tenants[2].id"));
-        assert_eq!(d[1].message, "tenant \"contoso\" is already declared at policy.toml:2");
+        assert_eq!(
+            (d[1].line, d[1].column, d[1].path.as_str()),
+            (10, 6, "tenants[2].id")
+        );
+        assert_eq!(
+            d[1].message,
+            "tenant \"contoso\" is already declared at policy.toml:2"
+        );
         let d = one("[[tenants]]\nlicensed = true\n", 1, 1, "tenants[0].id");
         assert_eq!(d.found, "nothing");
         let d = one("[[tenants]]\nid = \"\"\n", 2, 6, "tenants[0].id");
         assert!(d.message.contains("empty"));
         let long = format!("[[tenants]]\nid = \"{}\"\n", "x".repeat(256));
-        assert!(one(&long, 2, 6, "tenants[0].id").message.contains("at most 255 bytes"));
+        assert!(one(&long, 2, 6, "tenants[0].id")
+            .message
+            .contains("at most 255 bytes"));
         one("[[tenants]]\nid = \"a\\tb\"\n", 2, 6, "tenants[0].id");
     }
 
@@ -2495,22 +3365,39 @@ ip_exceptions = [{ range = "1.2.3.4/40" }]
         );
         let shown = PolicyError { diagnostics: d }.to_string();
         assert_eq!(shown.lines().count(), 10);
-        assert!(shown.lines().all(|l| l.starts_with("policy.toml:")), "{shown}");
+        assert!(
+            shown.lines().all(|l| l.starts_with("policy.toml:")),
+            "{shown}"
+        );
     }
 
     #[test]
     fn syntax_errors() {
-        let d = one("[rules.tenant_threshold]\nwindow = \"24h\nslots = 3\n", 2, 10, "");
+        // An unterminated string: toml-span points at the end of the line.
+        let d = one(
+            "[rules.tenant_threshold]\nwindow = \"24h\nslots = 3\n",
+            2,
+            14,
+            "",
+        );
         assert!(d.message.contains("TOML syntax error"), "{d}");
         let d = one("a = 1\n[[tenants]]\nid = \"x\"\nid = \"y\"\n", 4, 1, "");
-        assert!(d.message.contains("duplicate key \"id\" (first defined on line 3)"), "{d}");
+        assert!(
+            d.message
+                .contains("duplicate key \"id\" (first defined on line 3)"),
+            "{d}"
+        );
         let d = one(
             "[[tenants]]\nid = \"x\"\nip_exceptions = [{ range = \"::1\", expires = 2026-12-31T00:00:00Z }]\n",
             3,
-            46,
+            45,
             "",
         );
-        assert!(d.message.contains("write times as strings: \"2026-12-31T00:00:00Z\""), "{d}");
+        assert!(
+            d.message
+                .contains("write times as strings: \"2026-12-31T00:00:00Z\""),
+            "{d}"
+        );
         // Positions count characters, not bytes.
         let d = one("# çé\nx = \"ü\" y\n", 2, 9, "");
         assert!(!d.message.is_empty());
@@ -2528,7 +3415,10 @@ ip_exceptions = [{ range = "1.2.3.4/40" }]
         one("tenants_file = \"t.txt\"\n", 1, 16, "tenants_file");
 
         let dir = TempDir::new("files");
-        dir.write("bad.txt", "192.0.2.0/24\n\n  # comment\n 10.0.0.300/8  # typo\n::/0\n");
+        dir.write(
+            "bad.txt",
+            "192.0.2.0/24\n\n  # comment\n 10.0.0.300/8  # typo\n::/0\n",
+        );
         let policy = dir.write(
             "policy.toml",
             "[rules.low_reputation_ip]\nfiles = [\"bad.txt\", \"missing.txt\"]\n",
@@ -2536,24 +3426,46 @@ ip_exceptions = [{ range = "1.2.3.4/40" }]
         let e = load_policy(&policy).unwrap_err();
         let d = &e.diagnostics;
         assert_eq!(d.len(), 2, "{e}");
-        assert_eq!((d[0].file.clone(), d[0].line, d[0].column), (dir.name("policy.toml"), 2, 21));
+        assert_eq!(
+            (d[0].file.clone(), d[0].line, d[0].column),
+            (dir.name("policy.toml"), 2, 21)
+        );
         assert!(d[0].message.starts_with("cannot read "), "{}", d[0]);
         assert_eq!(d[0].path, "rules.low_reputation_ip.files[1]");
-        assert_eq!((d[1].file.clone(), d[1].line, d[1].column), (dir.name("bad.txt"), 4, 2));
-        assert_eq!((d[1].path.as_str(), d[1].found.as_str()), ("rules.low_reputation_ip.files[0]", "\"10.0.0.300/8\""));
+        assert_eq!(
+            (d[1].file.clone(), d[1].line, d[1].column),
+            (dir.name("bad.txt"), 4, 2)
+        );
+        assert_eq!(
+            (d[1].path.as_str(), d[1].found.as_str()),
+            ("rules.low_reputation_ip.files[0]", "\"10.0.0.300/8\"")
+        );
 
         fs::write(dir.0.join("bin.txt"), b"192.0.2.0/24\n10.\xff\n").unwrap();
-        dir.write("policy.toml", "[rules.low_reputation_ip]\nfiles = [\"bin.txt\"]\n");
+        dir.write(
+            "policy.toml",
+            "[rules.low_reputation_ip]\nfiles = [\"bin.txt\"]\n",
+        );
         let e = load_policy(&policy).unwrap_err();
         assert_eq!(
-            (e.diagnostics[0].file.clone(), e.diagnostics[0].line, e.diagnostics[0].column),
+            (
+                e.diagnostics[0].file.clone(),
+                e.diagnostics[0].line,
+                e.diagnostics[0].column
+            ),
             (dir.name("bin.txt"), 2, 4)
         );
 
         let e = load_policy(&dir.0.join("nope.toml")).unwrap_err();
         assert_eq!(e.diagnostics.len(), 1);
         assert_eq!((e.diagnostics[0].line, e.diagnostics[0].column), (0, 0));
-        assert!(e.to_string().starts_with(&format!("{}: cannot read the file: ", dir.name("nope.toml"))), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}: cannot read the file: ",
+                dir.name("nope.toml")
+            )),
+            "{e}"
+        );
     }
 
     const BULK: &str = "# bulk tenants\n\
@@ -2621,7 +3533,11 @@ override inline low_reputation_ip.mode monitor\n";
                 ConnectorDoc {
                     name: "hq".to_owned(),
                     certificate: None,
-                    ranges: vec![cidr("203.0.113.0/24"), cidr("2001:db8:1::/48"), cidr("192.0.2.0/28")],
+                    ranges: vec![
+                        cidr("203.0.113.0/24"),
+                        cidr("2001:db8:1::/48"),
+                        cidr("192.0.2.0/28")
+                    ],
                     created: 0
                 },
             ]
@@ -2649,7 +3565,10 @@ override inline low_reputation_ip.mode monitor\n";
 
         // An array of files, read in order.
         dir.write("more.txt", "tenant t3\ndomain t1 three.example\n");
-        dir.write("policy.toml", "tenants_file = [\"tenants.txt\", \"more.txt\"]\n[[tenants]]\nid = \"inline\"\n");
+        dir.write(
+            "policy.toml",
+            "tenants_file = [\"tenants.txt\", \"more.txt\"]\n[[tenants]]\nid = \"inline\"\n",
+        );
         let doc = load_policy(&policy).unwrap();
         assert_eq!(doc.tenants.len(), 4);
         assert_eq!(doc.tenants[1].domains.len(), 3);
@@ -2690,7 +3609,11 @@ tenant \u{1}x\n";
         let e = load_policy(&policy).unwrap_err();
         let file = dir.name("tenants.txt");
         assert!(e.diagnostics.iter().all(|d| d.file == file), "{e}");
-        let got: Vec<(usize, usize, &str)> = e.diagnostics.iter().map(|d| (d.line, d.column, d.path.as_str())).collect();
+        let got: Vec<(usize, usize, &str)> = e
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, d.path.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -2700,14 +3623,15 @@ tenant \u{1}x\n";
                 (6, 10, "domain.name"),
                 (8, 10, "domain.name"),
                 (9, 12, "connector.name"),
-                (11, 38, "connector.ranges"),
-                (11, 49, "connector.created"),
+                (10, 14, "connector"),
+                (11, 40, "connector.ranges"),
+                (11, 59, "connector.created"),
                 (13, 13, "connector.name"),
-                (14, 26, "exception.expires"),
+                (14, 34, "exception.expires"),
                 (14, 40, "exception"),
                 (15, 38, "rules.unregistered_domain.limit"),
                 (16, 12, "rules.tenant_threshold.slots"),
-                (17, 38, "rules.tenant_threshold.max_ratio"),
+                (17, 39, "rules.tenant_threshold.max_ratio"),
                 (18, 33, "rules.tenant_threshold.mode"),
                 (19, 1, "record"),
                 (20, 10, "tenant.flags"),
@@ -2719,8 +3643,17 @@ tenant \u{1}x\n";
             "{e}"
         );
         let d = &e.diagnostics;
-        assert!(d[0].message.contains("tenant \"b\" is not declared"), "{}", d[0]);
-        assert!(d[1].message.contains(&format!("already declared at {file}:1")), "{}", d[1]);
+        assert!(
+            d[0].message.contains("tenant \"b\" is not declared"),
+            "{}",
+            d[0]
+        );
+        assert!(
+            d[1].message
+                .contains(&format!("already declared at {file}:1")),
+            "{}",
+            d[1]
+        );
         assert!(
             d[3].message.contains(&format!(
                 "already an accepted domain of tenant \"inline\" ({}:4); it cannot also belong to tenant \"c\"",
@@ -2729,11 +3662,26 @@ tenant \u{1}x\n";
             "{}",
             d[3]
         );
-        assert!(d[4].message.contains(&format!("listed twice for tenant \"a\" (first at {file}:7)")), "{}", d[4]);
-        assert!(d[8].message.contains(&format!("already has a connector named \"z\" ({file}:12)")), "{}", d[8]);
-        assert!(d[13].message.contains("warning tier"), "{}", d[13]);
-        assert!(d[14].found == "the end of the line", "{}", d[14]);
-        assert!(d[19].message.contains("did you mean \"limit\"?"), "{}", d[19]);
+        assert!(
+            d[4].message.contains(&format!(
+                "listed twice for tenant \"a\" (first at {file}:7)"
+            )),
+            "{}",
+            d[4]
+        );
+        assert!(
+            d[9].message
+                .contains(&format!("already has a connector named \"z\" ({file}:12)")),
+            "{}",
+            d[9]
+        );
+        assert!(d[14].message.contains("warning tier"), "{}", d[14]);
+        assert_eq!(d[15].found, "the end of the line", "{}", d[15]);
+        assert!(
+            d[20].message.contains("did you mean \"limit\"?"),
+            "{}",
+            d[20]
+        );
     }
 
     #[test]
@@ -2741,22 +3689,38 @@ tenant \u{1}x\n";
         let dir = TempDir::new("scale");
         let mut bulk = String::new();
         for t in 0..2_000 {
-            bulk.push_str(&format!("tenant tenant{t}{}\n", if t % 3 == 0 { " unlicensed" } else { "" }));
+            bulk.push_str(&format!(
+                "tenant tenant{t}{}\n",
+                if t % 3 == 0 { " unlicensed" } else { "" }
+            ));
             for d in 0..5 {
                 bulk.push_str(&format!("domain tenant{t} d{d}.tenant{t}.example\n"));
             }
             if t % 10 == 0 {
-                bulk.push_str(&format!("connector tenant{t} relay ranges=10.{}.{}.0/24\n", t / 256, t % 256));
-                bulk.push_str(&format!("override tenant{t} unregistered_domain.limit {}\n", 1000 + t));
+                bulk.push_str(&format!(
+                    "connector tenant{t} relay ranges=10.{}.{}.0/24\n",
+                    t / 256,
+                    t % 256
+                ));
+                bulk.push_str(&format!(
+                    "override tenant{t} unregistered_domain.limit {}\n",
+                    1000 + t
+                ));
             }
         }
         dir.write("tenants.txt", &bulk);
         let policy = dir.write("policy.toml", "tenants_file = \"tenants.txt\"\n");
         let doc = load_policy(&policy).unwrap();
         assert_eq!(doc.tenants.len(), 2_000);
-        assert_eq!(doc.tenants.iter().map(|t| t.domains.len()).sum::<usize>(), 10_000);
+        assert_eq!(
+            doc.tenants.iter().map(|t| t.domains.len()).sum::<usize>(),
+            10_000
+        );
         assert_eq!(doc.tenants.iter().filter(|t| !t.licensed).count(), 667);
-        assert_eq!(doc.tenants[1990].rules.map(|r| r.unregistered.limit), Some(2_990));
+        assert_eq!(
+            doc.tenants[1990].rules.map(|r| r.unregistered.limit),
+            Some(2_990)
+        );
         assert_eq!(doc.tenants[1999].domains[4].name, "d4.tenant1999.example");
     }
 
@@ -2769,7 +3733,11 @@ tenant \u{1}x\n";
         let d = errors(&text);
         assert_eq!(d.len(), MAX_SHOWN + 1);
         assert_eq!(d[MAX_SHOWN].line, 0);
-        assert!(d[MAX_SHOWN].message.starts_with("500 more problems"), "{}", d[MAX_SHOWN]);
+        assert!(
+            d[MAX_SHOWN].message.starts_with("500 more problems"),
+            "{}",
+            d[MAX_SHOWN]
+        );
     }
 
     /// Deterministic xorshift64* generator for the fuzz tests.
@@ -2788,14 +3756,80 @@ tenant \u{1}x\n";
     }
 
     const TOKENS: &[&str] = &[
-        "[", "]", "[[", "]]", "{", "}", "=", ",", ".", "\"", "'", "\n", " ", "#", "\\", "[[tenants]]\n",
-        "[rules.tenant_threshold]\n", "[rules.unregistered_domain]\n", "[rules.low_reputation_ip]\n", "[engine]\n",
-        "rules", "tenant_threshold", "unregistered_domain", "low_reputation_ip", "id", "domains", "connectors",
-        "ip_exceptions", "name", "range", "ranges", "expires", "created", "certificate", "window", "slots", "limit",
-        "max_ratio", "warn_ratio", "block", "mode", "scope", "files", "tenants_file", "suspicious", "\"24h\"", "\"0s\"",
-        "\"manual\"", "0", "1", "-1", "0.5", "1e400", "nan", "inf", "true", "false", "\"x.com\"", "\"bücher.example\"",
-        "\"192.0.2.0/24\"", "\"::/0\"", "\"2026-12-31T00:00:00Z\"", "2026-12-31T00:00:00Z", "\"ü\"", "\u{0}", "\r\n",
-        "\"\"\"", "'''", "9999999999999999999999", "\"\\u0000\"", "\"a\"", "\"xn--\"", "\"a..b\"", "\t",
+        "[",
+        "]",
+        "[[",
+        "]]",
+        "{",
+        "}",
+        "=",
+        ",",
+        ".",
+        "\"",
+        "'",
+        "\n",
+        " ",
+        "#",
+        "\\",
+        "[[tenants]]\n",
+        "[rules.tenant_threshold]\n",
+        "[rules.unregistered_domain]\n",
+        "[rules.low_reputation_ip]\n",
+        "[engine]\n",
+        "rules",
+        "tenant_threshold",
+        "unregistered_domain",
+        "low_reputation_ip",
+        "id",
+        "domains",
+        "connectors",
+        "ip_exceptions",
+        "name",
+        "range",
+        "ranges",
+        "expires",
+        "created",
+        "certificate",
+        "window",
+        "slots",
+        "limit",
+        "max_ratio",
+        "warn_ratio",
+        "block",
+        "mode",
+        "scope",
+        "files",
+        "tenants_file",
+        "suspicious",
+        "\"24h\"",
+        "\"0s\"",
+        "\"manual\"",
+        "0",
+        "1",
+        "-1",
+        "0.5",
+        "1e400",
+        "nan",
+        "inf",
+        "true",
+        "false",
+        "\"x.com\"",
+        "\"bücher.example\"",
+        "\"192.0.2.0/24\"",
+        "\"::/0\"",
+        "\"2026-12-31T00:00:00Z\"",
+        "2026-12-31T00:00:00Z",
+        "\"ü\"",
+        "\u{0}",
+        "\r\n",
+        "\"\"\"",
+        "'''",
+        "9999999999999999999999",
+        "\"\\u0000\"",
+        "\"a\"",
+        "\"xn--\"",
+        "\"a..b\"",
+        "\t",
     ];
 
     #[test]
@@ -2856,15 +3890,58 @@ tenant \u{1}x\n";
     #[test]
     fn fuzz_bulk_never_panics() {
         const WORDS: &[&str] = &[
-            "tenant", "domain", "connector", "exception", "override", "t", "u", "x.example", "bücher.example", "a..b",
-            "cert=x.example", "cert=", "ranges=", "ranges=10.0.0.0/8,", "ranges=::/0", "created=0", "created=2026-01-10",
-            "expires=", "expires=-1", "unregistered_domain.limit", "tenant_threshold.max_ratio", "tenant_threshold.",
-            "rules.", ".", "0", "0.5", "2", "-1", "nan", "manual", "spam,", ",", "none", "#", "licensed", "lapsed",
-            "subdomains", "unvalidated", "=", "\u{feff}", "\u{85}", "ü", "\r", " ", "\t",
+            "tenant",
+            "domain",
+            "connector",
+            "exception",
+            "override",
+            "t",
+            "u",
+            "x.example",
+            "bücher.example",
+            "a..b",
+            "cert=x.example",
+            "cert=",
+            "ranges=",
+            "ranges=10.0.0.0/8,",
+            "ranges=::/0",
+            "created=0",
+            "created=2026-01-10",
+            "expires=",
+            "expires=-1",
+            "unregistered_domain.limit",
+            "tenant_threshold.max_ratio",
+            "tenant_threshold.",
+            "rules.",
+            ".",
+            "0",
+            "0.5",
+            "2",
+            "-1",
+            "nan",
+            "manual",
+            "spam,",
+            ",",
+            "none",
+            "#",
+            "licensed",
+            "lapsed",
+            "subdomains",
+            "unvalidated",
+            "=",
+            "\u{feff}",
+            "\u{85}",
+            "ü",
+            "\r",
+            " ",
+            "\t",
         ];
         let dir = TempDir::new("fuzz-bulk");
         let policy = dir.0.join("policy.toml");
-        dir.write("policy.toml", "tenants_file = \"t.txt\"\n[[tenants]]\nid = \"u\"\n");
+        dir.write(
+            "policy.toml",
+            "tenants_file = \"t.txt\"\n[[tenants]]\nid = \"u\"\n",
+        );
         let mut rng = Rng(0x1234_5678_9abc_def1);
         for _ in 0..300 {
             let mut text = String::new();
