@@ -145,9 +145,18 @@ pub fn parse_sender(raw: &[u8]) -> Result<Sender, Error> {
         match b {
             b'\\' if in_quotes => escaped = true,
             b'"' => in_quotes = !in_quotes,
-            b'@' if !in_quotes => at = Some(i),
+            // One unquoted '@' only: `a@b@example.com` is not an address (RFC 5321 local parts
+            // carry '@' only inside quotes), and guessing its domain invites spoofing.
+            b'@' if !in_quotes => {
+                if at.is_some() {
+                    return Err(Error::InvalidAddress);
+                }
+                at = Some(i)
+            }
             0..=0x1f | 0x7f => return Err(Error::InvalidAddress),
-            b' ' if !in_quotes => return Err(Error::InvalidAddress),
+            b' ' | b'<' | b'>' | b'(' | b')' | b',' | b';' | b'\\' if !in_quotes => {
+                return Err(Error::InvalidAddress)
+            }
             _ => {}
         }
     }

@@ -669,6 +669,17 @@ impl<'p> View<'p> {
     }
 }
 
+/// A range as the tables hold it: prefix at most 128 bits, host bits cleared.
+fn checked_range(r: Cidr) -> Result<Cidr, Error> {
+    if r.len > 128 {
+        return Err(Error::InvalidRange);
+    }
+    Ok(Cidr {
+        network: r.network & prefix_mask(r.len),
+        len: r.len,
+    })
+}
+
 /// Whether a rule's block is in force at `now`.
 fn block_active(s: &RuleState, now: u64) -> bool {
     s.flags & RULE_BLOCKED != 0 && (s.flags & RULE_MANUAL != 0 || now < s.until)
@@ -1277,6 +1288,7 @@ impl<S: Storage> Engine<S> {
         range: Cidr,
         value: u64,
     ) -> Result<usize, Error> {
+        let range = checked_range(range)?;
         let slot = match self
             .view()
             .range_slot(kind, owner, range.network, range.len)
@@ -1313,6 +1325,7 @@ impl<S: Storage> Engine<S> {
     }
 
     fn delete_range(&mut self, kind: u8, owner: u32, range: Cidr) -> Result<(), Error> {
+        let range = checked_range(range)?;
         let i = self
             .view()
             .range_slot(kind, owner, range.network, range.len)
