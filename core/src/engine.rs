@@ -8,8 +8,8 @@ use crate::hash::{hash_bytes, hash_u128, reduce};
 use crate::storage::*;
 use crate::window;
 use crate::{
-    BlockDuration, CountMode, Error, Event, EventKind, Events, Mode, Reason, Rule, RuleSet, Scope,
-    Table, Verdict, RATIO_ONE,
+    BlockDuration, CountMode, Error, Event, EventKind, Events, Mode, Reason, Rule, RuleSet,
+    RuleSetRecord, Scope, Table, Verdict, RATIO_ONE,
 };
 
 const SEED_TENANT: u64 = 0x7465_6e61_6e74;
@@ -625,13 +625,16 @@ impl<'p> View<'p> {
         None
     }
 
-    fn rules_for(&self, t: &TenantRecord, global: &'p RuleSet) -> &'p RuleSet {
+    fn rules_for(&self, t: &TenantRecord, global: &RuleSet) -> RuleSet {
         if t.overrides != NO_OVERRIDE {
             if let Some(r) = self.p.overrides.get(t.overrides as usize) {
-                return r;
+                // Only valid sets are ever stored; a damaged word falls back to the defaults.
+                if let Ok(rs) = RuleSet::decode(r) {
+                    return rs;
+                }
             }
         }
-        global
+        *global
     }
 
     fn counter_cells(&self, t: u32, cap: &Capacity) -> (&'p [u32], &'p [u32]) {
@@ -812,7 +815,7 @@ impl<S: Storage> Engine<S> {
     }
 
     /// The rule parameters that apply to a tenant.
-    pub fn tenant_rules(&self, t: TenantId) -> Result<&RuleSet, Error> {
+    pub fn tenant_rules(&self, t: TenantId) -> Result<RuleSet, Error> {
         let v = self.view();
         let rec = v.tenant(t.0).ok_or(Error::UnknownTenant)?;
         Ok(v.rules_for(rec, &self.rules))
@@ -993,7 +996,7 @@ impl<S: Storage> Engine<S> {
                     .parts_mut()
                     .overrides
                     .get_mut(slot as usize)
-                    .ok_or(Error::TableFull(Table::Overrides))? = r;
+                    .ok_or(Error::TableFull(Table::Overrides))? = r.encode();
                 self.tenant_mut(t)?.overrides = slot;
             }
         }
@@ -1462,7 +1465,7 @@ impl<S: Storage> Engine<S> {
             return d;
         };
         let rules = v.rules_for(rec, &self.rules);
-        d.counters = v.counters(r.tenant, rec, rules, &self.cap, now);
+        d.counters = v.counters(r.tenant, rec, &rules, &self.cap, now);
 
         let refuse =
             |d: &mut Decision, reason: Reason, mode: Mode, end: Option<BlockEnd>| -> bool {
@@ -1575,7 +1578,7 @@ impl<S: Storage> Engine<S> {
     fn count(&mut self, t: u32, now: u64, class: SenderClass, verdict: Verdict, recipients: u32) {
         let v = self.view();
         let Some(rec) = v.tenant(t) else { return };
-        let rules = *v.rules_for(rec, &self.rules);
+        let rules = v.rules_for(rec, &self.rules);
         let cap = self.cap;
         let stride = cap.counter_stride();
         let ts = 2 * cap.threshold_slots as usize;
@@ -1632,7 +1635,7 @@ impl<S: Storage> Engine<S> {
                     (EventKind::Reactivated, _) => rec.active_at,
                     _ => 0,
                 };
-                (v.counters(t, rec, rules, &self.cap, now), mode, until)
+                (v.counters(t, rec, &rules, &self.cap, now), mode, until)
             }
             None => (Counters::default(), Mode::Enforce, 0),
         };
@@ -1711,7 +1714,7 @@ impl<S: Storage> Engine<S> {
     fn test_rules(&mut self, t: u32, now: u64, events: &mut Events) {
         let v = self.view();
         let Some(rec) = v.tenant(t) else { return };
-        let rules = *v.rules_for(rec, &self.rules);
+        let rules = v.rules_for(rec, &self.rules);
         let c = v.counters(t, rec, &rules, &self.cap, now);
         let th = rec.rules[0];
         let un = rec.rules[1];
@@ -1781,7 +1784,7 @@ impl<S: Storage> Engine<S> {
     pub fn release(&mut self, t: TenantId, rule: Option<Rule>, now: u64) -> Result<Events, Error> {
         let v = self.view();
         let rec = v.tenant(t.0).ok_or(Error::UnknownTenant)?;
-        let rules = *v.rules_for(rec, &self.rules);
+        let rules = v.rules_for(rec, &self.rules);
         let mut events = Events::new();
         self.expire_tenant(t.0, now, &mut events);
         for (i, r, grace) in [
@@ -1865,7 +1868,7 @@ impl<S: Storage> Engine<S> {
             lapsed: lapsed_now(rec, now),
             threshold: rs(&rec.rules[0], rules.threshold.mode),
             unregistered: rs(&rec.rules[1], rules.unregistered.mode),
-            counters: v.counters(t.0, rec, rules, &self.cap, now),
+            counters: v.counters(t.0, rec, &rules, &self.cap, now),
         })
     }
 
@@ -2037,7 +2040,7 @@ impl<S: Storage> Engine<S> {
     pub(crate) fn import_state(&mut self, st: &TenantState<'_>) -> Result<(), Error> {
         let id = core::str::from_utf8(st.id).map_err(|_| Error::InvalidTenantId)?;
         let t = self.tenant(id).ok_or(Error::UnknownTenant)?;
-        let rules = *self.tenant_rules(t)?;
+        let rules = self.tenant_rules(t)?;
         let cap = self.cap;
         let depth = cap.audit_depth as usize;
         let stride = cap.counter_stride();
@@ -2175,4 +2178,214 @@ pub(crate) struct TenantState<'a> {
     pub unregistered: Cells<'a>,
     pub audit_written: u32,
     pub audit: AuditCells<'a>,
+}
+
+/// The engine's bookkeeping beside its tables: capacity, default rules and fill levels.
+/// Together with the tables it is the whole engine, so [`Engine::from_parts`] can reopen
+/// tables that already hold data (a file mapped by another process, for instance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Capacity the tables were laid out for.
+    pub capacity: Capacity,
+    /// The policy's default rules.
+    pub rules: RuleSet,
+    /// Recent-connector window, seconds.
+    pub recent_connector: u64,
+    /// Tenant records ever used (high-water mark).
+    pub tenants_high: u32,
+    /// Live tenants.
+    pub tenants_live: u32,
+    /// Live domain entries.
+    pub domains_live: u32,
+    /// Connector records ever used.
+    pub connectors_high: u32,
+    /// Live range entries.
+    pub ranges_live: u32,
+    /// Override records ever used.
+    pub overrides_high: u32,
+    /// Bytes used in the name arena.
+    pub names_len: u32,
+    /// Live ranges per kind and prefix length.
+    pub range_lens: [[u32; 129]; 3],
+}
+
+impl Meta {
+    /// Bytes of [`Meta::encode`]'s output.
+    pub const ENCODED_LEN: usize = 9 * 4 + RuleSetRecord::WORDS * 8 + 8 + 7 * 4 + 3 * 129 * 4;
+
+    /// Writes the metadata as little-endian words; returns [`Meta::ENCODED_LEN`].
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let out = out
+            .get_mut(..Meta::ENCODED_LEN)
+            .ok_or(Error::BufferTooSmall)?;
+        let mut pos = 0;
+        let mut put = |b: &[u8]| {
+            out[pos..pos + b.len()].copy_from_slice(b);
+            pos += b.len();
+        };
+        let c = &self.capacity;
+        for v in [
+            c.tenants,
+            c.domains,
+            c.connectors,
+            c.ranges,
+            c.name_bytes,
+            c.overrides,
+            c.audit_depth as u32,
+            c.threshold_slots as u32,
+            c.unregistered_slots as u32,
+        ] {
+            put(&v.to_le_bytes());
+        }
+        for w in self.rules.encode().words {
+            put(&w.to_le_bytes());
+        }
+        put(&self.recent_connector.to_le_bytes());
+        for v in [
+            self.tenants_high,
+            self.tenants_live,
+            self.domains_live,
+            self.connectors_high,
+            self.ranges_live,
+            self.overrides_high,
+            self.names_len,
+        ] {
+            put(&v.to_le_bytes());
+        }
+        for kind in &self.range_lens {
+            for v in kind {
+                put(&v.to_le_bytes());
+            }
+        }
+        Ok(Meta::ENCODED_LEN)
+    }
+
+    /// Reads what [`Meta::encode`] wrote; rejects values no engine could have.
+    pub fn decode(b: &[u8]) -> Result<Meta, Error> {
+        let b = b.get(..Meta::ENCODED_LEN).ok_or(Error::SnapshotTruncated)?;
+        let mut pos = 0;
+        let mut u32_ = || {
+            let v = u32::from_le_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
+            pos += 4;
+            v
+        };
+        let c: [u32; 9] = core::array::from_fn(|_| u32_());
+        let small = |v: u32| u16::try_from(v).map_err(|_| Error::SnapshotCorrupt);
+        let capacity = Capacity {
+            tenants: c[0],
+            domains: c[1],
+            connectors: c[2],
+            ranges: c[3],
+            name_bytes: c[4],
+            overrides: c[5],
+            audit_depth: small(c[6])?,
+            threshold_slots: small(c[7])?,
+            unregistered_slots: small(c[8])?,
+        };
+        capacity.validate().map_err(|_| Error::SnapshotCorrupt)?;
+        let mut pos = 36;
+        let mut u64_ = || {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[pos..pos + 8]);
+            pos += 8;
+            u64::from_le_bytes(a)
+        };
+        let words: [u64; RuleSetRecord::WORDS] = core::array::from_fn(|_| u64_());
+        let rules =
+            RuleSet::decode(&RuleSetRecord { words }).map_err(|_| Error::SnapshotCorrupt)?;
+        let recent_connector = u64_();
+        let mut pos = 36 + RuleSetRecord::WORDS * 8 + 8;
+        let mut u32_ = || {
+            let v = u32::from_le_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
+            pos += 4;
+            v
+        };
+        let n: [u32; 7] = core::array::from_fn(|_| u32_());
+        let mut range_lens = [[0u32; 129]; 3];
+        for kind in range_lens.iter_mut() {
+            for v in kind.iter_mut() {
+                *v = u32_();
+            }
+        }
+        let m = Meta {
+            capacity,
+            rules,
+            recent_connector,
+            tenants_high: n[0],
+            tenants_live: n[1],
+            domains_live: n[2],
+            connectors_high: n[3],
+            ranges_live: n[4],
+            overrides_high: n[5],
+            names_len: n[6],
+            range_lens,
+        };
+        let total: u64 = m.range_lens.iter().flatten().map(|&v| v as u64).sum();
+        if m.tenants_live > m.tenants_high
+            || m.tenants_high > capacity.tenants
+            || m.domains_live > capacity.domains
+            || m.connectors_high > capacity.connectors
+            || m.ranges_live > capacity.ranges
+            || total != m.ranges_live as u64
+            || m.overrides_high > capacity.overrides
+            || m.names_len > capacity.name_bytes
+        {
+            return Err(Error::SnapshotCorrupt);
+        }
+        Ok(m)
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    /// The engine's bookkeeping (see [`Meta`]).
+    pub fn meta(&self) -> Meta {
+        Meta {
+            capacity: self.cap,
+            rules: self.rules,
+            recent_connector: self.recent_connector,
+            tenants_high: self.tenants_high,
+            tenants_live: self.tenants_live,
+            domains_live: self.domains_live,
+            connectors_high: self.connectors_high,
+            ranges_live: self.ranges_live,
+            overrides_high: self.overrides_high,
+            names_len: self.names_len,
+            range_lens: self.range_lens,
+        }
+    }
+
+    /// Reopens tables that already hold an engine's data (written by an engine with this
+    /// `meta`), without clearing them. The tables are trusted to be what that engine left:
+    /// lookups stay memory-safe on any bytes, but damaged tables give wrong answers, so callers
+    /// that read them from outside check a checksum first.
+    pub fn from_parts(store: S, meta: Meta) -> Result<Engine<S>, Error> {
+        meta.capacity.validate()?;
+        meta.rules.validate()?;
+        let layout = meta.capacity.layout();
+        if !store.parts().fits(&layout) {
+            return Err(Error::InvalidCapacity(
+                "storage slices are shorter than the layout",
+            ));
+        }
+        Ok(Engine {
+            store,
+            cap: meta.capacity,
+            layout,
+            rules: meta.rules,
+            recent_connector: meta.recent_connector,
+            tenants_high: meta.tenants_high,
+            tenants_live: meta.tenants_live,
+            domains_live: meta.domains_live,
+            connectors_high: meta.connectors_high,
+            ranges_live: meta.ranges_live,
+            overrides_high: meta.overrides_high,
+            names_len: meta.names_len,
+            range_lens: meta.range_lens,
+        })
+    }
+
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.store
+    }
 }

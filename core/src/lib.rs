@@ -51,7 +51,7 @@ pub mod policy;
 
 pub use cidr::Cidr;
 pub use engine::{
-    suspicion, Attribution, BlockEnd, ConnectorId, Counters, Decision, Engine, Message,
+    suspicion, Attribution, BlockEnd, ConnectorId, Counters, Decision, Engine, Message, Meta,
     Restriction, RuleStatus, SenderClass, SuspiciousConnector, TenantId, TenantStatus, Usage,
     MAX_NAME,
 };

@@ -325,3 +325,135 @@ impl RuleSet {
         Ok(())
     }
 }
+
+/// A [`RuleSet`] as plain words: how the overrides table stores it, so that table is flat
+/// integers like every other (it can be mapped from a file; a bad word is a decode error,
+/// never an invalid enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct RuleSetRecord {
+    /// The encoded fields, in declaration order; blocks are 0 for manual, else seconds.
+    pub words: [u64; RuleSetRecord::WORDS],
+}
+
+impl RuleSetRecord {
+    /// Number of words.
+    pub const WORDS: usize = 19;
+    /// An unused slot.
+    pub const EMPTY: RuleSetRecord = RuleSetRecord {
+        words: [0; RuleSetRecord::WORDS],
+    };
+}
+
+impl Default for RuleSetRecord {
+    fn default() -> Self {
+        RuleSetRecord::EMPTY
+    }
+}
+
+fn block_word(b: BlockDuration) -> u64 {
+    match b {
+        BlockDuration::Manual => 0,
+        BlockDuration::Seconds(s) => s,
+    }
+}
+
+fn word_block(w: u64) -> BlockDuration {
+    if w == 0 {
+        BlockDuration::Manual
+    } else {
+        BlockDuration::Seconds(w)
+    }
+}
+
+fn word_mode(w: u64) -> Result<Mode, crate::Error> {
+    match w {
+        0 => Ok(Mode::Enforce),
+        1 => Ok(Mode::Monitor),
+        _ => Err(crate::Error::InvalidParameter("mode")),
+    }
+}
+
+fn word_count(w: u64) -> Result<CountMode, crate::Error> {
+    match w {
+        0 => Ok(CountMode::Messages),
+        1 => Ok(CountMode::Recipients),
+        _ => Err(crate::Error::InvalidParameter("count")),
+    }
+}
+
+fn word_u32(w: u64) -> Result<u32, crate::Error> {
+    u32::try_from(w).map_err(|_| crate::Error::InvalidParameter("value out of range"))
+}
+
+impl RuleSet {
+    /// The rule set as flat words.
+    pub fn encode(&self) -> RuleSetRecord {
+        let t = &self.threshold;
+        let u = &self.unregistered;
+        let l = &self.low_reputation;
+        RuleSetRecord {
+            words: [
+                t.mode as u64,
+                t.window,
+                t.count as u64,
+                t.suspicious.0 as u64,
+                t.min_messages as u64,
+                t.min_suspicious as u64,
+                t.max_ratio_ppm as u64,
+                t.warn_ratio_ppm as u64,
+                block_word(t.block),
+                t.grace,
+                t.renewal_delay,
+                u.mode as u64,
+                u.window,
+                u.count as u64,
+                u.limit as u64,
+                block_word(u.block),
+                u.grace,
+                l.mode as u64,
+                l.scope as u64,
+            ],
+        }
+    }
+
+    /// Decodes and validates flat words.
+    pub fn decode(r: &RuleSetRecord) -> Result<RuleSet, crate::Error> {
+        let w = &r.words;
+        let rs = RuleSet {
+            threshold: ThresholdParams {
+                mode: word_mode(w[0])?,
+                window: w[1],
+                count: word_count(w[2])?,
+                suspicious: VerdictSet(
+                    u8::try_from(w[3]).map_err(|_| crate::Error::InvalidParameter("suspicious"))?,
+                ),
+                min_messages: word_u32(w[4])?,
+                min_suspicious: word_u32(w[5])?,
+                max_ratio_ppm: word_u32(w[6])?,
+                warn_ratio_ppm: word_u32(w[7])?,
+                block: word_block(w[8]),
+                grace: w[9],
+                renewal_delay: w[10],
+            },
+            unregistered: UnregisteredParams {
+                mode: word_mode(w[11])?,
+                window: w[12],
+                count: word_count(w[13])?,
+                limit: word_u32(w[14])?,
+                block: word_block(w[15]),
+                grace: w[16],
+            },
+            low_reputation: LowReputationParams {
+                mode: word_mode(w[17])?,
+                scope: match w[18] {
+                    0 => Scope::All,
+                    1 => Scope::Unlicensed,
+                    _ => return Err(crate::Error::InvalidParameter("scope")),
+                },
+            },
+        };
+        rs.validate()?;
+        Ok(rs)
+    }
+}

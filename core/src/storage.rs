@@ -5,7 +5,7 @@
 //! it slices of the lengths [`Layout`] computes (a `static` buffer on a device, one allocation
 //! in the std layers).
 
-use crate::{Error, Event, RuleSet};
+use crate::{Error, Event, RuleSetRecord};
 
 /// How much the engine can hold. Fixed when it is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl Layout {
             + self.connectors * size_of::<ConnectorRecord>()
             + self.connector_index * 4
             + self.ranges * size_of::<RangeEntry>()
-            + self.overrides * size_of::<RuleSet>()
+            + self.overrides * size_of::<RuleSetRecord>()
             + self.counters * 4
             + self.audit * size_of::<Event>()
             + self.names
@@ -305,7 +305,7 @@ pub struct PartsMut<'a> {
     /// Ranges.
     pub ranges: &'a mut [RangeEntry],
     /// Per-tenant rule overrides.
-    pub overrides: &'a mut [RuleSet],
+    pub overrides: &'a mut [RuleSetRecord],
     /// Window counters.
     pub counters: &'a mut [u32],
     /// Audit rings.
@@ -330,7 +330,7 @@ pub struct Parts<'a> {
     /// Ranges.
     pub ranges: &'a [RangeEntry],
     /// Per-tenant rule overrides.
-    pub overrides: &'a [RuleSet],
+    pub overrides: &'a [RuleSetRecord],
     /// Window counters.
     pub counters: &'a [u32],
     /// Audit rings.
@@ -393,7 +393,7 @@ pub struct HeapStorage {
     connectors: std::vec::Vec<ConnectorRecord>,
     connector_index: std::vec::Vec<u32>,
     ranges: std::vec::Vec<RangeEntry>,
-    overrides: std::vec::Vec<RuleSet>,
+    overrides: std::vec::Vec<RuleSetRecord>,
     counters: std::vec::Vec<u32>,
     audit: std::vec::Vec<Event>,
     names: std::vec::Vec<u8>,
@@ -412,7 +412,7 @@ impl HeapStorage {
             connectors: vec![ConnectorRecord::default(); l.connectors],
             connector_index: vec![0; l.connector_index],
             ranges: vec![RangeEntry::default(); l.ranges],
-            overrides: vec![RuleSet::default(); l.overrides],
+            overrides: vec![RuleSetRecord::EMPTY; l.overrides],
             counters: vec![0; l.counters],
             audit: vec![Event::default(); l.audit],
             names: vec![0; l.names],

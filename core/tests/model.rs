@@ -34,6 +34,9 @@
 //!   warning tier.
 //! - Lapsed / Reactivated events belong to the 5.7.705 rule (lapsed refusals are 5.7.705);
 //!   `Reactivated` carries the time mail resumes in `until`.
+//! - Certificate attribution: the TLS certificate's domain equals a certificate connector's
+//!   domain (exactly); exemption needs a certificate connector *of the attributed tenant* whose
+//!   certificate domain is registered for it.
 //! - A message naming an unknown tenant explicitly is 5.7.64 (the model never gives such a
 //!   message other attribution data, so it does not depend on fall-through).
 //! - Event counters are the window counters at the moment of the event (after counting for
@@ -106,6 +109,16 @@ const IPS: [Option<&str>; 8] = [
     Some("203.0.113.9"),
 ];
 
+/// Certificate connectors: (tenant, certificate domain). t0's is registered (sub.example allows
+/// subdomains); t1's is not an accepted domain.
+const CERT_CONNECTORS: [(usize, &str); 2] = [(0, "mx.sub.example"), (1, "relay.partner.example")];
+const CERTS: [Option<&str>; 4] = [
+    None,
+    Some("mx.sub.example"),
+    Some("relay.partner.example"),
+    Some("mx.unknown.example"),
+];
+
 /// IP connector ranges: (tenant, v4 network, v4 prefix).
 const CONNECTOR_RANGES: [(usize, [u8; 4], u32); 2] =
     [(2, [198, 51, 100, 0], 24), (1, [198, 51, 100, 128], 25)];
@@ -155,6 +168,7 @@ struct Params {
 struct Spec {
     tenant: u8, // 0..=2 explicit, 3 unknown id, 4.. none
     auth: u8,
+    cert: u8,
     ip: u8,
     sender: u8,
     forwarded: bool,
@@ -182,7 +196,11 @@ impl Spec {
                 AUTH[self.auth as usize]
             },
             client_ip: if self.ghost() { None } else { self.ip_addr() },
-            cert_domain: None,
+            cert_domain: if self.ghost() {
+                None
+            } else {
+                CERTS[self.cert as usize]
+            },
             forwarded: self.forwarded,
             spf_pass: self.spf,
             dkim_pass: self.dkim,
@@ -283,14 +301,16 @@ fn spec() -> impl Strategy<Value = Spec> {
     (
         prop_oneof![4 => 0u8..3, 1 => Just(3u8), 3 => Just(4u8)],
         0u8..6,
+        prop_oneof![3 => Just(0u8), 1 => 1u8..4],
         prop_oneof![3 => Just(0u8), 4 => 1u8..8],
         prop_oneof![6 => 0u8..12, 1 => 12u8..15],
         any::<(bool, bool, bool)>(),
         0u32..4,
     )
-        .prop_map(|(tenant, auth, ip, sender, f, recipients)| Spec {
+        .prop_map(|(tenant, auth, cert, ip, sender, f, recipients)| Spec {
             tenant,
             auth,
+            cert,
             ip,
             sender,
             forwarded: f.0,
@@ -431,6 +451,12 @@ impl Model {
             (owners.len() == 1).then(|| owners[0])
         }) {
             (t, Attribution::AuthUser)
+        } else if let Some(&(t, _)) = CERT_CONNECTORS
+            .iter()
+            .find(|c| Some(c.1) == CERTS[s.cert as usize])
+            .filter(|_| !s.ghost())
+        {
+            (t, Attribution::Certificate)
         } else if let Some(ip) = s.ip_addr().map(bits) {
             let best = CONNECTOR_RANGES
                 .iter()
@@ -444,6 +470,13 @@ impl Model {
             Snd::Null => SenderClass::Null,
             Snd::Dom(d) if self.registered(t, d) => SenderClass::Registered,
             _ if s.forwarded && (s.spf || s.dkim) => SenderClass::Exempt,
+            _ if !s.ghost()
+                && CERT_CONNECTORS.iter().any(|&(owner, dom)| {
+                    owner == t && Some(dom) == CERTS[s.cert as usize] && self.registered(t, dom)
+                }) =>
+            {
+                SenderClass::Exempt
+            }
             _ => SenderClass::Unregistered,
         };
         Some((t, how, class))
@@ -553,8 +586,10 @@ impl Model {
         }
         for (reason, rule, end) in candidates {
             if self.mode(rule) == Mode::Monitor {
-                d.monitored = Some(reason);
-                d.block_ends = end;
+                if d.monitored.is_none() {
+                    d.monitored = Some(reason);
+                    d.block_ends = end;
+                }
             } else {
                 d.reason = Some(reason);
                 d.block_ends = end;
@@ -778,6 +813,10 @@ fn build(p: &Params) -> (Engine<HeapStorage>, [TenantId; 3]) {
     for (name, t, subs, validated) in DOMAINS {
         e.add_domain(ids[t], name, subs, validated).unwrap();
     }
+    for (i, (t, dom)) in CERT_CONNECTORS.iter().enumerate() {
+        e.add_connector(ids[*t], &format!("cert{i}"), Some(dom), 1)
+            .unwrap();
+    }
     for (i, (t, net, len)) in CONNECTOR_RANGES.iter().enumerate() {
         let c = e.add_connector(ids[*t], &format!("c{i}"), None, 1).unwrap();
         e.add_connector_range(c, Cidr::new(IpAddr::from(*net), *len as u8).unwrap())
@@ -946,7 +985,7 @@ fn run(p: Params, ops: Vec<(i64, Op)>) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 160,
+        cases: 512,
         failure_persistence: None,
         max_shrink_iters: 4000,
         ..ProptestConfig::default()
@@ -997,6 +1036,7 @@ fn model_and_engine_agree_on_a_slot_boundary_stream() {
     let s = Spec {
         tenant: 0,
         auth: 0,
+        cert: 0,
         ip: 0,
         sender: 8, // x@evil.example
         forwarded: false,

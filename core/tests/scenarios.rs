@@ -2195,3 +2195,86 @@ fn reply_lines_are_exact() {
             .starts_with(&format!("550 {} ", r.enhanced_code())));
     }
 }
+
+#[test]
+fn connectors_with_many_ranges_attribute_and_remove_cleanly() {
+    let mut e = engine_with(cap(), rules());
+    let a = e.add_tenant("alpha", true).unwrap();
+    let b = e.add_tenant("bravo", true).unwrap();
+    let ca = e.add_connector(a, "a", None, 1).unwrap();
+    let cb = e.add_connector(b, "b", None, 1).unwrap();
+    // Interleaved additions.
+    for (c, r) in [
+        (ca, "10.1.0.0/16"),
+        (cb, "10.2.0.0/16"),
+        (ca, "10.3.0.0/16"),
+        (cb, "2001:db8:2::/48"),
+        (ca, "2001:db8:1::/48"),
+        (cb, "10.4.0.0/16"),
+    ] {
+        e.add_connector_range(c, cidr(r)).unwrap();
+    }
+    // A range belongs to one connector only.
+    assert!(e.add_connector_range(cb, cidr("10.1.0.0/16")).is_err());
+    let who = |e: &Engine<HeapStorage>, addr: &str| {
+        e.check(
+            T0,
+            &Message {
+                client_ip: Some(ip(addr)),
+                ..Message::new("x@example.org")
+            },
+        )
+        .tenant
+    };
+    for (addr, t) in [
+        ("10.1.2.3", Some(a)),
+        ("10.3.2.3", Some(a)),
+        ("2001:db8:1::9", Some(a)),
+        ("10.2.2.3", Some(b)),
+        ("10.4.2.3", Some(b)),
+        ("2001:db8:2::9", Some(b)),
+        ("10.5.0.1", None),
+    ] {
+        assert_eq!(who(&e, addr), t, "{addr}");
+    }
+    e.remove_connector(ca).unwrap();
+    for (addr, t) in [
+        ("10.1.2.3", None),
+        ("10.3.2.3", None),
+        ("2001:db8:1::9", None),
+        ("10.2.2.3", Some(b)),
+        ("10.4.2.3", Some(b)),
+        ("2001:db8:2::9", Some(b)),
+    ] {
+        assert_eq!(who(&e, addr), t, "after removing a's connector: {addr}");
+    }
+    assert_eq!(e.usage().ranges, 3);
+    // The freed range slots are reused by a new connector; b is unaffected.
+    let cc = e.add_connector(a, "a2", None, 1).unwrap();
+    for r in ["10.1.0.0/16", "10.9.0.0/16", "10.10.0.0/16", "10.11.0.0/16"] {
+        e.add_connector_range(cc, cidr(r)).unwrap();
+    }
+    assert_eq!(who(&e, "10.1.2.3"), Some(a));
+    assert_eq!(who(&e, "10.11.2.3"), Some(a));
+    assert_eq!(who(&e, "10.4.2.3"), Some(b));
+    e.add_low_reputation(cidr("10.11.0.0/16")).unwrap();
+    let s: Vec<_> = e
+        .suspicious_connectors(T0)
+        .map(|s| (s.connector, s.why))
+        .collect();
+    assert_eq!(s, vec![(cc, suspicion::LOW_REPUTATION_RANGE)]);
+    // Removing the tenant removes its connector's ranges, not b's.
+    e.remove_tenant(a).unwrap();
+    assert_eq!(who(&e, "10.11.2.3"), None);
+    assert_eq!(who(&e, "10.1.2.3"), None);
+    assert_eq!(who(&e, "10.2.2.3"), Some(b));
+    assert_eq!(who(&e, "2001:db8:2::9"), Some(b));
+    assert_eq!(
+        e.usage().ranges,
+        4,
+        "b's three ranges and the low-reputation entry"
+    );
+    e.remove_connector(cb).unwrap();
+    assert_eq!(who(&e, "10.2.2.3"), None);
+    assert_eq!(e.usage().ranges, 1);
+}
