@@ -16,6 +16,18 @@ const SEED_TENANT: u64 = 0x7465_6e61_6e74;
 const SEED_DOMAIN: u64 = 0x646f_6d61_696e;
 const SEED_RANGE: u64 = 0x7261_6e67_6573;
 const SEED_CONNECTOR: u64 = 0x636f_6e6e_6563;
+/// Every name in the arena is preceded by its length (1 byte) and its owner (4 bytes: kind in
+/// the top 2 bits, table index below), so the arena can be compacted in place.
+const NAME_HEADER: usize = 5;
+const OWNER_INDEX: u32 = (1 << 30) - 1;
+const OWNER_TENANT: u32 = 0;
+const OWNER_DOMAIN: u32 = 1;
+const OWNER_CONNECTOR_NAME: u32 = 2;
+const OWNER_CONNECTOR_CERT: u32 = 3;
+/// Bytes a name takes in the arena.
+pub const fn name_cost(len: usize) -> usize {
+    NAME_HEADER + len
+}
 const NO_OVERRIDE: u32 = u32::MAX;
 const INDEX_DELETED: u32 = u32::MAX;
 /// Longest tenant id, connector name.
@@ -625,6 +637,35 @@ impl<'p> View<'p> {
         None
     }
 
+    /// Whether a range shares any address with the low-reputation list: a listed prefix
+    /// contains it, or it contains a listed prefix. The second test probes every sub-prefix of
+    /// each listed length, up to 4096 per length (wider gaps are not searched).
+    fn overlaps_low_reputation(&self, network: u128, len: u8) -> bool {
+        if self
+            .find_range(RANGE_KIND_LOW_REPUTATION, 0, network, |_| true)
+            .is_some()
+        {
+            return true;
+        }
+        let lens = &self.range_lens[RANGE_KIND_LOW_REPUTATION as usize];
+        for (l, &count) in lens.iter().enumerate().skip(len as usize + 1) {
+            if count == 0 || l - len as usize > 12 {
+                continue;
+            }
+            let step = 1u128 << (128 - l);
+            for k in 0..(1u128 << (l - len as usize)) {
+                let sub = network | (k * step);
+                if self
+                    .range_slot(RANGE_KIND_LOW_REPUTATION, 0, sub, l as u8)
+                    .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     fn rules_for(&self, t: &TenantRecord, global: &RuleSet) -> RuleSet {
         if t.overrides != NO_OVERRIDE {
             if let Some(r) = self.p.overrides.get(t.overrides as usize) {
@@ -821,21 +862,95 @@ impl<S: Storage> Engine<S> {
         Ok(v.rules_for(rec, &self.rules))
     }
 
-    fn push_name(&mut self, bytes: &[u8]) -> Result<u32, Error> {
+    /// Makes room for names totalling `bytes` (their headers included), compacting the
+    /// arena when removed names left holes. After `Ok`, the pushes of those names cannot fail
+    /// and nothing moves until the next reservation.
+    fn reserve_names(&mut self, bytes: usize) -> Result<(), Error> {
+        let fits = |e: &Self| (e.names_len as usize).saturating_add(bytes) <= e.layout.names;
+        if fits(self) {
+            return Ok(());
+        }
+        self.compact_names();
+        if fits(self) {
+            Ok(())
+        } else {
+            Err(Error::TableFull(Table::Names))
+        }
+    }
+
+    /// Appends a name preceded by its owner header; returns the offset of the name's bytes.
+    /// Call [`Engine::reserve_names`] first.
+    fn push_name(&mut self, bytes: &[u8], owner: u32, index: u32) -> Result<u32, Error> {
         let off = self.names_len as usize;
         let end = off
-            .checked_add(bytes.len())
+            .checked_add(NAME_HEADER + bytes.len())
             .ok_or(Error::TableFull(Table::Names))?;
-        if end > self.layout.names {
+        if end > self.layout.names || bytes.len() > u8::MAX as usize || index > OWNER_INDEX {
             return Err(Error::TableFull(Table::Names));
         }
         let names = self.store.parts_mut().names;
-        names
+        let slot = names
             .get_mut(off..end)
-            .ok_or(Error::TableFull(Table::Names))?
-            .copy_from_slice(bytes);
+            .ok_or(Error::TableFull(Table::Names))?;
+        slot[0] = bytes.len() as u8;
+        slot[1..NAME_HEADER].copy_from_slice(&(owner << 30 | index).to_le_bytes());
+        slot[NAME_HEADER..].copy_from_slice(bytes);
         self.names_len = end as u32;
-        Ok(off as u32)
+        Ok((off + NAME_HEADER) as u32)
+    }
+
+    /// Slides every live name down over the holes left by removed ones and updates its
+    /// owner's offset. One pass over the arena; no allocation.
+    fn compact_names(&mut self) {
+        let end = (self.names_len as usize).min(self.layout.names);
+        let p = self.store.parts_mut();
+        let (mut read, mut write) = (0usize, 0usize);
+        while read + NAME_HEADER <= end {
+            let len = p.names[read] as usize;
+            let w = u32::from_le_bytes([
+                p.names[read + 1],
+                p.names[read + 2],
+                p.names[read + 3],
+                p.names[read + 4],
+            ]);
+            let total = NAME_HEADER + len;
+            if read + total > end {
+                break;
+            }
+            let (owner, idx) = (w >> 30, (w & OWNER_INDEX) as usize);
+            let off = (read + NAME_HEADER) as u32;
+            let new_off = (write + NAME_HEADER) as u32;
+            let live = match owner {
+                OWNER_TENANT => p
+                    .tenants
+                    .get_mut(idx)
+                    .filter(|r| r.flags & TENANT_USED != 0 && r.id_off == off)
+                    .map(|r| r.id_off = new_off),
+                OWNER_DOMAIN => p
+                    .domains
+                    .get_mut(idx)
+                    .filter(|e| e.flags & DOMAIN_USED != 0 && e.name_off == off)
+                    .map(|e| e.name_off = new_off),
+                OWNER_CONNECTOR_NAME => p
+                    .connectors
+                    .get_mut(idx)
+                    .filter(|c| c.flags & CONNECTOR_USED != 0 && c.name_off == off)
+                    .map(|c| c.name_off = new_off),
+                _ => p
+                    .connectors
+                    .get_mut(idx)
+                    .filter(|c| {
+                        c.flags & CONNECTOR_USED != 0 && c.cert_len > 0 && c.cert_off == off
+                    })
+                    .map(|c| c.cert_off = new_off),
+            };
+            if live.is_some() {
+                p.names.copy_within(read..read + total, write);
+                write += total;
+            }
+            read += total;
+        }
+        self.names_len = write as u32;
     }
 
     /// Adds a tenant. Ids are non-empty, at most 255 bytes, without control characters or
@@ -861,7 +976,8 @@ impl<S: Storage> Engine<S> {
                 })
                 .ok_or(Error::TableFull(Table::Tenants))?
         };
-        let off = self.push_name(id.as_bytes())?;
+        self.reserve_names(name_cost(id.len()))?;
+        let off = self.push_name(id.as_bytes(), OWNER_TENANT, t)?;
         let stride = self.cap.counter_stride();
         let depth = self.cap.audit_depth as usize;
         let p = self.store.parts_mut();
@@ -937,6 +1053,11 @@ impl<S: Storage> Engine<S> {
                     removed_ranges += 1;
                 }
             }
+            if let Some(r) = p.tenants.get(t.0 as usize) {
+                if let Some(o) = p.overrides.get_mut(r.overrides as usize) {
+                    *o = RuleSetRecord::EMPTY;
+                }
+            }
             p.tenant_index[id_slot] = INDEX_DELETED;
             if let Some(r) = p.tenants.get_mut(t.0 as usize) {
                 *r = TenantRecord::default();
@@ -981,10 +1102,21 @@ impl<S: Storage> Engine<S> {
         match rules {
             None => {
                 self.tenant_mut(t)?.overrides = NO_OVERRIDE;
+                self.free_override(cur);
             }
             Some(r) => {
+                // A free slot is all zeros (a used one has a window > 0).
+                let free = (0..self.overrides_high).find(|&i| {
+                    self.view()
+                        .p
+                        .overrides
+                        .get(i as usize)
+                        .is_some_and(|o| o.words == [0; RuleSetRecord::WORDS])
+                });
                 let slot = if cur != NO_OVERRIDE {
                     cur
+                } else if let Some(i) = free {
+                    i
                 } else if self.overrides_high < self.cap.overrides {
                     self.overrides_high += 1;
                     self.overrides_high - 1
@@ -999,6 +1131,24 @@ impl<S: Storage> Engine<S> {
                     .ok_or(Error::TableFull(Table::Overrides))? = r.encode();
                 self.tenant_mut(t)?.overrides = slot;
             }
+        }
+        Ok(())
+    }
+
+    fn free_override(&mut self, slot: u32) {
+        if let Some(o) = self.store.parts_mut().overrides.get_mut(slot as usize) {
+            *o = RuleSetRecord::EMPTY;
+        }
+    }
+
+    /// Marks a tenant lapsed (or not) as its policy says. Unlike [`Engine::mark_lapsed`], this
+    /// is policy data: a restored snapshot or a reload starts from it.
+    pub fn set_policy_lapsed(&mut self, t: TenantId, lapsed: bool) -> Result<(), Error> {
+        let rec = self.tenant_mut(t)?;
+        if lapsed {
+            rec.flags |= TENANT_LAPSED | TENANT_LAPSED_BY_POLICY;
+        } else {
+            rec.flags &= !(TENANT_LAPSED | TENANT_LAPSED_BY_POLICY);
         }
         Ok(())
     }
@@ -1041,7 +1191,8 @@ impl<S: Storage> Engine<S> {
             }
         }
         let slot = slot.ok_or(Error::TableFull(Table::Domains))?;
-        let off = self.push_name(name.as_bytes())?;
+        self.reserve_names(name_cost(name.as_bytes().len()))?;
+        let off = self.push_name(name.as_bytes(), OWNER_DOMAIN, slot as u32)?;
         self.store.parts_mut().domains[slot] = DomainEntry {
             name_off: off,
             tenant: t,
@@ -1153,35 +1304,26 @@ impl<S: Storage> Engine<S> {
                     .ok_or(Error::TableFull(Table::Connectors))?
             }
         };
+        let cert_bytes = cert.as_ref().map_or(0, |c| c.as_bytes().len());
+        let need = name_cost(name.len())
+            + if cert.is_some() {
+                2 * name_cost(cert_bytes)
+            } else {
+                0
+            };
+        self.reserve_names(need)?;
         if let Some(c) = &cert {
             if self.domains_live >= self.cap.domains {
                 return Err(Error::TableFull(Table::Domains));
             }
             self.insert_domain(t.0, c, DOMAIN_CERTIFICATE, ci)?;
         }
-        let name_off = match self.push_name(name.as_bytes()) {
-            Ok(o) => o,
-            Err(e) => {
-                if let Some(c) = &cert {
-                    self.remove_cert_entry(t.0, c);
-                }
-                return Err(e);
-            }
-        };
+        let name_off = self.push_name(name.as_bytes(), OWNER_CONNECTOR_NAME, ci)?;
         let (cert_off, cert_len) = match &cert {
-            // The domain table entry holds the same bytes; point at them.
-            Some(c) => {
-                let mut off = 0;
-                self.view().each_domain(c.as_bytes(), |_, e| {
-                    if e.tenant == t.0 && e.flags & DOMAIN_CERTIFICATE != 0 {
-                        off = e.name_off;
-                        true
-                    } else {
-                        false
-                    }
-                });
-                (off, c.as_bytes().len() as u8)
-            }
+            Some(c) => (
+                self.push_name(c.as_bytes(), OWNER_CONNECTOR_CERT, ci)?,
+                cert_bytes as u8,
+            ),
             None => (0, 0),
         };
         let p = self.store.parts_mut();
@@ -1831,7 +1973,7 @@ impl<S: Storage> Engine<S> {
         let rec = self.tenant_mut(t)?;
         let mut events = Events::new();
         if rec.flags & TENANT_LAPSED != 0 {
-            rec.flags &= !TENANT_LAPSED;
+            rec.flags &= !(TENANT_LAPSED | TENANT_LAPSED_BY_POLICY);
             rec.active_at = now.saturating_add(delay);
             let ev = self.event(t.0, now, EventKind::Reactivated, Rule::TenantThreshold);
             self.emit(ev, &mut events);
@@ -1945,9 +2087,7 @@ impl<S: Storage> Engine<S> {
                 }
             }
             let lowrep = v.connector_ranges(c).any(|r| {
-                r.flags & RANGE_USED != 0
-                    && v.find_range(RANGE_KIND_LOW_REPUTATION, 0, words_ip(r.network), |_| true)
-                        .is_some()
+                r.flags & RANGE_USED != 0 && v.overlaps_low_reputation(words_ip(r.network), r.len)
             });
             if lowrep {
                 why |= suspicion::LOW_REPUTATION_RANGE;
@@ -1991,7 +2131,12 @@ impl<S: Storage> Engine<S> {
                 .unwrap_or(&[]);
         Some(TenantState {
             id: v.tenant_id(t),
-            flags: rec.flags,
+            // Only a lapse set at run time travels: policy lapses come from the policy.
+            flags: if rec.flags & TENANT_LAPSED != 0 && rec.flags & TENANT_LAPSED_BY_POLICY == 0 {
+                TENANT_LAPSED
+            } else {
+                0
+            },
             active_at: rec.active_at,
             lapsed_at: rec.lapsed_at,
             rules: rec.rules,
@@ -2032,6 +2177,11 @@ impl<S: Storage> Engine<S> {
             r.rules = [RuleState::default(); 2];
             r.audit_written = 0;
             r.active_at = 0;
+            // Back to what the policy says.
+            if r.flags & TENANT_LAPSED_BY_POLICY == 0 {
+                r.flags &= !TENANT_LAPSED;
+                r.lapsed_at = 0;
+            }
         }
         p.counters.fill(0);
         p.audit.fill(Event::default());

@@ -51,8 +51,8 @@ pub mod policy;
 
 pub use cidr::Cidr;
 pub use engine::{
-    suspicion, Attribution, BlockEnd, ConnectorId, Counters, Decision, Engine, Message, Meta,
-    Restriction, RuleStatus, SenderClass, SuspiciousConnector, TenantId, TenantStatus, Usage,
+    name_cost, suspicion, Attribution, BlockEnd, ConnectorId, Counters, Decision, Engine, Message,
+    Meta, Restriction, RuleStatus, SenderClass, SuspiciousConnector, TenantId, TenantStatus, Usage,
     MAX_NAME,
 };
 pub use error::{Error, Table};

@@ -326,6 +326,9 @@ pub fn verify(bytes: &[u8]) -> Result<&[u8], Error> {
     if le_u32(bytes, 8) != VERSION {
         return Err(Error::SnapshotVersion);
     }
+    if le_u32(bytes, 12) != 0 {
+        return Err(Error::SnapshotCorrupt);
+    }
     let len = le_u64(bytes, 16);
     let avail = (bytes.len() - HEADER) as u64;
     if len > avail {

@@ -194,6 +194,8 @@ pub const TENANT_USED: u8 = 1;
 pub const TENANT_LICENSED: u8 = 2;
 /// Subscription lapsed.
 pub const TENANT_LAPSED: u8 = 4;
+/// Lapsed because the policy says so (as opposed to an operator's call at run time).
+pub const TENANT_LAPSED_BY_POLICY: u8 = 8;
 
 /// One slot of the domain hash table: an accepted domain of a tenant, or a certificate
 /// connector's domain.

@@ -961,8 +961,8 @@ fn run(p: Params, ops: Vec<(i64, Op)>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(got, m.expire(now), "step {}: expire", step);
             }
         }
-        for t in 0..3 {
-            let st = e.status(ids[t], now).unwrap();
+        for (t, &id) in ids.iter().enumerate().take(3) {
+            let st = e.status(id, now).unwrap();
             prop_assert_eq!(
                 status(&st),
                 m.status(t, now),

@@ -2021,9 +2021,10 @@ fn full_tables_name_the_table() {
     assert_eq!(e.usage().domains, 2);
     assert_eq!(e.usage().ranges, 2);
     // Names.
-    c.name_bytes = 12;
+    // Room for one 8-byte id (with its arena header) and 4 bytes more.
+    c.name_bytes = outguard::name_cost(8) as u32 + 4;
     let mut e = engine_with(c, rules());
-    let a = e.add_tenant("tenant-a", true).unwrap(); // 8 bytes
+    let a = e.add_tenant("tenant-a", true).unwrap();
     assert_eq!(
         e.add_domain(a, "a.example", false, true),
         Err(Error::TableFull(Table::Names))

@@ -105,15 +105,20 @@ impl Policy {
         let mut names = 0usize;
         let mut overrides = 0usize;
         for t in &d.tenants {
-            names += t.id.len();
+            names += crate::name_cost(t.id.len());
             domains += t.domains.len();
-            names += t.domains.iter().map(|x| x.name.len()).sum::<usize>();
+            names += t
+                .domains
+                .iter()
+                .map(|x| crate::name_cost(x.name.len()))
+                .sum::<usize>();
             connectors += t.connectors.len();
             for c in &t.connectors {
-                names += c.name.len();
+                names += crate::name_cost(c.name.len());
                 if let Some(cert) = &c.certificate {
                     domains += 1;
-                    names += cert.len();
+                    // Once in the domain table, once in the connector.
+                    names += 2 * crate::name_cost(cert.len());
                 }
                 ranges += c.ranges.len();
             }
@@ -151,7 +156,7 @@ impl Policy {
                 .add_tenant(&t.id, t.licensed)
                 .map_err(|err| diag(f, at(String::new()), err))?;
             if t.lapsed {
-                e.mark_lapsed(id, 0)
+                e.set_policy_lapsed(id, true)
                     .map_err(|err| diag(f, at(".lapsed".into()), err))?;
             }
             if let Some(r) = t.rules {
