@@ -48,6 +48,8 @@ pub mod window;
 
 #[cfg(feature = "std")]
 pub mod policy;
+#[cfg(feature = "shared")]
+pub mod shared;
 
 pub use cidr::Cidr;
 pub use engine::{
