@@ -1,1 +1,43 @@
-//! Python bindings for outguard.
+//! Python bindings for outguard: the module `outguard._outguard`, re-exported by the
+//! `outguard` package.
+//!
+//! This crate holds wrappers and conversions only (STYLE.md, "three rings"): every decision,
+//! count and text comes from the core. One file per concern:
+//! - `error.rs`: core errors to exception classes;
+//! - `convert.rs`: Python arguments to core values;
+//! - `types.rs`: frozen value classes (`Decision`, `Event`, `Replay`, ...);
+//! - `policy.rs`, `engine.rs`: `Policy` and `Engine`;
+//! - `text.rs`: explanations and NDRs.
+
+mod convert;
+mod engine;
+mod error;
+mod policy;
+mod text;
+mod types;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    error::register(m)?;
+    m.add_class::<policy::Policy>()?;
+    m.add_class::<engine::Engine>()?;
+    m.add_class::<types::Decision>()?;
+    m.add_class::<types::Event>()?;
+    m.add_class::<types::Counters>()?;
+    m.add_class::<types::TenantStatus>()?;
+    m.add_class::<types::RuleStatus>()?;
+    m.add_class::<types::Restriction>()?;
+    m.add_class::<types::SuspiciousConnector>()?;
+    m.add_class::<types::Diagnostic>()?;
+    m.add_class::<types::ReloadReport>()?;
+    m.add_class::<types::RestoreReport>()?;
+    m.add_class::<types::Replay>()?;
+    m.add_function(wrap_pyfunction!(text::explain, m)?)?;
+    m.add_function(wrap_pyfunction!(text::title, m)?)?;
+    m.add_function(wrap_pyfunction!(text::reply, m)?)?;
+    m.add_function(wrap_pyfunction!(text::render_ndr, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,1034 @@
+//! `og_engine`: the thread-safe engine handle and every call on it.
+//!
+//! The handle is an `RwLock` around the core engine: `check` and every query take the read
+//! lock, so they run in parallel; `record`, `evaluate`, operator actions, reload and restore
+//! take the write lock. A panic while the lock is held (none is expected: the core has no
+//! panicking paths) does not make the handle unusable: the lock's poison flag is ignored,
+//! because every core table stays bounds-checked and a half-counted message is harmless.
+
+use core::ffi::{c_char, c_void};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use outguard::policy::{HeapEngine, Policy, PolicyError};
+use outguard::{Cidr, Event, Message, TenantId};
+
+use crate::error::og_result;
+use crate::ffi::{self, og_event_callback, EventCallback, Out, OutSlice};
+use crate::panic::guard;
+use crate::text::{write_error, write_text};
+use crate::types::*;
+
+/// An engine: a policy's tenants, rules and lists, with every counter, block and audit
+/// trail. Opaque; create it with `og_engine_new_from_file` or `og_engine_new_from_toml`,
+/// free it with `og_engine_free`. One handle may be used by any number of threads at once.
+#[allow(non_camel_case_types)]
+pub struct og_engine {
+    inner: RwLock<Inner>,
+}
+
+struct Inner {
+    engine: HeapEngine,
+    callback: Option<EventCallback>,
+}
+
+impl og_engine {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where the events of one call go: the engine's callback (every event) and the caller's
+/// array (the first `len`), with the total count in `*out_n`.
+struct EventSink {
+    events: OutSlice<og_event>,
+    out_n: Option<Out<usize>>,
+    n: usize,
+}
+
+impl EventSink {
+    fn new(events: *mut og_event, len: usize, out_n: *mut usize) -> Result<EventSink, og_result> {
+        Ok(EventSink {
+            events: ffi::out_slice(events, len)?,
+            out_n: ffi::opt_out(out_n),
+            n: 0,
+        })
+    }
+    fn push(&mut self, callback: Option<&EventCallback>, ev: &Event) {
+        let c = og_event::from(ev);
+        if let Some(cb) = callback {
+            cb.call(&c);
+        }
+        self.events.write_at(self.n, c);
+        self.n += 1;
+    }
+    fn push_all<'a>(
+        &mut self,
+        callback: Option<&EventCallback>,
+        evs: impl IntoIterator<Item = &'a Event>,
+    ) {
+        for ev in evs {
+            self.push(callback, ev);
+        }
+    }
+    fn finish(self) {
+        if let Some(o) = self.out_n {
+            o.write(self.n);
+        }
+    }
+}
+
+fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
+    if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
+        return Err(og_result::InvalidParameter);
+    }
+    let client_ip = match ffi::opt_text(m.client_ip)? {
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| og_result::InvalidIp)?),
+        None => None,
+    };
+    Ok(Message {
+        mail_from: ffi::bytes(m.mail_from, m.mail_from_len)?,
+        tenant: ffi::opt_text(m.tenant)?,
+        client_ip,
+        auth_user: ffi::opt_text(m.auth_user)?,
+        cert_domain: ffi::opt_text(m.cert_domain)?,
+        forwarded: m.flags & OG_MESSAGE_FORWARDED != 0,
+        spf_pass: m.flags & OG_MESSAGE_SPF_PASS != 0,
+        dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
+        recipients: m.recipients,
+    })
+}
+
+fn tenant_of(e: &HeapEngine, id: *const c_char) -> Result<TenantId, og_result> {
+    let id = ffi::text(id)?;
+    e.tenant(id).ok_or(og_result::UnknownTenant)
+}
+
+fn cidr(s: *const c_char) -> Result<Cidr, og_result> {
+    Cidr::parse(ffi::text(s)?).map_err(og_result::from)
+}
+
+fn policy_failure(err_buf: &mut OutSlice<u8>, e: &PolicyError) -> og_result {
+    write_error(err_buf, &e.to_string());
+    og_result::from(e)
+}
+
+/// Runs a policy-loading body; on failure writes the description into the error buffer.
+fn with_error_buffer(
+    err_buf: *mut c_char,
+    err_len: usize,
+    f: impl FnOnce(&mut OutSlice<u8>) -> Result<(), og_result>,
+) -> og_result {
+    guard(|| {
+        let mut eb = ffi::out_bytes(err_buf, err_len)?;
+        let r = f(&mut eb);
+        if let Err(code) = r {
+            if code != og_result::Policy {
+                let msg = og_result::message(code).to_string_lossy();
+                write_error(&mut eb, &msg);
+            }
+        }
+        r
+    })
+}
+
+fn load_toml(
+    text: *const c_char,
+    len: usize,
+    file_name: *const c_char,
+    base_dir: *const c_char,
+) -> Result<Result<Policy, PolicyError>, og_result> {
+    let bytes = ffi::bytes(text, len)?;
+    let text = core::str::from_utf8(bytes).map_err(|_| og_result::InvalidUtf8)?;
+    let name = ffi::opt_text(file_name)?.unwrap_or("<string>");
+    let base: Option<&Path> = ffi::opt_path(base_dir)?;
+    Ok(Policy::from_toml(text, name, base))
+}
+
+fn new_handle(engine: HeapEngine) -> *mut og_engine {
+    ffi::into_handle(Box::new(og_engine {
+        inner: RwLock::new(Inner {
+            engine,
+            callback: None,
+        }),
+    }))
+}
+
+/// Builds an engine from a policy file (TOML, SPEC §2).
+///
+/// `path` and `out_engine` must not be NULL; `err_buf` may be NULL when `err_len` is 0. On
+/// success `*out_engine` receives a new handle that the caller owns and frees with
+/// `og_engine_free`. On failure `*out_engine` is not written and, if `err_len` > 0, `err_buf`
+/// receives a NUL-terminated description (truncated to fit): for a bad policy every problem,
+/// one a line, as `file:line:column: field: expected ..., found ...: message`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_POLICY`.
+/// Thread-safe (no shared state).
+#[no_mangle]
+pub extern "C" fn og_engine_new_from_file(
+    path: *const c_char,
+    out_engine: *mut *mut og_engine,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> og_result {
+    with_error_buffer(err_buf, err_len, |eb| {
+        let path = ffi::path(path)?;
+        let out = ffi::out(out_engine)?;
+        let engine = Policy::load(path)
+            .and_then(|p| p.build())
+            .map_err(|e| policy_failure(eb, &e))?;
+        out.write(new_handle(engine));
+        Ok(())
+    })
+}
+
+/// Builds an engine from policy text (TOML, `len` bytes of UTF-8, no NUL needed).
+///
+/// `file_name` names the text in error messages (NULL: `"<string>"`); relative `files` and the
+/// bulk tenants file are read from `base_dir` (NULL: none given). `text` may be NULL only when
+/// `len` is 0; `out_engine` must not be NULL. Ownership, outputs and the error buffer as for
+/// `og_engine_new_from_file`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_POLICY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn og_engine_new_from_toml(
+    text: *const c_char,
+    len: usize,
+    file_name: *const c_char,
+    base_dir: *const c_char,
+    out_engine: *mut *mut og_engine,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> og_result {
+    with_error_buffer(err_buf, err_len, |eb| {
+        let out = ffi::out(out_engine)?;
+        let engine = load_toml(text, len, file_name, base_dir)?
+            .and_then(|p| p.build())
+            .map_err(|e| policy_failure(eb, &e))?;
+        out.write(new_handle(engine));
+        Ok(())
+    })
+}
+
+/// Frees an engine. NULL is a no-op.
+///
+/// The caller must make sure no other call on this handle is running or will run: freeing is
+/// the one call that is not safe concurrently with others on the same handle.
+#[no_mangle]
+pub extern "C" fn og_engine_free(engine: *mut og_engine) {
+    let _ = guard(|| {
+        ffi::free_handle(engine);
+        Ok(())
+    });
+}
+
+/// Sets the function called for every event of every later call on this engine (record,
+/// evaluate, release, mark lapsed/active, expire), in the calling thread, while the engine's
+/// write lock is held; NULL `callback` removes it. `userdata` is passed through untouched.
+///
+/// The callback must not call any `og_engine_*` function on the same engine (it would
+/// deadlock) and must be safe to call from every thread that uses the engine. The event
+/// pointer is valid only during the callback.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER` (engine). Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_set_event_callback(
+    engine: *const og_engine,
+    callback: og_event_callback,
+    userdata: *mut c_void,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        h.write().callback = EventCallback::new(callback, userdata);
+        Ok(())
+    })
+}
+
+/// Decides one message: accept, or the exact refusal. Counts nothing.
+///
+/// `engine`, `message` and `out_decision` must not be NULL; the message's pointers follow the
+/// rules of `og_message`. `*out_decision` is filled on success only. Allocates nothing.
+/// Results: `OG_RESULT_OK` (whatever the decision), `OG_RESULT_NULL_PARAMETER`,
+/// `OG_RESULT_INVALID_UTF8`, `OG_RESULT_INVALID_IP`, `OG_RESULT_INVALID_PARAMETER` (unknown
+/// flag bits). An unparsable sender is not an error: the decision is
+/// `OG_REASON_INVALID_SENDER` (5.1.7).
+/// Takes the read lock: any number of threads may check at once.
+#[no_mangle]
+pub extern "C" fn og_engine_check(
+    engine: *const og_engine,
+    now: u64,
+    message: *const og_message,
+    out_decision: *mut og_decision,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let m = ffi::input(message)?;
+        let out = ffi::out(out_decision)?;
+        let msg = self::message(m)?;
+        let d = h.read().engine.check(now, &msg);
+        out.write(og_decision::from(&d));
+        Ok(())
+    })
+}
+
+/// Counts a message that was accepted and scanned, with the content filter's verdict
+/// (`OG_VERDICT_*`), and trips blocks; the next `og_engine_check` sees them.
+///
+/// Events: the first `events_len` events this call caused are written to `events` (which may
+/// be NULL only when `events_len` is 0) and their total to `*out_events_n` (may be NULL); a
+/// call causes at most `OG_EVENTS_MAX`. The event callback, if set, sees each of them. Outputs
+/// are written on success only.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_IP`, `OG_RESULT_INVALID_PARAMETER` (verdict or flags),
+/// `OG_RESULT_INVALID_SENDER`, `OG_RESULT_UNKNOWN_TENANT` (belongs to no tenant).
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_record(
+    engine: *const og_engine,
+    now: u64,
+    message: *const og_message,
+    verdict: og_verdict,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let m = ffi::input(message)?;
+        let mut sink = EventSink::new(events, events_len, out_events_n)?;
+        let verdict = verdict_from_c(verdict)?;
+        let msg = self::message(m)?;
+        let mut inner = h.write();
+        let evs = inner.engine.record(now, &msg, verdict)?;
+        sink.push_all(inner.callback.as_ref(), &evs);
+        drop(inner);
+        sink.finish();
+        Ok(())
+    })
+}
+
+/// `og_engine_check`, then `og_engine_record` when the message is accepted (monitor-mode
+/// refusals count as accepted), as one atomic step. `*out_decision` is the decision made
+/// before counting.
+///
+/// Pointers, events and outputs as for `og_engine_check` and `og_engine_record`.
+/// Results: as `og_engine_check`, plus `OG_RESULT_INVALID_PARAMETER` for an unknown verdict.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_evaluate(
+    engine: *const og_engine,
+    now: u64,
+    message: *const og_message,
+    verdict: og_verdict,
+    out_decision: *mut og_decision,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let m = ffi::input(message)?;
+        let out = ffi::out(out_decision)?;
+        let mut sink = EventSink::new(events, events_len, out_events_n)?;
+        let verdict = verdict_from_c(verdict)?;
+        let msg = self::message(m)?;
+        let mut inner = h.write();
+        let (d, evs) = inner.engine.evaluate(now, &msg, verdict);
+        sink.push_all(inner.callback.as_ref(), &evs);
+        drop(inner);
+        out.write(og_decision::from(&d));
+        sink.finish();
+        Ok(())
+    })
+}
+
+type Action = fn(&mut HeapEngine, TenantId, u64) -> Result<outguard::Events, outguard::Error>;
+
+fn tenant_action(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    now: u64,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+    action: impl FnOnce(&mut HeapEngine, TenantId, u64) -> Result<outguard::Events, outguard::Error>,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut sink = EventSink::new(events, events_len, out_events_n)?;
+        let mut inner = h.write();
+        let t = tenant_of(&inner.engine, tenant)?;
+        let evs = action(&mut inner.engine, t, now)?;
+        sink.push_all(inner.callback.as_ref(), &evs);
+        drop(inner);
+        sink.finish();
+        Ok(())
+    })
+}
+
+/// Releases a tenant's block of `rule` (`OG_RULE_NONE`: every rule): clears that rule's
+/// window and starts its grace period. Releasing a tenant that is not blocked is not an error
+/// (no event). Events as for `og_engine_record`.
+///
+/// `engine` and `tenant` (the tenant id) must not be NULL.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_PARAMETER` (unknown rule), `OG_RESULT_UNKNOWN_TENANT`.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_release(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    rule: og_rule,
+    now: u64,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+) -> og_result {
+    let rule = match rule_from_c(rule) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    tenant_action(
+        engine,
+        tenant,
+        now,
+        events,
+        events_len,
+        out_events_n,
+        |e, t, now| e.release(t, rule, now),
+    )
+}
+
+/// Marks a tenant's subscription lapsed: all its mail is refused with 5.7.705 until it is
+/// marked active. Events, pointers and results as for `og_engine_release` (no rule).
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_mark_lapsed(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    now: u64,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+) -> og_result {
+    let f: Action = |e, t, now| e.mark_lapsed(t, now);
+    tenant_action(engine, tenant, now, events, events_len, out_events_n, f)
+}
+
+/// Marks a lapsed tenant active again; mail resumes after the policy's renewal delay.
+/// Events, pointers and results as for `og_engine_mark_lapsed`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_mark_active(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    now: u64,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+) -> og_result {
+    let f: Action = |e, t, now| e.mark_active(t, now);
+    tenant_action(engine, tenant, now, events, events_len, out_events_n, f)
+}
+
+/// Expires every timed block that has run out at `now` (`record` and `release` already do
+/// this for the tenant they touch; call this periodically to see expiries of idle tenants).
+/// Events: the first `events_len` are written to `events`, the total to `*out_events_n`
+/// (may be NULL); there may be more than `OG_EVENTS_MAX`: the callback sees all of them.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_expire(
+    engine: *const og_engine,
+    now: u64,
+    events: *mut og_event,
+    events_len: usize,
+    out_events_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut sink = EventSink::new(events, events_len, out_events_n)?;
+        let mut inner = h.write();
+        let Inner { engine, callback } = &mut *inner;
+        engine.expire(now, |ev| sink.push(callback.as_ref(), ev));
+        drop(inner);
+        sink.finish();
+        Ok(())
+    })
+}
+
+/// A tenant's state at `now`: blocks, grace periods, warning tier, lapsed, counters.
+///
+/// `engine`, `tenant` and `out_status` must not be NULL; `*out_status` is written on success.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_status(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    now: u64,
+    out_status: *mut og_tenant_status,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let out = ffi::out(out_status)?;
+        let inner = h.read();
+        let t = tenant_of(&inner.engine, tenant)?;
+        let s = inner.engine.status(t, now)?;
+        out.write(og_tenant_status::from(&s));
+        Ok(())
+    })
+}
+
+/// Every tenant refused at `now` (or that would be, in monitor mode), one entry per reason,
+/// into `out` (`len` entries; NULL only when `len` is 0). `*out_n` receives the number of
+/// entries; when they do not fit, nothing is written to `out`, `*out_n` receives the number
+/// needed and the result is `OG_RESULT_BUFFER_TOO_SMALL`. `og_engine_tenant_id` turns the
+/// tenant indexes into ids.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+/// Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_restricted(
+    engine: *const og_engine,
+    now: u64,
+    out: *mut og_restriction,
+    len: usize,
+    out_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut out = ffi::out_slice(out, len)?;
+        let out_n = ffi::out(out_n)?;
+        let inner = h.read();
+        let n = inner.engine.restricted(now).count();
+        if n > out.len() {
+            out_n.write(n);
+            return Err(og_result::BufferTooSmall);
+        }
+        for (i, r) in inner.engine.restricted(now).enumerate() {
+            out.write_at(i, og_restriction::from(&r));
+        }
+        out_n.write(n);
+        Ok(())
+    })
+}
+
+/// A tenant's audit trail (its last events, oldest first) into `out`; `*out_n` and short
+/// buffers as for `og_engine_restricted`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_BUFFER_TOO_SMALL`. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_audit(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    out: *mut og_event,
+    len: usize,
+    out_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut out = ffi::out_slice(out, len)?;
+        let out_n = ffi::out(out_n)?;
+        let inner = h.read();
+        let t = tenant_of(&inner.engine, tenant)?;
+        let n = inner.engine.audit(t).count();
+        if n > out.len() {
+            out_n.write(n);
+            return Err(og_result::BufferTooSmall);
+        }
+        for (i, ev) in inner.engine.audit(t).enumerate() {
+            out.write_at(i, og_event::from(ev));
+        }
+        out_n.write(n);
+        Ok(())
+    })
+}
+
+/// The index of the tenant with id `tenant` (as in `og_decision.tenant`).
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`. `*out_index` is written on success. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_tenant_index(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    out_index: *mut u32,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let out = ffi::out(out_index)?;
+        let t = tenant_of(&h.read().engine, tenant)?;
+        out.write(t.0);
+        Ok(())
+    })
+}
+
+/// Copies the id of the tenant with index `tenant` into `buf` (NUL-terminated, `len` bytes
+/// available); `*out_n` receives its length without the NUL. When it does not fit nothing is
+/// copied and `*out_n` receives the length needed (without the NUL). Ids are at most 255
+/// bytes. Tenant indexes can be reused after a tenant is removed or the policy reloaded.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_UNKNOWN_TENANT`,
+/// `OG_RESULT_BUFFER_TOO_SMALL`. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_tenant_id(
+    engine: *const og_engine,
+    tenant: u32,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut buf = ffi::out_bytes(buf, len)?;
+        let out_n = ffi::out(out_n)?;
+        let inner = h.read();
+        let id = inner.engine.tenant_name(TenantId(tenant));
+        if id.is_empty() {
+            return Err(og_result::UnknownTenant);
+        }
+        write_text(&mut buf, out_n, id.as_bytes())
+    })
+}
+
+fn write_action(
+    engine: *const og_engine,
+    f: impl FnOnce(&mut HeapEngine) -> Result<(), og_result>,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut inner = h.write();
+        f(&mut inner.engine)
+    })
+}
+
+/// Adds a tenant (id: non-empty, at most 255 bytes, no control characters or surrounding
+/// spaces). Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_TENANT_ID`, `OG_RESULT_DUPLICATE_TENANT`, `OG_RESULT_TENANTS_FULL`,
+/// `OG_RESULT_NAMES_FULL`. Takes the write lock. A reload replaces run-time additions with
+/// what the policy says.
+#[no_mangle]
+pub extern "C" fn og_engine_add_tenant(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    licensed: bool,
+) -> og_result {
+    write_action(engine, |e| {
+        e.add_tenant(ffi::text(tenant)?, licensed)?;
+        Ok(())
+    })
+}
+
+/// Removes a tenant with its domains, connectors, exceptions and state.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_remove_tenant(
+    engine: *const og_engine,
+    tenant: *const c_char,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        Ok(e.remove_tenant(t)?)
+    })
+}
+
+/// Marks a tenant licensed or not (5.7.708 with `scope = "unlicensed"` spares licensed ones).
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_set_licensed(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    licensed: bool,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        Ok(e.set_licensed(t, licensed)?)
+    })
+}
+
+/// Adds an accepted domain to a tenant; `flags`: `OG_DOMAIN_SUBDOMAINS` (subdomains match
+/// too), `OG_DOMAIN_VALIDATED` (only validated domains make a sender `registered`).
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_PARAMETER` (unknown flag), `OG_RESULT_UNKNOWN_TENANT`,
+/// `OG_RESULT_INVALID_DOMAIN`, `OG_RESULT_DUPLICATE_DOMAIN`, `OG_RESULT_DOMAINS_FULL`,
+/// `OG_RESULT_NAMES_FULL`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_add_domain(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    domain: *const c_char,
+    flags: u32,
+) -> og_result {
+    write_action(engine, |e| {
+        if flags & !(OG_DOMAIN_SUBDOMAINS | OG_DOMAIN_VALIDATED) != 0 {
+            return Err(og_result::InvalidParameter);
+        }
+        let t = tenant_of(e, tenant)?;
+        let d = ffi::text(domain)?;
+        Ok(e.add_domain(
+            t,
+            d,
+            flags & OG_DOMAIN_SUBDOMAINS != 0,
+            flags & OG_DOMAIN_VALIDATED != 0,
+        )?)
+    })
+}
+
+/// Marks an accepted domain of a tenant validated.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_INVALID_DOMAIN`, `OG_RESULT_NOT_FOUND`.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_validate_domain(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    domain: *const c_char,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        Ok(e.validate_domain(t, ffi::text(domain)?)?)
+    })
+}
+
+/// Removes an accepted domain from a tenant. Results as for `og_engine_validate_domain`.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_remove_domain(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    domain: *const c_char,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        Ok(e.remove_domain(t, ffi::text(domain)?)?)
+    })
+}
+
+/// Adds a connector to a tenant: a certificate connector when `certificate` (a domain) is not
+/// NULL; add source ranges with `og_engine_add_connector_range`. `created` is its creation
+/// time (Unix seconds; 0 if unknown), used to list recently created connectors.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_INVALID_NAME`, `OG_RESULT_INVALID_DOMAIN`,
+/// `OG_RESULT_DUPLICATE_CONNECTOR`, `OG_RESULT_DUPLICATE_DOMAIN`, `OG_RESULT_*_FULL`.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_add_connector(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    name: *const c_char,
+    certificate: *const c_char,
+    created: u64,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        let name = ffi::text(name)?;
+        let cert = ffi::opt_text(certificate)?;
+        e.add_connector(t, name, cert, created)?;
+        Ok(())
+    })
+}
+
+/// Adds a source range (CIDR text such as `203.0.113.0/24`) to a tenant's connector. A
+/// range belongs to one connector only.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_NOT_FOUND` (no such connector),
+/// `OG_RESULT_INVALID_RANGE`, `OG_RESULT_DUPLICATE_DOMAIN` (range already taken),
+/// `OG_RESULT_RANGES_FULL`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_add_connector_range(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    connector: *const c_char,
+    range: *const c_char,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        let c = e
+            .connector(t, ffi::text(connector)?)
+            .ok_or(og_result::NotFound)?;
+        Ok(e.add_connector_range(c, cidr(range)?)?)
+    })
+}
+
+/// Removes a tenant's connector with its ranges and certificate entry.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_NOT_FOUND`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_remove_connector(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    connector: *const c_char,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        let c = e
+            .connector(t, ffi::text(connector)?)
+            .ok_or(og_result::NotFound)?;
+        Ok(e.remove_connector(c)?)
+    })
+}
+
+/// Puts a range (CIDR text) on the low-reputation list; adding it twice is harmless.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_RANGE`, `OG_RESULT_RANGES_FULL`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_add_low_reputation(
+    engine: *const og_engine,
+    range: *const c_char,
+) -> og_result {
+    write_action(engine, |e| Ok(e.add_low_reputation(cidr(range)?)?))
+}
+
+/// Takes a range off the low-reputation list.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_RANGE`, `OG_RESULT_NOT_FOUND`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_remove_low_reputation(
+    engine: *const og_engine,
+    range: *const c_char,
+) -> og_result {
+    write_action(engine, |e| Ok(e.remove_low_reputation(cidr(range)?)?))
+}
+
+/// Grants a tenant an exception to the low-reputation rule for a range (CIDR text) until
+/// `expires` (Unix seconds; `OG_UNTIL_RELEASE` for no expiry). Granting the same range again
+/// sets the new expiry.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_INVALID_RANGE`, `OG_RESULT_RANGES_FULL`.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_grant_exception(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    range: *const c_char,
+    expires: u64,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        Ok(e.grant_exception(t, cidr(range)?, expires)?)
+    })
+}
+
+/// Revokes a tenant's exception for exactly this range.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_UNKNOWN_TENANT`, `OG_RESULT_INVALID_RANGE`, `OG_RESULT_NOT_FOUND`.
+/// Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_revoke_exception(
+    engine: *const og_engine,
+    tenant: *const c_char,
+    range: *const c_char,
+) -> og_result {
+    write_action(engine, |e| {
+        let t = tenant_of(e, tenant)?;
+        Ok(e.revoke_exception(t, cidr(range)?)?)
+    })
+}
+
+/// Whether an address (text) is on the low-reputation list; `*out` is written on success.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_INVALID_IP`. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_is_low_reputation(
+    engine: *const og_engine,
+    ip: *const c_char,
+    out: *mut bool,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let o = ffi::out(out)?;
+        let ip: IpAddr = ffi::text(ip)?.parse().map_err(|_| og_result::InvalidIp)?;
+        o.write(h.read().engine.is_low_reputation(ip));
+        Ok(())
+    })
+}
+
+fn reload(
+    h: &og_engine,
+    policy: Result<Policy, PolicyError>,
+    eb: &mut OutSlice<u8>,
+    report: *mut og_reload_report,
+) -> Result<(), og_result> {
+    let report = ffi::opt_out(report);
+    let policy = policy.map_err(|e| policy_failure(eb, &e))?;
+    let r = policy
+        .reload(&mut h.write().engine)
+        .map_err(|e| policy_failure(eb, &e))?;
+    if let Some(o) = report {
+        o.write(og_reload_report {
+            added: r.added.len().try_into().unwrap_or(u32::MAX),
+            removed: r.removed.len().try_into().unwrap_or(u32::MAX),
+        });
+    }
+    Ok(())
+}
+
+/// Replaces the engine's policy with the one in a file, keeping every counter, block and
+/// audit entry of the tenants that remain. A bad policy changes nothing.
+///
+/// `engine` and `path` must not be NULL; `out_report` may be NULL and is written on success;
+/// the error buffer as for `og_engine_new_from_file`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_POLICY`.
+/// Reads and checks the file without the lock, then takes the write lock to swap (which
+/// builds the new tables: checks wait meanwhile).
+#[no_mangle]
+pub extern "C" fn og_engine_reload_file(
+    engine: *const og_engine,
+    path: *const c_char,
+    out_report: *mut og_reload_report,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> og_result {
+    with_error_buffer(err_buf, err_len, |eb| {
+        let h = ffi::input(engine)?;
+        let path = ffi::path(path)?;
+        reload(h, Policy::load(path), eb, out_report)
+    })
+}
+
+/// Like `og_engine_reload_file`, with the policy as text (`len` bytes of UTF-8; `file_name`
+/// and `base_dir` as for `og_engine_new_from_toml`).
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
+/// `OG_RESULT_POLICY`. Takes the write lock to swap.
+#[no_mangle]
+pub extern "C" fn og_engine_reload_toml(
+    engine: *const og_engine,
+    text: *const c_char,
+    len: usize,
+    file_name: *const c_char,
+    base_dir: *const c_char,
+    out_report: *mut og_reload_report,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> og_result {
+    with_error_buffer(err_buf, err_len, |eb| {
+        let h = ffi::input(engine)?;
+        let policy = load_toml(text, len, file_name, base_dir)?;
+        reload(h, policy, eb, out_report)
+    })
+}
+
+/// The number of bytes a snapshot of the engine's state needs now (it can grow as other
+/// threads record). Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_snapshot_len(
+    engine: *const og_engine,
+    out_len: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let out = ffi::out(out_len)?;
+        out.write(h.read().engine.snapshot_len());
+        Ok(())
+    })
+}
+
+/// Writes a snapshot of the engine's state (counters, blocks, grace periods, lapsed state,
+/// audit trails; versioned and checksummed) into `buf` (`len` bytes; NULL only when `len` is
+/// 0). `*out_n` receives its length; when it does not fit, nothing is written to `buf`,
+/// `*out_n` receives the length needed and the result is `OG_RESULT_BUFFER_TOO_SMALL`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+/// Takes the read lock; allocates nothing.
+#[no_mangle]
+pub extern "C" fn og_engine_snapshot(
+    engine: *const og_engine,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut buf = ffi::out_slice(buf, len)?;
+        let out_n = ffi::out(out_n)?;
+        let inner = h.read();
+        let need = inner.engine.snapshot_len();
+        if need > buf.len() {
+            out_n.write(need);
+            return Err(og_result::BufferTooSmall);
+        }
+        let dst = buf.zeroed_prefix(need).ok_or(og_result::BufferTooSmall)?;
+        let n = inner.engine.write_snapshot(dst)?;
+        out_n.write(n);
+        Ok(())
+    })
+}
+
+/// Writes a snapshot of the engine's state to a file, atomically: into `PATH.tmp`, flushed to
+/// disk, then renamed over `path`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO`.
+/// Takes the read lock while the snapshot is taken, not while writing.
+#[no_mangle]
+pub extern "C" fn og_engine_snapshot_file(
+    engine: *const og_engine,
+    path: *const c_char,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let path = ffi::path(path)?;
+        let bytes = outguard::policy::snapshot(&h.read().engine);
+        write_atomically(path, &bytes).map_err(|_| og_result::Io)
+    })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+fn restore(h: &og_engine, bytes: &[u8], report: *mut og_restore_report) -> Result<(), og_result> {
+    let report = ffi::opt_out(report);
+    let r = h.write().engine.restore_snapshot(bytes)?;
+    if let Some(o) = report {
+        o.write(og_restore_report {
+            restored: r.restored,
+            unknown: r.unknown,
+        });
+    }
+    Ok(())
+}
+
+/// Restores a snapshot (`len` bytes at `bytes`) into the engine: afterwards every tenant has
+/// exactly the state the snapshot holds for its id (tenants absent from it start clean). A
+/// truncated, corrupt, foreign or other-version snapshot changes nothing.
+/// `out_report` may be NULL; it is written on success.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_SNAPSHOT_TRUNCATED`,
+/// `OG_RESULT_SNAPSHOT_FOREIGN`, `OG_RESULT_SNAPSHOT_VERSION`, `OG_RESULT_SNAPSHOT_CHECKSUM`,
+/// `OG_RESULT_SNAPSHOT_CORRUPT`. Takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_restore(
+    engine: *const og_engine,
+    bytes: *const u8,
+    len: usize,
+    out_report: *mut og_restore_report,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let b = ffi::u8_bytes(bytes, len)?;
+        restore(h, b, out_report)
+    })
+}
+
+/// Restores a snapshot from a file (see `og_engine_restore`).
+/// Results: as `og_engine_restore`, plus `OG_RESULT_IO` (cannot read the file; a missing
+/// file too: check for it first if that is not an error for you).
+/// Reads the file without the lock, then takes the write lock.
+#[no_mangle]
+pub extern "C" fn og_engine_restore_file(
+    engine: *const og_engine,
+    path: *const c_char,
+    out_report: *mut og_restore_report,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let path = ffi::path(path)?;
+        let bytes = std::fs::read(path).map_err(|_| og_result::Io)?;
+        restore(h, &bytes, out_report)
+    })
+}

@@ -1,0 +1,245 @@
+//! Every conversion between C pointers and Rust values, in one audited file.
+//!
+//! This is the only file of the crate with `unsafe`. The contract it relies on is the one every
+//! exported function states in its documentation: a non-NULL pointer argument points to a
+//! valid, properly aligned object of its type (or `len` of them) that stays valid and is not
+//! written by anyone else for the duration of the call; NUL-terminated strings are terminated.
+//! NULL is always checked here before anything is dereferenced.
+//!
+//! Output pointers are never turned into references: C may hand us uninitialised memory, so
+//! outputs are written with `ptr::write` and never read ([`Out`], [`OutSlice`]).
+#![allow(unsafe_code)]
+
+use core::ffi::{c_char, c_void, CStr};
+use core::ptr::NonNull;
+use std::path::Path;
+
+use crate::error::og_result;
+use crate::types::og_event;
+
+/// A checked, non-NULL output pointer to one `T`; written at most once, never read.
+pub(crate) struct Out<T>(NonNull<T>);
+
+impl<T> Out<T> {
+    /// Stores `v` (overwriting without reading or dropping what was there).
+    pub(crate) fn write(self, v: T) {
+        // SAFETY: non-NULL (checked in `out`), valid and aligned by the API contract; T is a
+        // plain C type (Copy, no drop glue), so not dropping the old value is correct.
+        unsafe { self.0.as_ptr().write(v) }
+    }
+}
+
+/// A required output pointer.
+pub(crate) fn out<T>(p: *mut T) -> Result<Out<T>, og_result> {
+    NonNull::new(p).map(Out).ok_or(og_result::NullParameter)
+}
+
+/// An optional output pointer (NULL: the caller does not want this output).
+pub(crate) fn opt_out<T>(p: *mut T) -> Option<Out<T>> {
+    NonNull::new(p).map(Out)
+}
+
+/// A checked output array of `len` elements of `T` (`ptr` may be NULL only when `len` is 0).
+pub(crate) struct OutSlice<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T> OutSlice<T> {
+    /// How many elements fit.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Stores `v` at `i`; does nothing when `i` is out of bounds.
+    pub(crate) fn write_at(&mut self, i: usize, v: T) {
+        if i < self.len {
+            // SAFETY: i < len, and `ptr` points to `len` writable elements by the API
+            // contract (NULL only with len 0, which this branch excludes).
+            unsafe { self.ptr.add(i).write(v) }
+        }
+    }
+}
+
+impl OutSlice<u8> {
+    /// Copies `src` to `offset`; returns false (writing nothing) when it does not fit.
+    pub(crate) fn copy_at(&mut self, offset: usize, src: &[u8]) -> bool {
+        let fits = offset
+            .checked_add(src.len())
+            .is_some_and(|end| end <= self.len);
+        if fits && !src.is_empty() {
+            // SAFETY: offset + src.len() <= len, and the destination holds `len` writable
+            // bytes (API contract; non-NULL since len > 0 here); `src` is Rust memory, so the
+            // two do not overlap.
+            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) }
+        }
+        fits
+    }
+
+    /// The first `n` bytes as a Rust slice, zero-filled first (C may have handed us
+    /// uninitialised memory); `None` when `n` exceeds the buffer.
+    pub(crate) fn zeroed_prefix(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.len {
+            return None;
+        }
+        if n == 0 {
+            return Some(&mut []);
+        }
+        // SAFETY: n <= len writable bytes (API contract; non-NULL since n > 0); they are
+        // initialised by `write_bytes` before the slice is made, and the slice borrows
+        // `self`, so no other Rust access to the buffer exists meanwhile.
+        unsafe {
+            self.ptr.write_bytes(0, n);
+            Some(core::slice::from_raw_parts_mut(self.ptr, n))
+        }
+    }
+}
+
+/// An output array; NULL is accepted only together with `len == 0`.
+pub(crate) fn out_slice<T>(p: *mut T, len: usize) -> Result<OutSlice<T>, og_result> {
+    if p.is_null() && len > 0 {
+        return Err(og_result::NullParameter);
+    }
+    Ok(OutSlice { ptr: p, len })
+}
+
+/// A byte output buffer given as `char *`.
+pub(crate) fn out_bytes(p: *mut c_char, len: usize) -> Result<OutSlice<u8>, og_result> {
+    out_slice(p.cast::<u8>(), len)
+}
+
+/// A required input object.
+pub(crate) fn input<'a, T>(p: *const T) -> Result<&'a T, og_result> {
+    // SAFETY: NULL is excluded by `as_ref`; otherwise valid, aligned and not mutated during
+    // the call, by the API contract.
+    unsafe { p.as_ref() }.ok_or(og_result::NullParameter)
+}
+
+/// A required NUL-terminated UTF-8 string.
+pub(crate) fn text<'a>(p: *const c_char) -> Result<&'a str, og_result> {
+    opt_text(p)?.ok_or(og_result::NullParameter)
+}
+
+/// An optional NUL-terminated UTF-8 string (NULL: absent).
+pub(crate) fn opt_text<'a>(p: *const c_char) -> Result<Option<&'a str>, og_result> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, NUL-terminated and unchanged during the call by the API contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map(Some).map_err(|_| og_result::InvalidUtf8)
+}
+
+/// A NUL-terminated file name: any bytes (Unix paths need not be UTF-8).
+pub(crate) fn path<'a>(p: *const c_char) -> Result<&'a Path, og_result> {
+    if p.is_null() {
+        return Err(og_result::NullParameter);
+    }
+    // SAFETY: as in `opt_text`.
+    let c = unsafe { CStr::from_ptr(p) };
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(Path::new(std::ffi::OsStr::from_bytes(c.to_bytes())))
+    }
+    #[cfg(not(unix))]
+    {
+        c.to_str()
+            .map(Path::new)
+            .map_err(|_| og_result::InvalidUtf8)
+    }
+}
+
+/// An optional file name.
+pub(crate) fn opt_path<'a>(p: *const c_char) -> Result<Option<&'a Path>, og_result> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        path(p).map(Some)
+    }
+}
+
+/// `len` input bytes; NULL is accepted only together with `len == 0` (an empty input).
+pub(crate) fn bytes<'a>(p: *const c_char, len: usize) -> Result<&'a [u8], og_result> {
+    if p.is_null() {
+        return if len == 0 {
+            Ok(&[])
+        } else {
+            Err(og_result::NullParameter)
+        };
+    }
+    if len > isize::MAX as usize {
+        return Err(og_result::InvalidParameter);
+    }
+    // SAFETY: non-NULL, `len` readable bytes, unchanged during the call (API contract);
+    // len <= isize::MAX checked above.
+    Ok(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), len) })
+}
+
+/// `len` input bytes given as `uint8_t *`.
+pub(crate) fn u8_bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], og_result> {
+    bytes(p.cast::<c_char>(), len)
+}
+
+/// An array of `n` NUL-terminated UTF-8 strings (NULL only when `n` is 0; no element NULL).
+pub(crate) fn text_array<'a>(p: *const *const c_char, n: usize) -> Result<Vec<&'a str>, og_result> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(og_result::NullParameter);
+    }
+    if n > isize::MAX as usize / core::mem::size_of::<*const c_char>() {
+        return Err(og_result::InvalidParameter);
+    }
+    // SAFETY: non-NULL, `n` readable pointers (API contract), size checked above.
+    let ptrs = unsafe { core::slice::from_raw_parts(p, n) };
+    ptrs.iter().map(|&s| text(s)).collect()
+}
+
+/// Hands a boxed object to C.
+pub(crate) fn into_handle<T>(b: Box<T>) -> *mut T {
+    Box::into_raw(b)
+}
+
+/// Takes back and drops an object handed out by [`into_handle`]; NULL is a no-op.
+pub(crate) fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: the API contract: `p` came from `into_handle::<T>` and is freed once, with
+        // no other call using it concurrently or afterwards.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// The C type of an event callback.
+#[allow(non_camel_case_types)]
+pub type og_event_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const og_event)>;
+
+/// An event callback with its user data, kept in the engine handle.
+#[derive(Clone, Copy)]
+pub(crate) struct EventCallback {
+    f: unsafe extern "C" fn(*mut c_void, *const og_event),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the callback and its userdata are called from whichever thread makes an
+// event-producing call; `og_engine_set_event_callback` documents that the caller must make
+// them safe for that (the pointer itself is never dereferenced by Rust).
+unsafe impl Send for EventCallback {}
+// SAFETY: as above; Rust only copies the pointer.
+unsafe impl Sync for EventCallback {}
+
+impl EventCallback {
+    /// A callback, or `None` for a NULL function pointer.
+    pub(crate) fn new(f: og_event_callback, userdata: *mut c_void) -> Option<EventCallback> {
+        f.map(|f| EventCallback { f, userdata })
+    }
+
+    /// Calls the C function with one event.
+    pub(crate) fn call(&self, ev: &og_event) {
+        // SAFETY: the function pointer was given by C for exactly this signature; `ev`
+        // lives for the duration of the call.
+        unsafe { (self.f)(self.userdata, ev) }
+    }
+}

@@ -1,0 +1,915 @@
+//! `outguard.Engine`: the core engine behind a `std::sync::RwLock`.
+//!
+//! Locking: `check`, `status` and every query take the read lock, so threads decide in
+//! parallel; `record`, `evaluate`, operator actions, `reload` take the write lock. A lock is
+//! only ever held by pure Rust code: nothing that could run Python (and so switch threads)
+//! happens under it, and results are copied out (tenant ids as `String`) before any Python
+//! object is built. When a lock is contended the GIL is released while waiting, so a thread
+//! that holds the lock during a batch (with the GIL released) can always finish.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock, TryLockError};
+
+use outguard::policy::{snapshot, HeapEngine, RestoreError};
+use outguard::{Error, Event as CoreEvent, TenantId, Verdict};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::convert::{self, Column, OwnedMessage};
+use crate::error::{core_error, exceptions, policy_error, tenant_error};
+use crate::policy::Policy;
+use crate::types::{
+    event_list, Decision, EventData, ReloadReport, Replay, Restriction, RestoreReport,
+    SuspiciousConnector, TenantStatus,
+};
+
+/// The engine: decides every message, counts accepted ones, keeps blocks and audit trails.
+/// Safe to share between threads.
+#[pyclass(frozen, module = "outguard")]
+pub struct Engine {
+    inner: RwLock<HeapEngine>,
+    policy_file: RwLock<String>,
+}
+
+fn events_of(eng: &HeapEngine, evs: &[CoreEvent]) -> Vec<EventData> {
+    evs.iter()
+        .map(|e| EventData {
+            ev: *e,
+            tenant: eng.tenant_name(e.tenant()).to_owned(),
+        })
+        .collect()
+}
+
+/// Message fields of the scalar calls.
+struct Fields<'a, 'py> {
+    now: &'a Bound<'py, PyAny>,
+    mail_from: &'a Bound<'py, PyAny>,
+    tenant: Option<String>,
+    client_ip: Option<&'a Bound<'py, PyAny>>,
+    auth_user: Option<String>,
+    cert_domain: Option<String>,
+    forwarded: bool,
+    spf_pass: bool,
+    dkim_pass: bool,
+    recipients: u32,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+impl Fields<'_, '_> {
+    fn message(self) -> PyResult<(u64, OwnedMessage)> {
+        Ok((
+            convert::time(self.now, "now")?,
+            OwnedMessage {
+                mail_from: convert::mail_from(self.mail_from)?,
+                tenant: non_empty(self.tenant),
+                client_ip: convert::opt_ip(self.client_ip)?,
+                auth_user: non_empty(self.auth_user),
+                cert_domain: non_empty(self.cert_domain),
+                forwarded: self.forwarded,
+                spf_pass: self.spf_pass,
+                dkim_pass: self.dkim_pass,
+                recipients: self.recipients,
+            },
+        ))
+    }
+}
+
+impl Engine {
+    fn new(engine: HeapEngine, file: &str) -> Engine {
+        Engine {
+            inner: RwLock::new(engine),
+            policy_file: RwLock::new(file.to_owned()),
+        }
+    }
+
+    /// Runs `f` under the read lock (releasing the GIL only if it has to wait).
+    fn read<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&HeapEngine) -> R + Send) -> R {
+        match self.inner.try_read() {
+            Ok(g) => f(&g),
+            Err(TryLockError::Poisoned(p)) => f(&p.into_inner()),
+            Err(TryLockError::WouldBlock) => py.detach(|| {
+                let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+                f(&g)
+            }),
+        }
+    }
+
+    /// Runs `f` under the write lock (releasing the GIL only if it has to wait).
+    fn write<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut HeapEngine) -> R + Send) -> R {
+        match self.inner.try_write() {
+            Ok(mut g) => f(&mut g),
+            Err(TryLockError::Poisoned(p)) => f(&mut p.into_inner()),
+            Err(TryLockError::WouldBlock) => py.detach(|| {
+                let mut g = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+                f(&mut g)
+            }),
+        }
+    }
+
+    /// Runs an operator action on a named tenant under the write lock.
+    fn on_tenant<R: Send>(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        f: impl FnOnce(&mut HeapEngine, TenantId) -> Result<R, Error> + Send,
+    ) -> PyResult<R> {
+        self.write(py, |e| {
+            let t = e.tenant(tenant).ok_or(Error::UnknownTenant)?;
+            f(e, t)
+        })
+        .map_err(|err| tenant_error(err, tenant))
+    }
+
+    fn decide(
+        &self,
+        py: Python<'_>,
+        now: u64,
+        msg: &OwnedMessage,
+        verdict: Option<Verdict>,
+    ) -> Decision {
+        match verdict {
+            None => self.read(py, |e| {
+                let d = e.check(now, &msg.as_message());
+                Decision {
+                    d,
+                    tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                    events: Vec::new(),
+                }
+            }),
+            Some(v) => self.write(py, |e| {
+                let (d, evs) = e.evaluate(now, &msg.as_message(), v);
+                Decision {
+                    d,
+                    tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                    events: events_of(e, &evs),
+                }
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn batch(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        verdict: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+        count: bool,
+    ) -> PyResult<Replay> {
+        // 1. Every column into Rust vectors, with the GIL held.
+        let now_col = Column::new(Some(now), "now")?;
+        let n = now_col.len().ok_or_else(|| {
+            PyValueError::new_err("now: expected a sequence of times, one per message")
+        })?;
+        let cols = [
+            ("mail_from", Column::new(Some(mail_from), "mail_from")?),
+            ("verdict", Column::new(verdict, "verdict")?),
+            ("tenant", Column::new(tenant, "tenant")?),
+            ("client_ip", Column::new(client_ip, "client_ip")?),
+            ("auth_user", Column::new(auth_user, "auth_user")?),
+            ("cert_domain", Column::new(cert_domain, "cert_domain")?),
+            ("forwarded", Column::new(forwarded, "forwarded")?),
+            ("spf_pass", Column::new(spf_pass, "spf_pass")?),
+            ("dkim_pass", Column::new(dkim_pass, "dkim_pass")?),
+            ("recipients", Column::new(recipients, "recipients")?),
+        ];
+        for (name, c) in &cols {
+            if let Some(len) = c.len() {
+                if len != n {
+                    return Err(PyValueError::new_err(format!(
+                        "{name} has {len} values but now has {n}: every column needs one value \
+                         per message"
+                    )));
+                }
+            }
+        }
+        let [mail_from, verdict, tenant, client_ip, auth_user, cert_domain, forwarded, spf_pass, dkim_pass, recipients] =
+            cols.map(|(_, c)| c);
+        let at = |name: &str, i: usize, e: PyErr| -> PyErr {
+            let msg = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
+            let msg = msg.strip_prefix(&format!("{name}: ")).unwrap_or(&msg).to_owned();
+            if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                pyo3::exceptions::PyTypeError::new_err(format!("{name}[{i}]: {msg}"))
+            } else {
+                PyValueError::new_err(format!("{name}[{i}]: {msg}"))
+            }
+        };
+        let mut times = Vec::with_capacity(n);
+        let mut msgs = Vec::with_capacity(n);
+        let mut verdicts = Vec::with_capacity(if count { n } else { 0 });
+        for i in 0..n {
+            let t = now_col.get(i).expect("column length checked");
+            times.push(convert::time(t, "now").map_err(|e| at("now", i, e))?);
+            let text = |c: &Column<'_>, name: &str| -> PyResult<Option<String>> {
+                c.get(i)
+                    .map(|o| convert::opt_text(o, name))
+                    .transpose()
+                    .map(Option::flatten)
+                    .map_err(|e| at(name, i, e))
+            };
+            let flag = |c: &Column<'_>, name: &str| -> PyResult<bool> {
+                c.get(i)
+                    .map(|o| convert::flag(o, name))
+                    .transpose()
+                    .map(|b| b.unwrap_or(false))
+                    .map_err(|e| at(name, i, e))
+            };
+            msgs.push(OwnedMessage {
+                mail_from: match mail_from.get(i) {
+                    Some(o) => convert::mail_from(o).map_err(|e| at("mail_from", i, e))?,
+                    None => Vec::new(),
+                },
+                tenant: text(&tenant, "tenant")?,
+                client_ip: convert::opt_ip(client_ip.get(i)).map_err(|e| at("client_ip", i, e))?,
+                auth_user: text(&auth_user, "auth_user")?,
+                cert_domain: text(&cert_domain, "cert_domain")?,
+                forwarded: flag(&forwarded, "forwarded")?,
+                spf_pass: flag(&spf_pass, "spf_pass")?,
+                dkim_pass: flag(&dkim_pass, "dkim_pass")?,
+                recipients: match recipients.get(i) {
+                    Some(o) => convert::recipients(o).map_err(|e| at("recipients", i, e))?,
+                    None => 1,
+                },
+            });
+            if count {
+                let v = match text(&verdict, "verdict")? {
+                    None => Verdict::Clean,
+                    Some(s) => convert::verdict(&s).map_err(|e| at("verdict", i, e))?,
+                };
+                verdicts.push(v);
+            }
+        }
+
+        // 2. The whole loop with the GIL released, in time order (stable for equal times).
+        let run = || {
+            let order: Option<Vec<usize>> = if times.windows(2).all(|w| w[0] <= w[1]) {
+                None
+            } else {
+                let mut o: Vec<usize> = (0..n).collect();
+                o.sort_by_key(|&i| times[i]);
+                Some(o)
+            };
+            let at = |k: usize| order.as_ref().map_or(k, |o| o[k]);
+            let mut done = Vec::with_capacity(n);
+            let mut events: Vec<(usize, CoreEvent)> = Vec::new();
+            let mut names: HashMap<u32, String> = HashMap::new();
+            fn name(names: &mut HashMap<u32, String>, e: &HeapEngine, t: TenantId) {
+                names
+                    .entry(t.0)
+                    .or_insert_with(|| e.tenant_name(t).to_owned());
+            }
+            if count {
+                let mut g = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+                let e: &mut HeapEngine = &mut g;
+                for k in 0..n {
+                    let i = at(k);
+                    let (d, evs) = e.evaluate(times[i], &msgs[i].as_message(), verdicts[i]);
+                    done.push(d);
+                    if let Some(t) = d.tenant {
+                        name(&mut names, e, t);
+                    }
+                    for ev in evs {
+                        name(&mut names, e, ev.tenant());
+                        events.push((i, ev));
+                    }
+                }
+            } else {
+                let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+                for k in 0..n {
+                    let i = at(k);
+                    let d = g.check(times[i], &msgs[i].as_message());
+                    done.push(d);
+                    if let Some(t) = d.tenant {
+                        name(&mut names, &g, t);
+                    }
+                }
+            }
+            // Back to input order.
+            let decisions = match &order {
+                None => done,
+                Some(o) => {
+                    let mut pos = vec![0usize; n];
+                    for (k, &i) in o.iter().enumerate() {
+                        pos[i] = k;
+                    }
+                    pos.iter().map(|&k| done[k]).collect()
+                }
+            };
+            let events = events
+                .into_iter()
+                .map(|(i, ev)| {
+                    let tenant = names.get(&ev.tenant).cloned().unwrap_or_default();
+                    (i, EventData { ev, tenant })
+                })
+                .collect();
+            Replay {
+                decisions,
+                names,
+                events,
+            }
+        };
+        Ok(py.detach(run))
+    }
+}
+
+/// The tenant-scoped list results as Python lists.
+fn py_events<'py>(py: Python<'py>, evs: Vec<EventData>) -> PyResult<Bound<'py, PyList>> {
+    event_list(py, &evs)
+}
+
+#[pymethods]
+impl Engine {
+    /// Builds an engine holding `policy` (fresh counters).
+    #[new]
+    fn py_new(py: Python<'_>, policy: &Policy) -> PyResult<Engine> {
+        let e = py
+            .detach(|| policy.inner.build())
+            .map_err(|e| policy_error(&e))?;
+        Ok(Engine::new(e, policy.inner.file()))
+    }
+
+    /// Builds an engine for `policy` and restores a snapshot (from `snapshot()`) into it.
+    /// Raises `SnapshotError` for a truncated, corrupt, foreign or other-version snapshot.
+    #[staticmethod]
+    fn restore(py: Python<'_>, policy: &Policy, data: &[u8]) -> PyResult<Engine> {
+        let r = py.detach(|| policy.inner.restore(data));
+        match r {
+            Ok((e, _report)) => Ok(Engine::new(e, policy.inner.file())),
+            Err(RestoreError::Policy(p)) => Err(policy_error(&p)),
+            Err(RestoreError::Snapshot(e)) => Err(core_error(e)),
+        }
+    }
+
+    /// Decides one message; counts nothing. Takes the read lock: threads check in parallel.
+    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=false, spf_pass=false, dkim_pass=false,
+                        recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<Decision> {
+        let (now, msg) = Fields {
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        }
+        .message()?;
+        Ok(self.decide(py, now, &msg, None))
+    }
+
+    /// Counts a message that was accepted and scanned, with the content filter's verdict
+    /// (`"clean"`, `"spam"`, `"bulk"`, `"phish"`, `"malware"`), and trips blocks. Returns the
+    /// events this caused. Raises `ValueError` for an unparsable sender and
+    /// `UnknownTenantError` for a message that belongs to no tenant.
+    #[pyo3(signature = (now, mail_from, *, verdict, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=false, spf_pass=false, dkim_pass=false,
+                        recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        now: &Bound<'py, PyAny>,
+        mail_from: &Bound<'py, PyAny>,
+        verdict: &str,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'py, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let v = convert::verdict(verdict)?;
+        let (now, msg) = Fields {
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        }
+        .message()?;
+        let r = self.write(py, |e| {
+            e.record(now, &msg.as_message(), v)
+                .map(|evs| events_of(e, &evs))
+        });
+        match r {
+            Ok(evs) => py_events(py, evs),
+            Err(Error::UnknownTenant) => Err(PyErr::from_type(
+                exceptions(py)?.unknown_tenant.bind(py).clone(),
+                "the message belongs to no tenant (check refuses it with 5.7.64); \
+                 nothing was counted",
+            )),
+            Err(Error::InvalidAddress) => Err(PyValueError::new_err(format!(
+                "invalid sender address {:?} (check refuses it with 5.1.7); nothing was counted",
+                String::from_utf8_lossy(&msg.mail_from)
+            ))),
+            Err(e) => Err(core_error(e)),
+        }
+    }
+
+    /// `check`, then `record` when the message is accepted. Returns the decision (made before
+    /// counting) with the events recording caused in `decision.events`.
+    #[pyo3(signature = (now, mail_from, *, verdict="clean", tenant=None, client_ip=None,
+                        auth_user=None, cert_domain=None, forwarded=false, spf_pass=false,
+                        dkim_pass=false, recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        verdict: &str,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<Decision> {
+        let v = convert::verdict(verdict)?;
+        let (now, msg) = Fields {
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        }
+        .message()?;
+        Ok(self.decide(py, now, &msg, Some(v)))
+    }
+
+    /// Evaluates a batch of messages given as columns (lists, numpy arrays, pandas or pyarrow
+    /// columns; a single value stands for every message) in time order, with the GIL released
+    /// for the whole loop. Returns a `Replay` with one entry per message, in input order.
+    #[pyo3(signature = (now, mail_from, verdict=None, tenant=None, client_ip=None,
+                        auth_user=None, cert_domain=None, forwarded=None, spf_pass=None,
+                        dkim_pass=None, recipients=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn replay(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        verdict: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Replay> {
+        self.batch(
+            py,
+            now,
+            mail_from,
+            verdict,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+            true,
+        )
+    }
+
+    /// Checks a batch of messages given as columns (as `replay`), counting nothing, with the
+    /// GIL released for the whole loop.
+    #[pyo3(signature = (now, mail_from, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
+                        recipients=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn check_batch(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Replay> {
+        self.batch(
+            py,
+            now,
+            mail_from,
+            None,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+            false,
+        )
+    }
+
+    /// Releases a tenant's block of `rule` (`"tenant_threshold"`/`"5.7.705"`,
+    /// `"unregistered_domain"`/`"5.7.750"`, or both with `None`): clears that rule's window
+    /// and starts its grace period. Returns a `released` event per block lifted.
+    #[pyo3(signature = (tenant, now, rule=None))]
+    fn release<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        now: &Bound<'py, PyAny>,
+        rule: Option<&str>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let rule = rule.map(convert::rule).transpose()?;
+        let evs = self.on_tenant(py, tenant, |e, t| {
+            e.release(t, rule, now).map(|evs| events_of(e, &evs))
+        })?;
+        py_events(py, evs)
+    }
+
+    /// A tenant's state at `now`.
+    fn status(&self, py: Python<'_>, tenant: &str, now: &Bound<'_, PyAny>) -> PyResult<TenantStatus> {
+        let now = convert::time(now, "now")?;
+        self.read(py, |e| {
+            let t = e.tenant(tenant).ok_or(Error::UnknownTenant)?;
+            e.status(t, now)
+        })
+        .map(|s| TenantStatus {
+            s,
+            tenant: tenant.to_owned(),
+        })
+        .map_err(|err| tenant_error(err, tenant))
+    }
+
+    /// Marks a tenant's subscription lapsed: all its mail is refused with 5.7.705.
+    fn mark_lapsed<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let evs = self.on_tenant(py, tenant, |e, t| {
+            e.mark_lapsed(t, now).map(|evs| events_of(e, &evs))
+        })?;
+        py_events(py, evs)
+    }
+
+    /// Marks a lapsed tenant active again; mail resumes after the policy's renewal delay.
+    fn mark_active<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let evs = self.on_tenant(py, tenant, |e, t| {
+            e.mark_active(t, now).map(|evs| events_of(e, &evs))
+        })?;
+        py_events(py, evs)
+    }
+
+    /// Expires every timed block that has run out by `now`; returns the `expired` events.
+    fn expire<'py>(&self, py: Python<'py>, now: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let evs = self.write(py, |e| {
+            let mut out = Vec::new();
+            e.expire(now, |ev| out.push(*ev));
+            events_of(e, &out)
+        });
+        py_events(py, evs)
+    }
+
+    /// Grants a tenant an exception to the low-reputation rule for `range` until `expires`
+    /// (Unix seconds or an aware datetime; `None`: never expires). Granting again updates it.
+    #[pyo3(signature = (tenant, range, expires=None))]
+    fn grant_exception(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        range: &Bound<'_, PyAny>,
+        expires: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let range = convert::cidr(range)?;
+        let expires = convert::opt_time(expires, "expires")?.unwrap_or(u64::MAX);
+        self.on_tenant(py, tenant, |e, t| e.grant_exception(t, range, expires))
+    }
+
+    /// Revokes a tenant's exception for exactly this range.
+    fn revoke_exception(&self, py: Python<'_>, tenant: &str, range: &Bound<'_, PyAny>) -> PyResult<()> {
+        let range = convert::cidr(range)?;
+        self.on_tenant(py, tenant, |e, t| e.revoke_exception(t, range))
+    }
+
+    /// A tenant's exceptions: `(range, expires)` with `expires` `None` for never.
+    fn exceptions(&self, py: Python<'_>, tenant: &str) -> PyResult<Vec<(String, Option<u64>)>> {
+        self.read(py, |e| {
+            let t = e.tenant(tenant).ok_or(Error::UnknownTenant)?;
+            Ok(e.exceptions_of(t)
+                .map(|(c, x)| (c.to_string(), (x != u64::MAX).then_some(x)))
+                .collect())
+        })
+        .map_err(|err| tenant_error(err, tenant))
+    }
+
+    /// Adds an accepted domain to a tenant (`subdomains` opts in to subdomain matching;
+    /// unvalidated domains never make a sender `registered`).
+    #[pyo3(signature = (tenant, name, subdomains=false, validated=true))]
+    fn add_domain(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        name: &str,
+        subdomains: bool,
+        validated: bool,
+    ) -> PyResult<()> {
+        self.on_tenant(py, tenant, |e, t| e.add_domain(t, name, subdomains, validated))
+    }
+
+    /// Marks an accepted domain of a tenant validated.
+    fn validate_domain(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
+        self.on_tenant(py, tenant, |e, t| e.validate_domain(t, name))
+    }
+
+    /// Removes an accepted domain from a tenant.
+    fn remove_domain(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
+        self.on_tenant(py, tenant, |e, t| e.remove_domain(t, name))
+    }
+
+    /// A tenant's accepted domains: `(name, subdomains, validated)`.
+    fn domains(&self, py: Python<'_>, tenant: &str) -> PyResult<Vec<(String, bool, bool)>> {
+        self.read(py, |e| {
+            let t = e.tenant(tenant).ok_or(Error::UnknownTenant)?;
+            Ok(e.domains_of(t)
+                .map(|(n, s, v)| (n.to_owned(), s, v))
+                .collect())
+        })
+        .map_err(|err| tenant_error(err, tenant))
+    }
+
+    /// Adds a connector to a tenant: a certificate connector with `certificate`, an IP connector
+    /// with `ranges`, or both. `created` (Unix seconds) feeds `suspicious_connectors`.
+    #[pyo3(signature = (tenant, name, certificate=None, ranges=Vec::new(), created=None))]
+    fn add_connector(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        name: &str,
+        certificate: Option<String>,
+        ranges: Vec<Bound<'_, PyAny>>,
+        created: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let ranges = ranges
+            .iter()
+            .map(convert::cidr)
+            .collect::<PyResult<Vec<_>>>()?;
+        let created = convert::opt_time(created, "created")?.unwrap_or(0);
+        let cert = non_empty(certificate);
+        self.on_tenant(py, tenant, |e, t| {
+            let c = e.add_connector(t, name, cert.as_deref(), created)?;
+            for r in &ranges {
+                if let Err(err) = e.add_connector_range(c, *r) {
+                    // All or nothing: take the half-made connector away again.
+                    let _ = e.remove_connector(c);
+                    return Err(err);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a tenant's connector with its ranges and certificate entry.
+    fn remove_connector(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
+        self.on_tenant(py, tenant, |e, t| {
+            let c = e.connector(t, name).ok_or(Error::NotFound)?;
+            e.remove_connector(c)
+        })
+    }
+
+    /// Adds a tenant (no domains yet).
+    #[pyo3(signature = (tenant, licensed=true))]
+    fn add_tenant(&self, py: Python<'_>, tenant: &str, licensed: bool) -> PyResult<()> {
+        self.write(py, |e| e.add_tenant(tenant, licensed).map(|_| ()))
+            .map_err(core_error)
+    }
+
+    /// Removes a tenant with its domains, connectors, exceptions and state.
+    fn remove_tenant(&self, py: Python<'_>, tenant: &str) -> PyResult<()> {
+        self.on_tenant(py, tenant, |e, t| e.remove_tenant(t))
+    }
+
+    /// Marks a tenant licensed or not (5.7.708 with `scope = "unlicensed"` spares licensed ones).
+    fn set_licensed(&self, py: Python<'_>, tenant: &str, licensed: bool) -> PyResult<()> {
+        self.on_tenant(py, tenant, |e, t| e.set_licensed(t, licensed))
+    }
+
+    /// Puts a range on the low-reputation list.
+    fn add_low_reputation(&self, py: Python<'_>, range: &Bound<'_, PyAny>) -> PyResult<()> {
+        let range = convert::cidr(range)?;
+        self.write(py, |e| e.add_low_reputation(range))
+            .map_err(core_error)
+    }
+
+    /// Takes a range off the low-reputation list.
+    fn remove_low_reputation(&self, py: Python<'_>, range: &Bound<'_, PyAny>) -> PyResult<()> {
+        let range = convert::cidr(range)?;
+        self.write(py, |e| e.remove_low_reputation(range))
+            .map_err(core_error)
+    }
+
+    /// Whether an address is on the low-reputation list.
+    fn is_low_reputation(&self, py: Python<'_>, ip: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let ip = convert::ip(ip)?;
+        Ok(self.read(py, |e| e.is_low_reputation(ip)))
+    }
+
+    /// Every tenant refused at `now` (or that would be, in monitor mode), one entry per reason.
+    fn restricted(&self, py: Python<'_>, now: &Bound<'_, PyAny>) -> PyResult<Vec<Restriction>> {
+        let now = convert::time(now, "now")?;
+        Ok(self.read(py, |e| {
+            e.restricted(now)
+                .map(|r| Restriction {
+                    r,
+                    tenant: e.tenant_name(r.tenant).to_owned(),
+                })
+                .collect()
+        }))
+    }
+
+    /// Connectors worth an operator's look at `now`: created recently, certificate domain not
+    /// accepted, or a source range on the low-reputation list.
+    fn suspicious_connectors(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<SuspiciousConnector>> {
+        let now = convert::time(now, "now")?;
+        Ok(self.read(py, |e| {
+            e.suspicious_connectors(now)
+                .map(|s| {
+                    let (t, name, cert, created) = e
+                        .connector_info(s.connector)
+                        .unwrap_or((s.tenant, "", None, 0));
+                    SuspiciousConnector {
+                        tenant: e.tenant_name(t).to_owned(),
+                        name: name.to_owned(),
+                        certificate: cert.map(str::to_owned),
+                        created,
+                        why: s.why,
+                    }
+                })
+                .collect()
+        }))
+    }
+
+    /// A tenant's audit trail, oldest first (at most the policy's `audit_depth` entries).
+    fn audit<'py>(&self, py: Python<'py>, tenant: &str) -> PyResult<Bound<'py, PyList>> {
+        let evs = self
+            .read(py, |e| {
+                let t = e.tenant(tenant).ok_or(Error::UnknownTenant)?;
+                let evs: Vec<CoreEvent> = e.audit(t).copied().collect();
+                Ok(events_of(e, &evs))
+            })
+            .map_err(|err| tenant_error(err, tenant))?;
+        py_events(py, evs)
+    }
+
+    /// The tenant ids.
+    fn tenants(&self, py: Python<'_>) -> Vec<String> {
+        self.read(py, |e| {
+            e.tenants().map(|t| e.tenant_name(t).to_owned()).collect()
+        })
+    }
+
+    /// How full each table is, against its capacity.
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (u, c) = self.read(py, |e| (e.usage(), *e.capacity()));
+        let d = PyDict::new(py);
+        for (k, used, cap) in [
+            ("tenants", u.tenants, c.tenants),
+            ("domains", u.domains, c.domains),
+            ("connectors", u.connectors, c.connectors),
+            ("ranges", u.ranges, c.ranges),
+            ("name_bytes", u.name_bytes, c.name_bytes),
+            ("overrides", u.overrides, c.overrides),
+        ] {
+            d.set_item(k, (used, cap))?;
+        }
+        Ok(d)
+    }
+
+    /// Swaps in a new policy, keeping every counter, block and audit entry of tenants that
+    /// still exist. A policy that does not build leaves the engine as it was.
+    fn reload(&self, py: Python<'_>, policy: &Policy) -> PyResult<ReloadReport> {
+        let r = self.write(py, |e| policy.inner.reload(e));
+        match r {
+            Ok(rep) => {
+                *self
+                    .policy_file
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = policy.inner.file().to_owned();
+                Ok(ReloadReport {
+                    removed: rep.removed,
+                    added: rep.added,
+                })
+            }
+            Err(e) => Err(policy_error(&e)),
+        }
+    }
+
+    /// Counters, blocks, grace periods, lapsed state and audit trails as bytes (versioned,
+    /// checksummed). Give them to `Engine.restore(policy, data)`.
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let data = self.read(py, |e| snapshot(e));
+        PyBytes::new(py, &data)
+    }
+
+    /// Restores a snapshot into this engine. Raises `SnapshotError` (and leaves the engine as
+    /// it was) for a truncated, corrupt, foreign or other-version snapshot.
+    fn restore_snapshot(&self, py: Python<'_>, data: &[u8]) -> PyResult<RestoreReport> {
+        self.write(py, |e| e.restore_snapshot(data))
+            .map(|r| RestoreReport {
+                restored: r.restored,
+                unknown: r.unknown,
+            })
+            .map_err(core_error)
+    }
+
+    /// The file of the policy the engine was built from (or last reloaded with).
+    #[getter]
+    fn policy_file(&self) -> String {
+        self.policy_file
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn __contains__(&self, py: Python<'_>, tenant: &str) -> bool {
+        self.read(py, |e| e.tenant(tenant).is_some())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.read(py, |e| e.usage().tenants as usize)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let u = self.read(py, |e| e.usage());
+        format!(
+            "<Engine policy={:?}: {} tenants, {} domains, {} connectors, {} ranges>",
+            self.policy_file(),
+            u.tenants,
+            u.domains,
+            u.connectors,
+            u.ranges
+        )
+    }
+}

@@ -1,0 +1,452 @@
+"""The SPEC §5 surface behaves as the core does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import threading
+from typing import Any
+
+import pytest
+
+import outguard
+from conftest import NOW, SCENARIO
+
+R705 = "550 5.7.705 Access denied, tenant has exceeded threshold"
+R708 = "550 5.7.708 Access denied, traffic not accepted from this IP"
+R750 = "550 5.7.750 Service unavailable. Client blocked from sending from unregistered domains"
+R64 = "550 5.7.64 TenantAttribution; Relay Access Denied"
+
+# (message fields, accepted, code, sender_class, tenant, attribution)
+SCENARIOS: list[tuple[dict[str, Any], bool, Any, Any, Any, Any]] = [
+    ({"mail_from": "alice@contoso.com", "tenant": "contoso"}, True, None, "registered", "contoso", "explicit"),
+    ({"mail_from": "<alice@Sales.Contoso.COM.>", "tenant": "contoso"}, True, None, "registered", "contoso", "explicit"),
+    ({"mail_from": "bob@fabrikam.com", "auth_user": "bob@fabrikam.com"}, True, None, "registered", "contoso", "auth_user"),
+    ({"mail_from": "x@sub.fabrikam.com", "tenant": "contoso"}, True, None, "unregistered", "contoso", "explicit"),
+    ({"mail_from": "x@contoso.net", "tenant": "contoso"}, True, None, "unregistered", "contoso", "explicit"),
+    ({"mail_from": "x@other.example", "client_ip": "203.0.113.9"}, True, None, "unregistered", "contoso", "ip_connector"),
+    ({"mail_from": "x@other.example", "cert_domain": "mail.contoso.com"}, True, None, "exempt", "contoso", "certificate"),
+    (
+        {"mail_from": "x@gmail.example", "tenant": "contoso", "forwarded": True, "spf_pass": True},
+        True, None, "exempt", "contoso", "explicit",
+    ),
+    (
+        {"mail_from": "x@gmail.example", "tenant": "contoso", "forwarded": True, "dkim_pass": True},
+        True, None, "exempt", "contoso", "explicit",
+    ),
+    ({"mail_from": "x@gmail.example", "tenant": "contoso", "forwarded": True}, True, None, "unregistered", "contoso", "explicit"),
+    ({"mail_from": "", "tenant": "contoso"}, True, None, "null", "contoso", "explicit"),
+    ({"mail_from": "<>", "tenant": "contoso"}, True, None, "null", "contoso", "explicit"),
+    ({"mail_from": "user@[192.0.2.1]", "tenant": "contoso"}, True, None, "unregistered", "contoso", "explicit"),
+    ({"mail_from": "x@contoso.com", "client_ip": "192.0.2.200"}, False, "5.7.64", "unregistered", None, None),
+    ({"mail_from": "x@contoso.com", "tenant": "nobody"}, False, "5.7.64", "unregistered", None, None),
+    ({"mail_from": "bad@@contoso.com", "tenant": "contoso"}, False, "5.1.7", None, None, None),
+    ({"mail_from": "no-domain", "tenant": "contoso"}, False, "5.1.7", None, None, None),
+    ({"mail_from": "x@trial.example", "tenant": "trial", "client_ip": "198.51.100.5"}, False, "5.7.708", "registered", "trial", "explicit"),
+    # Scope "all": a licensed tenant too, unless it has a live exception for that address.
+    ({"mail_from": "x@contoso.com", "tenant": "contoso", "client_ip": "198.51.100.5"}, False, "5.7.708", "registered", "contoso", "explicit"),
+    ({"mail_from": "x@contoso.com", "tenant": "contoso", "client_ip": "198.51.100.7"}, True, None, "registered", "contoso", "explicit"),
+    ({"mail_from": "x@lapsed.example", "tenant": "lapsed"}, False, "5.7.705", "registered", "lapsed", "explicit"),
+]
+
+
+@pytest.mark.parametrize("fields,accepted,code,sender_class,tenant,attribution", SCENARIOS)
+def test_check_scenarios(
+    engine: outguard.Engine,
+    fields: dict[str, Any],
+    accepted: bool,
+    code: Any,
+    sender_class: Any,
+    tenant: Any,
+    attribution: Any,
+) -> None:
+    d = engine.check(now=NOW, **fields)
+    assert d.accepted is accepted
+    assert bool(d) is accepted
+    assert d.code == code
+    assert d.sender_class == sender_class
+    assert d.tenant == tenant
+    assert d.attribution == attribution
+    if accepted:
+        assert d.reply is None and d.rule is None and d.smtp_code is None
+    else:
+        assert d.reply is not None and d.reply.startswith(f"550 {code} ")
+        assert d.smtp_code == 550
+    assert d.events == []
+
+
+def test_exact_replies(engine: outguard.Engine) -> None:
+    assert engine.check(NOW, "x@trial.example", tenant="trial", client_ip="198.51.100.5").reply == R708
+    assert engine.check(NOW, "x@lapsed.example", tenant="lapsed").reply == R705
+    assert engine.check(NOW, "x@c.example", client_ip="192.0.2.1").reply == R64
+    lapsed = engine.check(NOW, "x@lapsed.example", tenant="lapsed")
+    assert lapsed.rule == "tenant_threshold" and lapsed.reason == "tenant_lapsed"
+    assert lapsed.block_ends == "release"
+    assert outguard.reply("5.7.750") == R750
+
+
+def test_unregistered_limit_and_release(engine: outguard.Engine) -> None:
+    msg = {"mail_from": "x@evil.example", "tenant": "contoso"}
+    for i in range(3):
+        d = engine.evaluate(now=NOW + i, verdict="clean", **msg)
+        assert d.accepted, i
+        assert d.counters.unregistered == i
+        assert [e.kind for e in d.events] == (["blocked"] if i == 2 else [])
+    blocked = d.events[0]
+    assert (blocked.kind, blocked.rule, blocked.code, blocked.tenant) == ("blocked", "unregistered_domain", "5.7.750", "contoso")
+    assert blocked.time == NOW + 2 and blocked.until == "release" and blocked.unregistered == 3 and not blocked.monitor
+    d = engine.check(now=NOW + 5, **msg)
+    assert (d.accepted, d.code, d.reply, d.rule) == (False, "5.7.750", R750, "unregistered_domain")
+    assert d.block_ends == "release" and d.counters.limit == 3
+    # Registered mail keeps flowing while 5.7.750 is active.
+    assert engine.check(now=NOW + 5, mail_from="a@contoso.com", tenant="contoso").accepted
+    # Refused mail is not counted: evaluate of a refused message records nothing.
+    assert engine.evaluate(now=NOW + 6, **msg).events == []
+    st = engine.status("contoso", now=NOW + 6)
+    assert st.unregistered.blocked and st.unregistered.blocked_at == NOW + 2 and not st.threshold.blocked
+    assert sorted((r.tenant, r.code, r.reason) for r in engine.restricted(NOW + 6)) == [
+        ("contoso", "5.7.750", "unregistered_domain"),
+        ("lapsed", "5.7.705", "tenant_lapsed"),
+    ]
+    ev = engine.release("contoso", now=NOW + 10)
+    assert [(e.kind, e.rule) for e in ev] == [("released", "unregistered_domain")]
+    assert engine.check(now=NOW + 11, **msg).accepted
+    st = engine.status("contoso", now=NOW + 11)
+    assert not st.unregistered.blocked and st.unregistered.grace_until == NOW + 10 + 86_400
+    assert [e.kind for e in engine.audit("contoso")] == ["blocked", "released"]
+    # Grace: the rule does not trip again for 24 h.
+    for i in range(5):
+        assert engine.evaluate(now=NOW + 20 + i, **msg).events == []
+
+
+def test_threshold_trip_record_and_warning(engine: outguard.Engine) -> None:
+    base = {"mail_from": "a@contoso.com", "tenant": "contoso"}
+    for i in range(7):
+        assert engine.record(now=NOW + i, verdict="clean", **base) == []
+    # 3 suspicious of 10 (30%): the warning tier, no block.
+    evs: list[outguard.Event] = []
+    for i in range(3):
+        evs += engine.record(now=NOW + 10 + i, verdict="spam", **base)
+    assert [e.kind for e in evs] == ["warned"]
+    # Up to 5 suspicious of 12 (42%): still no block; 7 of 14 (50%): blocked.
+    for i in range(2):
+        assert all(e.kind != "blocked" for e in engine.record(now=NOW + 20 + i, verdict="bulk", **base))
+    evs = []
+    for i in range(2):
+        evs += engine.record(now=NOW + 30 + i, verdict="spam", **base)
+    blocked = [e for e in evs if e.kind == "blocked"]
+    assert len(blocked) == 1 and blocked[0].rule == "tenant_threshold"
+    assert (blocked[0].total, blocked[0].suspicious) == (14, 7)
+    d = engine.check(now=NOW + 40, **base)
+    assert (d.accepted, d.code, d.reply, d.rule) == (False, "5.7.705", R705, "tenant_threshold")
+    # The whole tenant is refused, registered or not.
+    assert engine.check(now=NOW + 40, mail_from="b@contoso.com", tenant="contoso").code == "5.7.705"
+    assert engine.release("contoso", now=NOW + 50, rule="5.7.705")[0].kind == "released"
+    assert engine.check(now=NOW + 51, **base).accepted
+
+
+def test_lapsed_and_exceptions(engine: outguard.Engine) -> None:
+    ev = engine.mark_active("lapsed", now=NOW)
+    assert [e.kind for e in ev] == ["reactivated"]
+    assert engine.check(NOW + 1, "x@lapsed.example", tenant="lapsed").accepted
+    assert [e.kind for e in engine.mark_lapsed("lapsed", NOW + 2)] == ["lapsed"]
+    assert engine.check(NOW + 3, "x@lapsed.example", tenant="lapsed").code == "5.7.705"
+    # 5.7.708 exceptions, with expiry.
+    msg: dict[str, Any] = {"mail_from": "x@trial.example", "tenant": "trial", "client_ip": "198.51.100.5"}
+    engine.grant_exception("trial", "198.51.100.0/28", expires=NOW + 100)
+    assert engine.check(NOW, **msg).accepted
+    assert engine.check(NOW + 100, **msg).code == "5.7.708"
+    assert engine.exceptions("trial") == [("198.51.100.0/28", NOW + 100)]
+    engine.grant_exception("trial", ipaddress.ip_network("198.51.100.0/28"))
+    assert engine.exceptions("trial") == [("198.51.100.0/28", None)]
+    engine.revoke_exception("trial", "198.51.100.0/28")
+    assert engine.check(NOW, **msg).code == "5.7.708"
+    with pytest.raises(outguard.NotFoundError):
+        engine.revoke_exception("trial", "198.51.100.0/28")
+    assert engine.is_low_reputation("198.51.100.77") and not engine.is_low_reputation(ipaddress.ip_address("192.0.2.1"))
+
+
+def test_operator_domains_connectors_tenants(engine: outguard.Engine) -> None:
+    assert engine.check(NOW, "x@new.example", tenant="contoso").sender_class == "unregistered"
+    engine.add_domain("contoso", "new.example")
+    assert engine.check(NOW, "x@new.example", tenant="contoso").sender_class == "registered"
+    assert ("new.example", False, True) in engine.domains("contoso")
+    engine.remove_domain("contoso", "new.example")
+    assert engine.check(NOW, "x@new.example", tenant="contoso").sender_class == "unregistered"
+    engine.validate_domain("contoso", "contoso.net")
+    assert engine.check(NOW, "x@contoso.net", tenant="contoso").sender_class == "registered"
+    engine.add_connector("trial", "relay", ranges=["192.0.2.0/24"], created=NOW - 3600)
+    d = engine.check(NOW, "x@trial.example", client_ip="192.0.2.9")
+    assert (d.tenant, d.attribution) == ("trial", "ip_connector")
+    sus = engine.suspicious_connectors(NOW)
+    assert [(s.tenant, s.name, s.why) for s in sus] == [("trial", "relay", ["recent"])]
+    engine.add_connector("trial", "cert", certificate="relay.elsewhere.example")
+    assert "certificate_not_accepted" in [w for s in engine.suspicious_connectors(NOW) for w in s.why]
+    engine.remove_connector("trial", "relay")
+    assert engine.check(NOW, "x@trial.example", client_ip="192.0.2.9").code == "5.7.64"
+    engine.add_tenant("newco", licensed=False)
+    assert "newco" in engine and len(engine) == 4 and "newco" in engine.tenants()
+    engine.remove_tenant("newco")
+    assert "newco" not in engine
+    with pytest.raises(outguard.UnknownTenantError, match="nobody"):
+        engine.status("nobody", NOW)
+    with pytest.raises(LookupError):
+        engine.release("nobody", NOW)
+    with pytest.raises(ValueError):
+        engine.add_domain("contoso", "bad domain")
+    with pytest.raises(ValueError):
+        engine.add_tenant("contoso")
+    assert engine.usage()["tenants"][0] == 3
+
+
+def test_arguments(engine: outguard.Engine) -> None:
+    with pytest.raises(ValueError, match="invalid IP address"):
+        engine.check(NOW, "a@contoso.com", client_ip="300.1.2.3")
+    with pytest.raises(ValueError, match="unknown verdict"):
+        engine.evaluate(NOW, "a@contoso.com", tenant="contoso", verdict="spammy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown rule"):
+        engine.release("contoso", NOW, rule="5.7.999")
+    with pytest.raises(ValueError):
+        engine.check(-1, "a@contoso.com")
+    with pytest.raises(ValueError, match="naive"):
+        engine.check(dt.datetime(2026, 1, 1), "a@contoso.com")
+    with pytest.raises(TypeError):
+        engine.check("yesterday", "a@contoso.com")  # type: ignore[arg-type]
+    with pytest.raises(outguard.UnknownTenantError):
+        engine.record(NOW, "a@contoso.com", verdict="spam", client_ip="192.0.2.1")
+    with pytest.raises(ValueError, match="invalid sender"):
+        engine.record(NOW, "bad@@x", verdict="spam", tenant="contoso")
+    # Aware datetimes, floats, ipaddress objects and bytes work.
+    when = dt.datetime.fromtimestamp(NOW, dt.timezone.utc)
+    d = engine.check(when, b"a@contoso.com", client_ip=ipaddress.ip_address("203.0.113.1"))
+    assert d.accepted and d.tenant == "contoso"
+    assert engine.check(NOW + 0.9, "a@contoso.com", tenant="contoso").accepted
+
+
+def test_monitor_mode() -> None:
+    text = SCENARIO.replace("[rules.unregistered_domain]\n", '[rules.unregistered_domain]\nmode = "monitor"\n')
+    e = outguard.Engine(outguard.Policy.from_toml(text))
+    for i in range(3):
+        d = e.evaluate(NOW + i, "x@evil.example", tenant="contoso")
+    assert d.events[0].monitor
+    d = e.check(NOW + 5, "x@evil.example", tenant="contoso")
+    assert d.accepted and d.code is None and d.monitored == "5.7.750" and d.monitored_reply == R750
+    assert d.rule == "unregistered_domain"
+    assert [r.monitor for r in e.restricted(NOW + 5) if r.tenant == "contoso"] == [True]
+
+
+def test_policy_errors_carry_file_line_field(tmp_path: Any) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[rules.unregistered_domain]\nlimit = "lots"\n\n[[tenants]]\nid = "x"\ndomains = ["exa mple.com"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(outguard.PolicyError) as ei:
+        outguard.Policy.load(bad)
+    e = ei.value
+    assert isinstance(e, outguard.OutguardError)
+    ds = e.diagnostics
+    assert len(ds) == 2
+    by_path = {d.path: d for d in ds}
+    limit = by_path["rules.unregistered_domain.limit"]
+    assert (limit.file, limit.line) == (str(bad), 2) and limit.column > 0
+    assert limit.expected and limit.found
+    dom = next(d for d in ds if d.path.startswith("tenants[0].domains"))
+    assert dom.line == 6 and "exa mple.com" in str(dom)
+    # The message lists them all, one a line, with file:line:column.
+    msg = str(e)
+    assert f"{bad}:2:" in msg and f"{bad}:6:" in msg
+    assert ds[0].astuple()[:2] == (str(bad), ds[0].line)
+    with pytest.raises(outguard.PolicyError, match="cannot read"):
+        outguard.Policy.load(tmp_path / "missing.toml")
+    with pytest.raises(outguard.PolicyError) as ei2:
+        outguard.Policy.from_toml("[rules\n", "inline.toml")
+    assert ei2.value.diagnostics[0].file == "inline.toml" and ei2.value.diagnostics[0].line == 1
+
+
+def test_snapshot_roundtrip_and_corruption(policy: outguard.Policy, engine: outguard.Engine) -> None:
+    for i in range(3):
+        engine.evaluate(NOW + i, "x@evil.example", tenant="contoso")
+    data = engine.snapshot()
+    assert isinstance(data, bytes) and data[:8] == b"OUTGUARD"
+    e2 = outguard.Engine.restore(policy, data)
+    d = e2.check(NOW + 5, "x@evil.example", tenant="contoso")
+    assert d.code == "5.7.750" and d.counters.unregistered == 3
+    assert [ev.kind for ev in e2.audit("contoso")] == ["blocked"]
+    assert e2.snapshot() == data
+    broken = bytearray(data)
+    broken[-1] ^= 0xFF
+    with pytest.raises(outguard.SnapshotError, match="checksum"):
+        outguard.Engine.restore(policy, bytes(broken))
+    with pytest.raises(outguard.SnapshotError):
+        outguard.Engine.restore(policy, b"not a snapshot at all")
+    with pytest.raises(outguard.SnapshotError):
+        outguard.Engine.restore(policy, data[:40])
+    # A failed restore leaves the engine as it was.
+    with pytest.raises(outguard.SnapshotError):
+        e2.restore_snapshot(bytes(broken))
+    assert e2.check(NOW + 5, "x@evil.example", tenant="contoso").code == "5.7.750"
+    fresh = outguard.Engine(policy)
+    rep = fresh.restore_snapshot(data)
+    assert rep.restored >= 1 and rep.unknown == 0
+    assert fresh.check(NOW + 5, "x@evil.example", tenant="contoso").code == "5.7.750"
+
+
+def test_reload_keeps_state(engine: outguard.Engine) -> None:
+    for i in range(3):
+        engine.evaluate(NOW + i, "x@evil.example", tenant="contoso")
+    bigger = SCENARIO.replace("limit = 3", "limit = 10").replace('[[tenants]]\nid = "lapsed"', '[[tenants]]\nid = "newco"\ndomains = ["newco.example"]\n\n[[tenants]]\nid = "lapsed"')
+    rep = engine.reload(outguard.Policy.from_toml(bigger, "bigger.toml"))
+    assert rep.added == ["newco"] and rep.removed == []
+    assert engine.policy_file == "bigger.toml"
+    # The block and the counters survive; the new limit applies.
+    d = engine.check(NOW + 5, "x@evil.example", tenant="contoso")
+    assert d.code == "5.7.750" and d.counters.unregistered == 3 and d.counters.limit == 10
+    with pytest.raises(outguard.PolicyError):
+        engine.reload(outguard.Policy.from_toml("[rules.unregistered_domain]\nlimit = 0\n"))
+    assert engine.check(NOW + 5, "x@evil.example", tenant="contoso").code == "5.7.750"
+
+
+def test_explain_and_ndr() -> None:
+    for lang in ("en", "uk", "pl", "pt-BR"):
+        for aud in ("sender", "admin"):
+            assert "5.7.750" in outguard.explain("5.7.750", lang=lang, audience=aud)
+    assert outguard.explain("5.7.750", lang="uk", audience="admin") != outguard.explain("5.7.750")
+    assert outguard.explain("550 5.7.705") == outguard.explain("tenant_threshold")
+    with pytest.raises(ValueError, match="language"):
+        outguard.explain("5.7.750", lang="xx")
+    with pytest.raises(ValueError, match="code"):
+        outguard.explain("5.9.999")
+    ndr = outguard.render_ndr(
+        "5.7.750", to="alice@contoso.com", recipients=["bob@example.org"], now=NOW, lang="pl", reporting_mta="mx.example.net"
+    )
+    assert "multipart/report; report-type=delivery-status" in ndr
+    assert "Status: 5.7.750" in ndr and f"Diagnostic-Code: smtp; {R750}" in ndr
+    assert "Final-Recipient: rfc822; bob@example.org" in ndr and "Content-Language: pl" in ndr
+    assert "\r\n" in ndr and "\n" not in ndr.replace("\r\n", "")
+    with pytest.raises(ValueError):
+        outguard.render_ndr("5.7.750", to="a@b\r\nBcc: x@y", recipients=["b@c"], now=NOW)
+
+
+def test_reprs(engine: outguard.Engine, policy: outguard.Policy) -> None:
+    d = engine.check(NOW, "x@trial.example", tenant="trial", client_ip="198.51.100.5")
+    r = repr(d)
+    assert "refused" in r and "5.7.708" in r and "trial" in r
+    assert "accepted" in repr(engine.check(NOW, "a@contoso.com", tenant="contoso"))
+    assert "3 tenants" in repr(engine) and "scenario.toml" in repr(policy)
+    assert "contoso" in repr(engine.status("contoso", NOW))
+    assert policy.tenants == ["contoso", "trial", "lapsed"]
+    assert policy.rules()["unregistered_domain"]["limit"] == 3
+
+
+def _traffic(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:
+            out.append({"mail_from": f"u{i}@evil{i % 3}.example", "tenant": "contoso"})
+        elif kind == 1:
+            out.append({"mail_from": "a@contoso.com", "tenant": "contoso", "verdict": "spam"})
+        elif kind == 2:
+            out.append({"mail_from": "x@trial.example", "auth_user": "x@trial.example", "client_ip": "198.51.100.5"})
+        elif kind == 3:
+            out.append({"mail_from": "x@other.example", "client_ip": "203.0.113.77", "forwarded": True, "spf_pass": True})
+        else:
+            out.append({"mail_from": "", "tenant": "contoso", "recipients": 3})
+    return out
+
+
+def test_replay_matches_scalar_evaluate(policy: outguard.Policy) -> None:
+    msgs = _traffic(200)
+    serial = outguard.Engine(policy)
+    expected = [serial.evaluate(NOW + i, **m) for i, m in enumerate(msgs)]
+    batch = outguard.Engine(policy)
+    cols = {k: [m.get(k) for m in msgs] for k in ("mail_from", "tenant", "client_ip", "auth_user", "forwarded", "spf_pass", "verdict", "recipients")}
+    r = batch.replay([NOW + i for i in range(len(msgs))], **cols)
+    assert len(r) == len(msgs)
+    assert r.accepted == [d.accepted for d in expected]
+    assert r.code == [d.code for d in expected]
+    assert r.tenant == [d.tenant for d in expected]
+    assert r.sender_class == [d.sender_class for d in expected]
+    assert r.rule == [d.rule for d in expected]
+    assert [e.kind for e in r.events] == [e.kind for d in expected for e in d.events]
+    assert r.decision(5).code == expected[5].code
+    assert set(r.to_dict()) == set(outguard.Replay.columns)
+    assert batch.snapshot() == serial.snapshot()
+
+
+def test_replay_time_order_numpy_and_scalars(policy: outguard.Policy) -> None:
+    np = pytest.importorskip("numpy")
+    e = outguard.Engine(policy)
+    # Out of order: evaluated by time, answered in input order.
+    times = np.array([NOW + 5, NOW + 1, NOW + 3, NOW + 2, NOW + 4], dtype=np.int64)
+    r = e.replay(times, np.array(["x@evil.example"] * 5), tenant="contoso", forwarded=np.zeros(5, dtype=bool))
+    # Limit 3: the messages at +1, +2, +3 go out; +4 and +5 are refused.
+    assert r.accepted == [False, True, True, True, False]
+    assert r.event_message == [2]
+    with pytest.raises(ValueError, match="client_ip\\[1\\]"):
+        e.replay([NOW, NOW], ["a@contoso.com"] * 2, client_ip=["203.0.113.1", "nope"])
+    with pytest.raises(ValueError, match="has 1 values"):
+        e.replay([NOW, NOW], ["a@contoso.com"])
+    c = e.check_batch([NOW + 10] * 2, ["x@evil.example", "a@contoso.com"], tenant=["contoso", "contoso"])
+    assert c.code == ["5.7.750", None]
+
+
+def test_threads_agree_with_serial(policy: outguard.Policy) -> None:
+    msgs = _traffic(400)
+    serial = outguard.Engine(policy)
+    for i, m in enumerate(msgs):
+        serial.evaluate(NOW + i, **m)
+    end = NOW + len(msgs)
+    probes = [{k: v for k, v in m.items() if k != "verdict"} for m in msgs[:25]]
+    want = [serial.check(end, **p).code for p in probes]
+
+    # Writers: 4 threads each evaluate every 4th message (order within a rule does not matter
+    # for the final counters, since every message is accepted or refused by state they all see
+    # in the end); checkers hammer the read path at the same time.
+    shared = outguard.Engine(policy)
+    errors: list[BaseException] = []
+    results: list[list[Any]] = []
+
+    def checker() -> None:
+        try:
+            got = []
+            for _ in range(50):
+                got.append([shared.check(end, **p).accepted for p in probes])
+            results.append(got)
+        except BaseException as ex:  # pragma: no cover
+            errors.append(ex)
+
+    batch_cols = {k: [m.get(k) for m in msgs] for k in ("mail_from", "tenant", "client_ip", "auth_user", "forwarded", "spf_pass", "verdict", "recipients")}
+    threads = [threading.Thread(target=checker) for _ in range(4)]
+    replayer = threading.Thread(target=lambda: shared.replay([NOW + i for i in range(len(msgs))], **batch_cols))
+    for t in threads:
+        t.start()
+    replayer.start()
+    for t in threads:
+        t.join()
+    replayer.join()
+    assert not errors
+    assert [shared.check(end, **p).code for p in probes] == want
+    assert shared.snapshot() == serial.snapshot()
+
+    # Many threads checking one engine at once agree with one thread checking it.
+    out: dict[int, list[Any]] = {}
+
+    def check_all(k: int) -> None:
+        out[k] = [serial.check(end, **p).code for p in probes * 20]
+
+    ts = [threading.Thread(target=check_all, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(v == want * 20 for v in out.values())
+
+
+def test_frozen_values(engine: outguard.Engine) -> None:
+    d = engine.check(NOW, "a@contoso.com", tenant="contoso")
+    with pytest.raises(AttributeError):
+        d.accepted = False  # type: ignore[misc]
+    assert d.to_dict()["tenant"] == "contoso"
+    assert d.counters == d.counters
