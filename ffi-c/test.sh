@@ -25,7 +25,8 @@ finish() {
   echo "ffi-c: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
-trap 'rc=$?; if [ $rc -ne 0 ] && [ $failed -eq 0 ]; then echo "ffi-c: $passed passed, 1 failed"; fi' EXIT
+prefix=""
+trap 'rc=$?; [ -n "$prefix" ] && rm -rf "$prefix"; if [ $rc -ne 0 ] && [ $failed -eq 0 ]; then echo "ffi-c: $passed passed, 1 failed"; fi' EXIT
 
 step "build (release) and Rust unit tests"
 cargo build --release -p outguard-ffi
@@ -90,6 +91,7 @@ ldd "$prefix/hello-shared" | grep -q "$soname" || fail "hello-shared does not lo
   && ok "installed library usable through pkg-config (shared and static)" \
   || fail "programs built against the installed prefix"
 rm -rf "$prefix"
+prefix=""
 
 step "milter"
 make -s -C ffi-c milter

@@ -25,16 +25,19 @@ fn bench(c: &mut Criterion) {
                         $call
                     })
                 });
-                g.bench_function(BenchmarkId::new(format!("{}-isolated", $name), &size), |b| {
-                    let mut cur = Cursor::new(QUERIES);
-                    let mut prev = 0;
-                    b.iter(|| {
-                        let $ip = ips[cur.isolated(prev)];
-                        let r = $call;
-                        prev = r as u64;
-                        r
-                    })
-                });
+                g.bench_function(
+                    BenchmarkId::new(format!("{}-isolated", $name), &size),
+                    |b| {
+                        let mut cur = Cursor::new(QUERIES);
+                        let mut prev = 0;
+                        b.iter(|| {
+                            let $ip = ips[cur.isolated(prev)];
+                            let r = $call;
+                            prev = r as u64;
+                            r
+                        })
+                    },
+                );
             }};
         }
 

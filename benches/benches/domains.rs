@@ -46,21 +46,28 @@ fn bench(c: &mut Criterion) {
                         $call
                     })
                 });
-                g.bench_function(BenchmarkId::new(format!("{}-isolated", $name), &size), |b| {
-                    let mut cur = Cursor::new(QUERIES);
-                    let mut prev = 0;
-                    b.iter(|| {
-                        let $s = senders[cur.isolated(prev)].as_str();
-                        let r = $call;
-                        prev = r as u64;
-                        r
-                    })
-                });
+                g.bench_function(
+                    BenchmarkId::new(format!("{}-isolated", $name), &size),
+                    |b| {
+                        let mut cur = Cursor::new(QUERIES);
+                        let mut prev = 0;
+                        b.iter(|| {
+                            let $s = senders[cur.isolated(prev)].as_str();
+                            let r = $call;
+                            prev = r as u64;
+                            r
+                        })
+                    },
+                );
             }};
         }
 
         let e = fixture::domains_engine(n);
-        let check = |s: &str| e.check(black_box(NOW), &message(s)).sender_class.map_or(0, |c| c as u64);
+        let check = |s: &str| {
+            e.check(black_box(NOW), &message(s))
+                .sender_class
+                .map_or(0, |c| c as u64)
+        };
         measure!("outguard-hit", hits, |s| check(s));
         measure!("outguard-miss", misses, |s| check(s));
         g.bench_function(BenchmarkId::new("outguard-null", &size), |b| {

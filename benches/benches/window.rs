@@ -53,11 +53,19 @@ fn bench(c: &mut Criterion) {
 
         {
             let mut w = FlatWindows::new(n as usize, SLOTS);
-            measure!("outguard-24", |k| w.hit(black_box(k) as usize, black_box(NOW), LIMIT));
+            measure!("outguard-24", |k| w.hit(
+                black_box(k) as usize,
+                black_box(NOW),
+                LIMIT
+            ));
         }
         {
             let mut w = FlatWindows::new(n as usize, 2);
-            measure!("outguard-2", |k| w.hit(black_box(k) as usize, black_box(NOW), LIMIT));
+            measure!("outguard-2", |k| w.hit(
+                black_box(k) as usize,
+                black_box(NOW),
+                LIMIT
+            ));
         }
         {
             let mut m = RingMap::new(n);

@@ -301,9 +301,7 @@ impl StdGuard {
         let [total, suspicious] = s.threshold.sums(now / Ring::<SLOTS, 2>::SLOT);
         let [unregistered] = s.unregistered.sums(now / Ring::<SLOTS, 1>::SLOT);
         let counters = [total, suspicious, unregistered];
-        if s.blocked[0]
-            || self.lowrep.longest_match(ip).is_some()
-            || (!registered && s.blocked[1])
+        if s.blocked[0] || self.lowrep.longest_match(ip).is_some() || (!registered && s.blocked[1])
         {
             return refused(counters);
         }
@@ -339,7 +337,10 @@ impl StdGuard {
         let [total, suspicious] = s.threshold.sums(e);
         let [unregistered] = s.unregistered.sums(e);
         let mut tripped = false;
-        if !s.blocked[0] && total >= 100 && suspicious >= 50 && 2 * suspicious as u64 >= total as u64
+        if !s.blocked[0]
+            && total >= 100
+            && suspicious >= 50
+            && 2 * suspicious as u64 >= total as u64
         {
             s.blocked[0] = true;
             tripped = true;
@@ -393,15 +394,25 @@ mod tests {
             let s = g.check(NOW, &q.tenant, &q.mail_from, q.ip);
             assert_eq!(d.accepted(), s.accepted);
             assert_eq!(
-                [d.counters.total, d.counters.suspicious, d.counters.unregistered],
+                [
+                    d.counters.total,
+                    d.counters.suspicious,
+                    d.counters.unregistered
+                ],
                 s.counters
             );
             e.record(NOW, &q.message(), Verdict::Clean).unwrap();
-            assert_eq!(g.record(NOW, &q.tenant, &q.mail_from, Verdict::Clean), Some(false));
+            assert_eq!(
+                g.record(NOW, &q.tenant, &q.mail_from, Verdict::Clean),
+                Some(false)
+            );
         }
         let mut rng = fixture::Rng::new(5);
         let listed = fixture::listed_addr(7, &mut rng);
-        assert!(!g.check(NOW, "tenant-0000001", "a@t1.example.com", listed).accepted);
+        assert!(
+            !g.check(NOW, "tenant-0000001", "a@t1.example.com", listed)
+                .accepted
+        );
     }
 
     #[test]

@@ -198,8 +198,9 @@ pub fn queries(tenants: u32, len: usize, seed: u64) -> Vec<Query> {
 pub fn capacity(tenants: u32, lowrep: u32) -> Capacity {
     let names: u64 = (0..tenants)
         .map(|i| {
-            (name_cost(&tenant_name(i)) + name_cost(&domain_name(i, 0)) + name_cost(&domain_name(i, 1)))
-                as u64
+            (name_cost(&tenant_name(i))
+                + name_cost(&domain_name(i, 0))
+                + name_cost(&domain_name(i, 1))) as u64
         })
         .sum();
     Capacity {

@@ -5,5 +5,6 @@
 //! `benches/RESULTS.md`.
 
 pub mod baseline;
+pub mod cabi;
 pub mod fixture;
 pub mod report;

@@ -63,9 +63,9 @@ pub fn opt_time(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u
 
 /// Parses an IP address from its text.
 pub fn parse_ip(s: &str) -> PyResult<IpAddr> {
-    s.trim().parse::<IpAddr>().map_err(|_| {
-        PyValueError::new_err(format!("invalid IP address {s:?}"))
-    })
+    s.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| PyValueError::new_err(format!("invalid IP address {s:?}")))
 }
 
 /// An IP address from a `str` or an `ipaddress.IPv4Address`/`IPv6Address` (anything whose
@@ -307,7 +307,10 @@ impl<'py> Column<'py> {
             PyTypeError::new_err(format!(
                 "{what}: expected a sequence (list, numpy array, pandas or pyarrow column) or \
                  one value, got {}",
-                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         let mut out = Vec::new();

@@ -20,7 +20,7 @@ use crate::convert::{self, Column, OwnedMessage};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::policy::Policy;
 use crate::types::{
-    event_list, Decision, EventData, ReloadReport, Replay, Restriction, RestoreReport,
+    event_list, Decision, EventData, ReloadReport, Replay, RestoreReport, Restriction,
     SuspiciousConnector, TenantStatus,
 };
 
@@ -199,7 +199,10 @@ impl Engine {
             cols.map(|(_, c)| c);
         let at = |name: &str, i: usize, e: PyErr| -> PyErr {
             let msg = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
-            let msg = msg.strip_prefix(&format!("{name}: ")).unwrap_or(&msg).to_owned();
+            let msg = msg
+                .strip_prefix(&format!("{name}: "))
+                .unwrap_or(&msg)
+                .to_owned();
             if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
                 pyo3::exceptions::PyTypeError::new_err(format!("{name}[{i}]: {msg}"))
             } else {
@@ -577,7 +580,12 @@ impl Engine {
     }
 
     /// A tenant's state at `now`.
-    fn status(&self, py: Python<'_>, tenant: &str, now: &Bound<'_, PyAny>) -> PyResult<TenantStatus> {
+    fn status(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        now: &Bound<'_, PyAny>,
+    ) -> PyResult<TenantStatus> {
         let now = convert::time(now, "now")?;
         self.read(py, |e| {
             let t = e.tenant(tenant).ok_or(Error::UnknownTenant)?;
@@ -619,7 +627,11 @@ impl Engine {
     }
 
     /// Expires every timed block that has run out by `now`; returns the `expired` events.
-    fn expire<'py>(&self, py: Python<'py>, now: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn expire<'py>(
+        &self,
+        py: Python<'py>,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let now = convert::time(now, "now")?;
         let evs = self.write(py, |e| {
             let mut out = Vec::new();
@@ -645,7 +657,12 @@ impl Engine {
     }
 
     /// Revokes a tenant's exception for exactly this range.
-    fn revoke_exception(&self, py: Python<'_>, tenant: &str, range: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn revoke_exception(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        range: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let range = convert::cidr(range)?;
         self.on_tenant(py, tenant, |e, t| e.revoke_exception(t, range))
     }
@@ -672,7 +689,9 @@ impl Engine {
         subdomains: bool,
         validated: bool,
     ) -> PyResult<()> {
-        self.on_tenant(py, tenant, |e, t| e.add_domain(t, name, subdomains, validated))
+        self.on_tenant(py, tenant, |e, t| {
+            e.add_domain(t, name, subdomains, validated)
+        })
     }
 
     /// Marks an accepted domain of a tenant validated.
@@ -869,7 +888,7 @@ impl Engine {
     /// Counters, blocks, grace periods, lapsed state and audit trails as bytes (versioned,
     /// checksummed). Give them to `Engine.restore(policy, data)`.
     fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let data = self.read(py, |e| snapshot(e));
+        let data = self.read(py, snapshot);
         PyBytes::new(py, &data)
     }
 

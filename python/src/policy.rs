@@ -57,7 +57,12 @@ impl Policy {
     /// The tenant ids, in policy order.
     #[getter]
     fn tenants(&self) -> Vec<String> {
-        self.inner.doc().tenants.iter().map(|t| t.id.clone()).collect()
+        self.inner
+            .doc()
+            .tenants
+            .iter()
+            .map(|t| t.id.clone())
+            .collect()
     }
 
     /// The policy's default rule parameters, as a dict per rule (durations in seconds, ratios

@@ -26,7 +26,9 @@ pub fn iso(py: Python<'_>, t: u64) -> String {
         let d = dt
             .getattr("datetime")?
             .call_method1("fromtimestamp", (t, utc))?;
-        let s: String = d.call_method1("strftime", ("%Y-%m-%dT%H:%M:%SZ",))?.extract()?;
+        let s: String = d
+            .call_method1("strftime", ("%Y-%m-%dT%H:%M:%SZ",))?
+            .extract()?;
         Ok(s)
     };
     f().unwrap_or_else(|_| t.to_string())
@@ -465,7 +467,12 @@ impl RuleStatus {
         mode_name(self.s.mode)
     }
     fn __repr__(&self, py: Python<'_>) -> String {
-        let mut s = format!("<RuleStatus {} ({}) {}", self.rule(), self.code(), self.mode());
+        let mut s = format!(
+            "<RuleStatus {} ({}) {}",
+            self.rule(),
+            self.code(),
+            self.mode()
+        );
         if self.s.blocked {
             s.push_str(" blocked");
             if let Some(t) = self.s.blocked_at {
@@ -551,7 +558,11 @@ impl TenantStatus {
         format!(
             "<TenantStatus {:?} {}{} 5.7.705: {} 5.7.750: {} {}>",
             self.tenant,
-            if self.s.licensed { "licensed" } else { "unlicensed" },
+            if self.s.licensed {
+                "licensed"
+            } else {
+                "unlicensed"
+            },
             if self.s.lapsed { " lapsed" } else { "" },
             self.threshold().__repr__(py),
             self.unregistered().__repr__(py),

@@ -450,3 +450,11 @@ def test_frozen_values(engine: outguard.Engine) -> None:
         d.accepted = False  # type: ignore[misc]
     assert d.to_dict()["tenant"] == "contoso"
     assert d.counters == d.counters
+
+
+def test_capacity_error(engine: outguard.Engine) -> None:
+    # Capacity is fixed when the engine is built (what the policy needs plus headroom).
+    with pytest.raises(outguard.CapacityError, match="tenants table is full"):
+        for i in range(10_000):
+            engine.add_tenant(f"extra{i}")
+    assert isinstance(outguard.CapacityError("x"), outguard.OutguardError)

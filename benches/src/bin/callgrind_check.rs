@@ -10,6 +10,7 @@ use std::hint::black_box;
 
 use outguard::{Engine, HeapStorage, Message, Verdict};
 use outguard_benches::baseline::{network_table, StdGuard, SuffixSet};
+use outguard_benches::cabi::{self, CMessage, Handle};
 use outguard_benches::fixture::{self, Query, NOW};
 
 use outguard_benches::report::CALLGRIND_CALLS as CALLS;
@@ -35,14 +36,20 @@ fn drive_check_random(e: &Engine<HeapStorage>, qs: &[Query]) -> usize {
 fn drive_record_hot(e: &mut Engine<HeapStorage>, q: &Query) -> usize {
     let m = q.message();
     (0..CALLS)
-        .filter(|_| e.record(black_box(NOW), black_box(&m), Verdict::Clean).is_ok())
+        .filter(|_| {
+            e.record(black_box(NOW), black_box(&m), Verdict::Clean)
+                .is_ok()
+        })
         .count()
 }
 
 #[inline(never)]
 fn drive_record_random(e: &mut Engine<HeapStorage>, qs: &[Query]) -> usize {
     qs.iter()
-        .filter(|q| e.record(black_box(NOW), &q.message(), Verdict::Clean).is_ok())
+        .filter(|q| {
+            e.record(black_box(NOW), &q.message(), Verdict::Clean)
+                .is_ok()
+        })
         .count()
 }
 
@@ -93,7 +100,10 @@ fn drive_std_check_hot(s: &StdGuard, q: &Query) -> usize {
 #[inline(never)]
 fn drive_std_check_random(s: &StdGuard, qs: &[Query]) -> usize {
     qs.iter()
-        .filter(|q| s.check(black_box(NOW), &q.tenant, &q.mail_from, q.ip).accepted)
+        .filter(|q| {
+            s.check(black_box(NOW), &q.tenant, &q.mail_from, q.ip)
+                .accepted
+        })
         .count()
 }
 
@@ -113,7 +123,10 @@ fn drive_std_record_hot(s: &mut StdGuard, q: &Query) -> usize {
 }
 
 #[inline(never)]
-fn drive_network_table(t: &ip_network_table::IpNetworkTable<()>, ips: &[std::net::IpAddr]) -> usize {
+fn drive_network_table(
+    t: &ip_network_table::IpNetworkTable<()>,
+    ips: &[std::net::IpAddr],
+) -> usize {
     ips.iter()
         .filter(|&&ip| t.longest_match(black_box(ip)).is_some())
         .count()
@@ -122,6 +135,25 @@ fn drive_network_table(t: &ip_network_table::IpNetworkTable<()>, ips: &[std::net
 #[inline(never)]
 fn drive_hashset_domain(s: &SuffixSet, senders: &[String]) -> usize {
     senders.iter().filter(|m| s.matches(black_box(m))).count()
+}
+
+#[inline(never)]
+fn drive_c_check_hot(h: &Handle, m: &CMessage) -> usize {
+    let m = m.c();
+    (0..CALLS)
+        .filter(|_| h.check(black_box(NOW), black_box(&m)))
+        .count()
+}
+
+/// Same code as `drive_check_hot` but for the range direction: identical functions would be
+/// merged by the compiler, and callgrind would count both under one name.
+#[inline(never)]
+fn drive_rust_check_hot_policy(e: &outguard::policy::HeapEngine, q: &Query) -> usize {
+    let m = q.message();
+    (0..CALLS)
+        .rev()
+        .filter(|_| e.check(black_box(NOW), black_box(&m)).accepted())
+        .count()
 }
 
 fn main() {
@@ -147,5 +179,11 @@ fn main() {
     let senders: Vec<String> = qs.iter().map(|q| q.mail_from.clone()).collect();
     let set = SuffixSet::new((0..TENANTS).flat_map(|i| [0, 1].map(|k| fixture::domain_name(i, k))));
     n += drive_hashset_domain(&set, &senders);
+    // The C ABI against the Rust call, on engines built from one policy text.
+    let text = cabi::policy(1);
+    let (h, rust) = (Handle::new(&text), cabi::rust_engine(&text));
+    let hot = cabi::hot_query();
+    n += drive_c_check_hot(&h, &CMessage::of(&hot));
+    n += drive_rust_check_hot_policy(&rust, &hot);
     println!("callgrind_check: {CALLS} calls per driver ({n} true results)");
 }
