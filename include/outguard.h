@@ -1148,8 +1148,8 @@ og_result og_engine_is_low_reputation(const struct og_engine *engine, const char
  * `engine` and `path` must not be NULL; `out_report` may be NULL and is written on success;
  * the error buffer as for `og_engine_new_from_file`.
  * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_POLICY`.
- * Reads and checks the file without the lock, then takes the write lock to swap (which
- * builds the new tables: checks wait meanwhile).
+ * Reads the file and builds the new tables without the lock, then takes the write lock only
+ * to carry the state over and swap.
  */
 og_result og_engine_reload_file(const struct og_engine *engine,
                                 const char *path,

@@ -103,6 +103,41 @@ fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
     })
 }
 
+/// A-label copies of a message's names when they carry U-labels (the core only knows ASCII
+/// domains). ASCII messages, the usual case, allocate nothing.
+#[derive(Default)]
+struct AsciiNames {
+    mail_from: Option<Vec<u8>>,
+    auth_user: Option<String>,
+    cert_domain: Option<String>,
+}
+
+fn ascii_names(m: &Message<'_>) -> AsciiNames {
+    use outguard::policy::idna::{address_to_ascii, domain_to_ascii};
+    let mut n = AsciiNames::default();
+    if !m.mail_from.is_ascii() {
+        if let Ok(s) = std::str::from_utf8(m.mail_from) {
+            n.mail_from = address_to_ascii(s).map(String::into_bytes);
+        }
+    }
+    n.auth_user = m.auth_user.and_then(address_to_ascii);
+    n.cert_domain = m.cert_domain.and_then(domain_to_ascii);
+    n
+}
+
+fn with_ascii<'a>(mut m: Message<'a>, n: &'a AsciiNames) -> Message<'a> {
+    if let Some(v) = &n.mail_from {
+        m.mail_from = v;
+    }
+    if let Some(v) = &n.auth_user {
+        m.auth_user = Some(v);
+    }
+    if let Some(v) = &n.cert_domain {
+        m.cert_domain = Some(v);
+    }
+    m
+}
+
 fn tenant_of(e: &HeapEngine, id: *const c_char) -> Result<TenantId, og_result> {
     let id = ffi::text(id)?;
     e.tenant(id).ok_or(og_result::UnknownTenant)
@@ -266,7 +301,9 @@ pub extern "C" fn og_engine_check(
         let h = ffi::input(engine)?;
         let m = ffi::input(message)?;
         let out = ffi::out(out_decision)?;
-        let msg = self::message(m)?;
+        let raw = self::message(m)?;
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
         let d = h.read().engine.check(now, &msg);
         out.write(og_decision::from(&d));
         Ok(())
@@ -299,7 +336,9 @@ pub extern "C" fn og_engine_record(
         let m = ffi::input(message)?;
         let mut sink = EventSink::new(events, events_len, out_events_n)?;
         let verdict = verdict_from_c(verdict)?;
-        let msg = self::message(m)?;
+        let raw = self::message(m)?;
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
         let mut inner = h.write();
         let evs = inner.engine.record(now, &msg, verdict)?;
         sink.push_all(inner.callback.as_ref(), &evs);
@@ -333,7 +372,9 @@ pub extern "C" fn og_engine_evaluate(
         let out = ffi::out(out_decision)?;
         let mut sink = EventSink::new(events, events_len, out_events_n)?;
         let verdict = verdict_from_c(verdict)?;
-        let msg = self::message(m)?;
+        let raw = self::message(m)?;
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
         let mut inner = h.write();
         let (d, evs) = inner.engine.evaluate(now, &msg, verdict);
         sink.push_all(inner.callback.as_ref(), &evs);
@@ -851,9 +892,9 @@ fn reload(
 ) -> Result<(), og_result> {
     let report = ffi::opt_out(report);
     let policy = policy.map_err(|e| policy_failure(eb, &e))?;
-    let r = policy
-        .reload(&mut h.write().engine)
-        .map_err(|e| policy_failure(eb, &e))?;
+    // Build outside the lock; checks keep running meanwhile. Only the state swap locks.
+    let fresh = policy.build().map_err(|e| policy_failure(eb, &e))?;
+    let r = outguard::policy::replace_engine(fresh, &mut h.write().engine);
     if let Some(o) = report {
         o.write(og_reload_report {
             added: r.added.len().try_into().unwrap_or(u32::MAX),
@@ -869,8 +910,8 @@ fn reload(
 /// `engine` and `path` must not be NULL; `out_report` may be NULL and is written on success;
 /// the error buffer as for `og_engine_new_from_file`.
 /// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_POLICY`.
-/// Reads and checks the file without the lock, then takes the write lock to swap (which
-/// builds the new tables: checks wait meanwhile).
+/// Reads the file and builds the new tables without the lock, then takes the write lock only
+/// to carry the state over and swap.
 #[no_mangle]
 pub extern "C" fn og_engine_reload_file(
     engine: *const og_engine,
@@ -1031,4 +1072,28 @@ pub extern "C" fn og_engine_restore_file(
         let bytes = std::fs::read(path).map_err(|_| og_result::Io)?;
         restore(h, &bytes, out_report)
     })
+}
+
+#[cfg(test)]
+mod idna_tests {
+    use super::*;
+
+    #[test]
+    fn u_labels_reach_the_core_as_a_labels() {
+        let raw = Message {
+            auth_user: Some("jürgen@bücher.example"),
+            cert_domain: Some("mail.bücher.example"),
+            ..Message::new("<jürgen@Bücher.example>")
+        };
+        let names = ascii_names(&raw);
+        let m = with_ascii(raw, &names);
+        assert_eq!(m.mail_from, b"<j\xc3\xbcrgen@xn--bcher-kva.example>");
+        assert_eq!(m.auth_user, Some("jürgen@xn--bcher-kva.example"));
+        assert_eq!(m.cert_domain, Some("mail.xn--bcher-kva.example"));
+        let ascii = Message::new("a@example.com");
+        let names = ascii_names(&ascii);
+        assert!(
+            names.mail_from.is_none() && names.auth_user.is_none() && names.cert_domain.is_none()
+        );
+    }
 }

@@ -202,10 +202,25 @@ impl OwnedMessage {
     }
 }
 
+/// An internationalised domain in a login or certificate domain, in A-labels (the core only
+/// knows ASCII names); anything else is passed through for the core to judge.
+pub fn idna_text(v: Option<String>) -> Option<String> {
+    v.map(|s| {
+        outguard::policy::idna::address_to_ascii(&s)
+            .or_else(|| outguard::policy::idna::domain_to_ascii(&s))
+            .unwrap_or(s)
+    })
+}
+
 /// An envelope sender from `str` or `bytes` (`None` is the null sender, like `""` and `"<>"`).
+/// U-labels in the domain become A-labels.
 pub fn mail_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(s.to_cow()?.as_bytes().to_vec());
+        let s = s.to_cow()?;
+        return Ok(match outguard::policy::idna::address_to_ascii(&s) {
+            Some(a) => a.into_bytes(),
+            None => s.as_bytes().to_vec(),
+        });
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());

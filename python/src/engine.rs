@@ -67,8 +67,8 @@ impl Fields<'_, '_> {
                 mail_from: convert::mail_from(self.mail_from)?,
                 tenant: non_empty(self.tenant),
                 client_ip: convert::opt_ip(self.client_ip)?,
-                auth_user: non_empty(self.auth_user),
-                cert_domain: non_empty(self.cert_domain),
+                auth_user: convert::idna_text(non_empty(self.auth_user)),
+                cert_domain: convert::idna_text(non_empty(self.cert_domain)),
                 forwarded: self.forwarded,
                 spf_pass: self.spf_pass,
                 dkim_pass: self.dkim_pass,
@@ -236,8 +236,8 @@ impl Engine {
                 },
                 tenant: text(&tenant, "tenant")?,
                 client_ip: convert::opt_ip(client_ip.get(i)).map_err(|e| at("client_ip", i, e))?,
-                auth_user: text(&auth_user, "auth_user")?,
-                cert_domain: text(&cert_domain, "cert_domain")?,
+                auth_user: convert::idna_text(text(&auth_user, "auth_user")?),
+                cert_domain: convert::idna_text(text(&cert_domain, "cert_domain")?),
                 forwarded: flag(&forwarded, "forwarded")?,
                 spf_pass: flag(&spf_pass, "spf_pass")?,
                 dkim_pass: flag(&dkim_pass, "dkim_pass")?,
@@ -689,19 +689,22 @@ impl Engine {
         subdomains: bool,
         validated: bool,
     ) -> PyResult<()> {
+        let name = convert::idna_text(Some(name.to_owned())).unwrap_or_default();
         self.on_tenant(py, tenant, |e, t| {
-            e.add_domain(t, name, subdomains, validated)
+            e.add_domain(t, &name, subdomains, validated)
         })
     }
 
     /// Marks an accepted domain of a tenant validated.
     fn validate_domain(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
-        self.on_tenant(py, tenant, |e, t| e.validate_domain(t, name))
+        let name = convert::idna_text(Some(name.to_owned())).unwrap_or_default();
+        self.on_tenant(py, tenant, |e, t| e.validate_domain(t, &name))
     }
 
     /// Removes an accepted domain from a tenant.
     fn remove_domain(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
-        self.on_tenant(py, tenant, |e, t| e.remove_domain(t, name))
+        let name = convert::idna_text(Some(name.to_owned())).unwrap_or_default();
+        self.on_tenant(py, tenant, |e, t| e.remove_domain(t, &name))
     }
 
     /// A tenant's accepted domains: `(name, subdomains, validated)`.
@@ -869,7 +872,9 @@ impl Engine {
     /// Swaps in a new policy, keeping every counter, block and audit entry of tenants that
     /// still exist. A policy that does not build leaves the engine as it was.
     fn reload(&self, py: Python<'_>, policy: &Policy) -> PyResult<ReloadReport> {
-        let r = self.write(py, |e| policy.inner.reload(e));
+        // Build without the lock (and without the GIL); only the state swap locks.
+        let fresh = py.detach(|| policy.inner.build());
+        let r = fresh.map(|fresh| self.write(py, |e| outguard::policy::replace_engine(fresh, e)));
         match r {
             Ok(rep) => {
                 *self

@@ -458,3 +458,15 @@ def test_capacity_error(engine: outguard.Engine) -> None:
         for i in range(10_000):
             engine.add_tenant(f"extra{i}")
     assert isinstance(outguard.CapacityError("x"), outguard.OutguardError)
+
+
+def test_internationalised_domains_become_a_labels(engine: outguard.Engine) -> None:
+    engine.add_domain("contoso", "bücher.example")
+    assert ("xn--bcher-kva.example", False, True) in engine.domains("contoso")
+    d = engine.check(now=NOW, mail_from="jürgen@Bücher.example", tenant="contoso")
+    assert d.accepted and d.sender_class == "registered"
+    d = engine.check(now=NOW, mail_from="<a@xn--bcher-kva.example>", tenant="contoso")
+    assert d.sender_class == "registered"
+    engine.remove_domain("contoso", "bücher.example")
+    d = engine.check(now=NOW, mail_from="a@bücher.example", tenant="contoso")
+    assert d.sender_class == "unregistered"

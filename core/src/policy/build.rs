@@ -190,23 +190,8 @@ impl Policy {
     /// blocks, grace periods, audit trails of tenants that remain) and puts it in its place.
     /// On error `engine` is untouched.
     pub fn reload(&self, engine: &mut HeapEngine) -> Result<ReloadReport, PolicyError> {
-        let mut fresh = self.build()?;
-        fresh.adopt_state(engine);
-        let mut report = ReloadReport::default();
-        for t in engine.tenants() {
-            let id = engine.tenant_name(t);
-            if fresh.tenant(id).is_none() {
-                report.removed.push(id.to_string());
-            }
-        }
-        for t in fresh.tenants() {
-            let id = fresh.tenant_name(t);
-            if engine.tenant(id).is_none() {
-                report.added.push(id.to_string());
-            }
-        }
-        *engine = fresh;
-        Ok(report)
+        let fresh = self.build()?;
+        Ok(replace_engine(fresh, engine))
     }
 
     /// Builds an engine for this policy and restores a snapshot into it.
@@ -217,6 +202,28 @@ impl Policy {
             .map_err(RestoreError::Snapshot)?;
         Ok((e, r))
     }
+}
+
+/// Puts `fresh` (built from a new policy) in the place of `engine`, carrying over the state
+/// of the tenants that remain. The expensive part of a reload, building `fresh`, can so
+/// happen outside whatever lock guards `engine`; this swap only copies per-tenant state.
+pub fn replace_engine(mut fresh: HeapEngine, engine: &mut HeapEngine) -> ReloadReport {
+    fresh.adopt_state(engine);
+    let mut report = ReloadReport::default();
+    for t in engine.tenants() {
+        let id = engine.tenant_name(t);
+        if fresh.tenant(id).is_none() {
+            report.removed.push(id.to_string());
+        }
+    }
+    for t in fresh.tenants() {
+        let id = fresh.tenant_name(t);
+        if engine.tenant(id).is_none() {
+            report.added.push(id.to_string());
+        }
+    }
+    *engine = fresh;
+    report
 }
 
 /// A snapshot of an engine's state as owned bytes.

@@ -5,9 +5,10 @@ mod build;
 mod doc;
 mod duration;
 mod error;
+pub mod idna;
 mod parse;
 
-pub use build::{snapshot, HeapEngine, Policy, ReloadReport, RestoreError};
+pub use build::{replace_engine, snapshot, HeapEngine, Policy, ReloadReport, RestoreError};
 pub use doc::*;
 pub use duration::{parse_duration, parse_time};
 pub use error::{Diagnostic, PolicyError};

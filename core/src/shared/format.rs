@@ -23,6 +23,8 @@ use core::mem::size_of;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::boxed::Box;
+use std::format;
 use std::path::{Path, PathBuf};
 use std::vec;
 use std::vec::Vec;

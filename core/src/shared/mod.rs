@@ -78,14 +78,15 @@ mod engine;
 mod format;
 mod sys;
 
+use std::boxed::Box;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-pub use engine::{migrate, MigrateReport, SharedEngine, SharedInfo};
+pub use engine::{migrate, verify_state, MigrateReport, SharedEngine, SharedInfo};
 pub use format::{
-    compile, compile_policy, create_state, verify_image, verify_state, ImageInfo, StateInfo,
-    IMAGE_MAGIC, IMAGE_VERSION, STATE_MAGIC, STATE_VERSION,
+    compile, compile_policy, create_state, verify_image, ImageInfo, StateInfo, IMAGE_MAGIC,
+    IMAGE_VERSION, STATE_MAGIC, STATE_VERSION,
 };
 pub use sys::MappedStorage;
 

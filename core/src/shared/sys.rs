@@ -13,7 +13,6 @@
 //! state file's `flock`, so no other process writes it meanwhile.
 
 use core::cell::Cell;
-use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -21,6 +20,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
+use std::format;
 use std::path::{Path, PathBuf};
 use std::vec::Vec;
 
@@ -192,13 +192,13 @@ pub(super) struct StateLock {
     path: PathBuf,
 }
 
-/// Holds the lock until dropped.
-pub(super) struct LockGuard<'a> {
+/// Holds the lock until dropped. Dropped before the `StateLock` it came from is replaced or
+/// dropped (guards live inside one method of the engine).
+pub(super) struct LockGuard {
     fd: i32,
-    _lock: PhantomData<&'a ()>,
 }
 
-impl Drop for LockGuard<'_> {
+impl Drop for LockGuard {
     fn drop(&mut self) {
         // SAFETY: plain system call on a descriptor the `StateLock` keeps open for the guard's
         // lifetime; unlocking cannot fail in a way that matters (the kernel drops the lock with
@@ -218,13 +218,8 @@ impl StateLock {
         }
     }
 
-    /// The open state file (for `fstat`, `fsync`).
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// Takes the lock, shared or exclusive, waiting for it.
-    pub fn lock(&mut self, exclusive: bool) -> Result<LockGuard<'_>, SharedError> {
+    pub fn lock(&mut self, exclusive: bool) -> Result<LockGuard, SharedError> {
         let pid = std::process::id();
         if pid != self.pid {
             self.file = self.reopen()?;
@@ -240,10 +235,7 @@ impl StateLock {
             // SAFETY: plain system call on an open descriptor.
             let r = unsafe { libc::flock(fd, op) };
             if r == 0 {
-                return Ok(LockGuard {
-                    fd,
-                    _lock: PhantomData,
-                });
+                return Ok(LockGuard { fd });
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -514,12 +506,7 @@ impl MappedStorage {
         self.state.sync()
     }
 
-    /// The first bytes of the state file (its header; the immutable part is never written
-    /// after creation).
-    pub(super) fn state_header(&self) -> &[u8] {
-        self.state.bytes(0, 2048).unwrap_or(&[])
-    }
-
+    /// Pointer to record `i` of region `r` of mapping `m` (not dereferenced here).
     fn at<T>(m: &Mapping, r: Region, i: usize) -> Option<*mut T> {
         (i < r.len).then(|| m.base().wrapping_add(r.off + i * size_of::<T>()).cast::<T>())
     }
