@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use outguard::shared::{self, SharedEngine, SharedError};
-use outguard::{
-    Capacity, Engine, EventKind, HeapStorage, Message, Reason, Rule, RuleSet, Verdict,
-};
+use outguard::{Capacity, Engine, EventKind, HeapStorage, Message, Reason, Rule, RuleSet, Verdict};
 
 const T0: u64 = 1_790_000_000;
 const R750: &str =
@@ -132,10 +130,7 @@ impl SharedCounters {
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
-        SharedCounters {
-            ptr: p.cast(),
-            n,
-        }
+        SharedCounters { ptr: p.cast(), n }
     }
     fn get(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
         assert!(i < self.n);
@@ -384,7 +379,9 @@ fn a_block_is_seen_by_every_process() {
             if !d.accepted() {
                 return 4;
             }
-            e.record(T0 + i, &spam, Verdict::Clean).map(|_| 0).unwrap_or(5)
+            e.record(T0 + i, &spam, Verdict::Clean)
+                .map(|_| 0)
+                .unwrap_or(5)
         });
         assert_eq!(wait(pid), 0);
     }
@@ -525,7 +522,10 @@ fn damaged_and_foreign_files_are_refused() {
     let err = e
         .check(T0, &msg("contoso", "a@contoso.com"))
         .expect_err("damaged record");
-    assert!(matches!(err, SharedError::CorruptState { tenant: 0, .. }), "{err}");
+    assert!(
+        matches!(err, SharedError::CorruptState { tenant: 0, .. }),
+        "{err}"
+    );
     assert!(matches!(
         shared::verify_state(&image, &bad),
         Err(SharedError::CorruptState { .. })
@@ -632,7 +632,8 @@ fn migration_keeps_blocks_and_counters() {
 #[test]
 fn open_or_create_and_policy_compile() {
     let dir = TempDir::new("create");
-    let policy_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy/spec_example.toml");
+    let policy_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy/spec_example.toml");
     let policy = outguard::policy::Policy::load(&policy_path).unwrap();
     let image = dir.path("p.img");
     let info = shared::compile_policy(&policy, &image).unwrap();

@@ -19,8 +19,8 @@ use crate::storage::{
     TENANT_USED,
 };
 use crate::{
-    Capacity, Decision, Engine, Error, Event, Events, Message, Reason, Restriction, Rule,
-    TenantId, TenantStatus, Verdict,
+    Capacity, Decision, Engine, Error, Event, Events, Message, Reason, Restriction, Rule, TenantId,
+    TenantStatus, Verdict,
 };
 
 /// Optimistic reads of a tenant before falling back to the lock.
@@ -336,9 +336,7 @@ impl SharedEngine {
         check_record(&rec, &image).map_err(|d| self.corrupt(t, d))?;
         let odd = {
             let st = self.engine.storage();
-            let seq = st
-                .seq(t)
-                .ok_or(SharedError::Engine(Error::UnknownTenant))?;
+            let seq = st.seq(t).ok_or(SharedError::Engine(Error::UnknownTenant))?;
             // 1. Before-image into the journal, then mark it active.
             st.journal_save(t);
             st.header_u32(header::JOURNAL_TENANT)
@@ -410,9 +408,7 @@ impl SharedEngine {
         }
         for i in 0..SPINS {
             let st = self.engine.storage();
-            let seq = st
-                .seq(t)
-                .ok_or(SharedError::Engine(Error::UnknownTenant))?;
+            let seq = st.seq(t).ok_or(SharedError::Engine(Error::UnknownTenant))?;
             let s1 = seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
                 let rec = st
@@ -534,8 +530,7 @@ impl SharedEngine {
                 return Ok((d, Events::new()));
             }
         };
-        let events =
-            self.write_tenant(t.0, |e| e.record(now, msg, verdict).unwrap_or_default())?;
+        let events = self.write_tenant(t.0, |e| e.record(now, msg, verdict).unwrap_or_default())?;
         Ok((d, events))
     }
 
@@ -799,4 +794,109 @@ pub fn migrate(
         removed,
         added,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The two crash windows, made deterministic: a writer that dies before committing (rolled
+    //! back) and one that dies after committing but before publishing (kept).
+    use super::*;
+    use crate::{HeapStorage, RuleSet};
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn setup(name: &str) -> (Dir, PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(std::format!(
+            "outguard-shared-unit-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cap = Capacity::default();
+        let mut e = Engine::new(HeapStorage::new(&cap), cap, RuleSet::default()).unwrap();
+        let t = e.add_tenant("contoso", true).unwrap();
+        e.add_domain(t, "contoso.com", false, true).unwrap();
+        let (image, state) = (dir.join("i"), dir.join("s"));
+        super::super::compile(&e, &image).unwrap();
+        super::super::create_state(&image, &state).unwrap();
+        (Dir(dir), image, state)
+    }
+
+    fn msg() -> Message<'static> {
+        Message {
+            tenant: Some("contoso"),
+            ..Message::new("x@elsewhere.example")
+        }
+    }
+
+    fn total(e: &mut SharedEngine) -> u32 {
+        e.status("contoso", 1000).unwrap().counters.total
+    }
+
+    #[test]
+    fn a_writer_dying_before_commit_is_rolled_back() {
+        let (_d, image, state) = setup("rollback");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        // Steps 1-3 of `write_tenant`, then "death": the lock goes, nothing is committed.
+        {
+            let g = a.lock.lock(true).unwrap();
+            let st = a.engine.storage();
+            st.journal_save(0);
+            st.header_u32(header::JOURNAL_TENANT)
+                .store(0, Ordering::Relaxed);
+            st.header_u32(header::JOURNAL_STATE)
+                .store(1, Ordering::Release);
+            let seq = st.seq(0).unwrap();
+            seq.store(seq.load(Ordering::Relaxed) | 1, Ordering::Release);
+            st.set_source(Source::Shared);
+            for _ in 0..5 {
+                a.engine.record(1000, &msg(), Verdict::Spam).unwrap();
+            }
+            drop(g);
+        }
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(total(&mut b), 1, "the half-done write is rolled back");
+        assert_eq!(b.info().recoveries, 1);
+        assert_eq!(b.info().writes, 1);
+        b.record(1000, &msg(), Verdict::Clean).unwrap();
+        assert_eq!(total(&mut b), 2);
+        assert_eq!(total(&mut a), 2);
+        verify_state(&image, &state).unwrap();
+    }
+
+    #[test]
+    fn a_writer_dying_after_commit_is_kept() {
+        let (_d, image, state) = setup("publish");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        // Committed, then "death" before the sequence number was made even again.
+        let seq = a.st().seq(0).unwrap();
+        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Release);
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(total(&mut b), 2, "the committed write stays");
+        assert_eq!(b.info().recoveries, 0);
+        assert_eq!(b.st().seq(0).unwrap().load(Ordering::Relaxed) & 1, 0);
+    }
+
+    #[test]
+    fn a_private_copy_is_refreshed_only_when_the_tenant_changed() {
+        let (_d, image, state) = setup("fresh");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        assert!(!a.is_fresh(0));
+        a.check(1000, &msg()).unwrap();
+        assert!(a.is_fresh(0));
+        b.record(1000, &msg(), Verdict::Clean).unwrap();
+        assert!(b.is_fresh(0), "a writer's own copy is current");
+        assert!(!a.is_fresh(0));
+        assert_eq!(a.check(1000, &msg()).unwrap().counters.total, 1);
+        assert!(a.is_fresh(0));
+    }
 }

@@ -5,7 +5,8 @@
 //! refuse files of another machine or build). Tables start at 64-byte-aligned offsets.
 //!
 //! Image header: magic `OGIMAGE\0` · version (u32) · header length (u32) · byte-order marker
-//! (u32, native) · reserved (u32) · image id (u64: checksum of everything after the header page)
+//! (u32, native) · reserved (u32) · image id (u64: checksum of the `Meta` bytes and of everything
+//! after the header page)
 //! · file length (u64) · six record sizes (u16) · reserved · table directory (offset, bytes: u64
 //! each) of tenant_index, domains, connectors, connector_index, ranges, overrides, names and the
 //! tenants' initial records · `Meta` length (u32) and `Meta::encode` bytes · header checksum
@@ -20,11 +21,11 @@
 //! counts, and the superseding file's path.
 
 use core::mem::size_of;
+use std::boxed::Box;
+use std::format;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::boxed::Box;
-use std::format;
 use std::path::{Path, PathBuf};
 use std::vec;
 use std::vec::Vec;
@@ -360,6 +361,12 @@ pub struct ImageInfo {
     pub ranges: u32,
 }
 
+/// The image id: a checksum of the engine metadata (capacity, default rules, fill levels) and of
+/// the tables.
+fn image_id(meta: &[u8], body: &[u8]) -> u64 {
+    crate::hash::hash_bytes(checksum(body), meta)
+}
+
 /// An opened image: its private mapping and what its header says.
 pub(super) struct ImageFile {
     pub path: PathBuf,
@@ -384,13 +391,15 @@ impl ImageFile {
         }
     }
 
-    /// Recomputes the body checksum (reads the whole file).
+    /// Recomputes the image id (reads the whole file).
     pub fn verify_body(&self) -> Result<(), SharedError> {
         let body = self
             .map
             .bytes(PAGE, self.map.len().saturating_sub(PAGE))
             .unwrap_or(&[]);
-        if checksum(body) != self.id {
+        let mut meta = [0u8; Meta::ENCODED_LEN];
+        let encoded = self.meta.encode(&mut meta).is_ok();
+        if !encoded || image_id(&meta, body) != self.id {
             return Err(SharedError::Checksum {
                 path: self.path.clone(),
             });
@@ -490,7 +499,11 @@ pub fn compile<S: Storage>(engine: &Engine<S>, path: &Path) -> Result<ImageInfo,
     let tables: [(Region, &[u8]); img::TABLES] = [
         (
             r.tenant_index,
-            bytes_of(p.tenant_index.get(..layout.tenant_index).ok_or_else(short)?),
+            bytes_of(
+                p.tenant_index
+                    .get(..layout.tenant_index)
+                    .ok_or_else(short)?,
+            ),
         ),
         (
             r.domains,
@@ -527,7 +540,9 @@ pub fn compile<S: Storage>(engine: &Engine<S>, path: &Path) -> Result<ImageInfo,
             .ok_or_else(short)?
             .copy_from_slice(bytes);
     }
-    let id = checksum(&buf[PAGE..]);
+    let mut meta_bytes = [0u8; Meta::ENCODED_LEN];
+    meta.encode(&mut meta_bytes)?;
+    let id = image_id(&meta_bytes, &buf[PAGE..]);
     let h = &mut buf[..PAGE];
     h[..8].copy_from_slice(&IMAGE_MAGIC);
     put32(h, img::VERSION, IMAGE_VERSION);
@@ -540,7 +555,7 @@ pub fn compile<S: Storage>(engine: &Engine<S>, path: &Path) -> Result<ImageInfo,
     }
     put_dir(h, img::DIR, &image_dir(&r));
     put32(h, img::META_LEN, Meta::ENCODED_LEN as u32);
-    meta.encode(&mut h[img::META..img::META + Meta::ENCODED_LEN])?;
+    h[img::META..img::META + Meta::ENCODED_LEN].copy_from_slice(&meta_bytes);
     let sum = checksum(&h[..img::SUM]);
     put64(h, img::SUM, sum);
     write_replace(path, &buf)?;

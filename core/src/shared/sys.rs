@@ -16,11 +16,11 @@ use core::cell::Cell;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64};
+use std::format;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::format;
 use std::path::{Path, PathBuf};
 use std::vec::Vec;
 
@@ -439,7 +439,10 @@ impl MappedStorage {
             (st.counters.off, st.counters.end::<u32>()),
             (st.audit.off, st.audit.end::<Event>()),
             (st.seqs.off, st.seqs.end::<u64>()),
-            (st.journal_record.off, st.journal_record.end::<TenantRecord>()),
+            (
+                st.journal_record.off,
+                st.journal_record.end::<TenantRecord>(),
+            ),
             (st.journal_cells.off, st.journal_cells.end::<u32>()),
             (st.journal_audit.off, st.journal_audit.end::<Event>()),
         ];
@@ -508,7 +511,11 @@ impl MappedStorage {
 
     /// Pointer to record `i` of region `r` of mapping `m` (not dereferenced here).
     fn at<T>(m: &Mapping, r: Region, i: usize) -> Option<*mut T> {
-        (i < r.len).then(|| m.base().wrapping_add(r.off + i * size_of::<T>()).cast::<T>())
+        (i < r.len).then(|| {
+            m.base()
+                .wrapping_add(r.off + i * size_of::<T>())
+                .cast::<T>()
+        })
     }
 
     /// A mutable 32-bit word of the state header.
@@ -556,7 +563,9 @@ impl MappedStorage {
             .min(super::format::MAX_PATH);
         (0..n)
             // SAFETY: inside the header page, see `write_superseded_by`.
-            .map(|i| unsafe { ptr::read_volatile(self.state.base().add(header::SUPERSEDED_BY + i)) })
+            .map(|i| unsafe {
+                ptr::read_volatile(self.state.base().add(header::SUPERSEDED_BY + i))
+            })
             .collect()
     }
 
