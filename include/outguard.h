@@ -230,6 +230,14 @@ typedef uint32_t og_result;
 typedef struct og_engine og_engine;
 
 /**
+ * An engine over a policy image and a shared state file. Opaque; open it with
+ * `og_shared_engine_open`, free it with `og_shared_engine_free`. One handle may be used by
+ * any number of threads (calls are serialised by a mutex); every process (a forked child too)
+ * may use its own or an inherited one: processes share the state through the file.
+ */
+typedef struct og_shared_engine og_shared_engine;
+
+/**
  * What an event reports (`OG_EVENT_*`).
  */
 typedef uint32_t og_event_kind;
@@ -1222,6 +1230,198 @@ og_result og_engine_restore(const struct og_engine *engine,
 og_result og_engine_restore_file(const struct og_engine *engine,
                                  const char *path,
                                  struct og_restore_report *out_report);
+
+/**
+ * Compiles a policy file (TOML) into a policy image at `image_path`: a flat, versioned,
+ * checksummed file that processes map and use in place (opening takes microseconds whatever
+ * the policy's size). An existing file at `image_path` is replaced atomically (processes that
+ * have the old one open keep using it). The image is read back and verified.
+ *
+ * `policy_path` and `image_path` must not be NULL; `err_buf` may be NULL when `err_len` is 0.
+ * On failure `err_buf` receives a NUL-terminated description (for a bad policy, every problem
+ * with its file, line and field).
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_POLICY`, `OG_RESULT_IO`,
+ * file-format results (listed at `og_shared_engine_open`). Thread-safe.
+ */
+og_result og_shared_compile(const char *policy_path,
+                            const char *image_path,
+                            char *err_buf,
+                            size_t err_len);
+
+/**
+ * Creates a state file for a policy image: the image's tenants with zero counters and empty
+ * audit trails (mode 0660 less the umask: the mail server's user must be able to read and
+ * write it). Verifies the whole image first. Never replaces an existing file (`OG_RESULT_IO`,
+ * "already exists"): of processes racing to create it, one wins.
+ *
+ * Pointers and the error buffer as for `og_shared_compile`.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO`, file-format results.
+ * Thread-safe.
+ */
+og_result og_shared_create_state(const char *image_path,
+                                 const char *state_path,
+                                 char *err_buf,
+                                 size_t err_len);
+
+/**
+ * Moves the state of `old_state` (for `old_image`) to a new state file for `new_image` at
+ * `new_state` (which may be `old_state` itself, replaced atomically): counters, blocks, grace
+ * periods and audit trails of every tenant the new image still has. The old file is marked
+ * superseded; every process using it switches to the new one on its next call. No count is
+ * lost (the old file's exclusive lock is held throughout).
+ *
+ * `*out_report` (may be NULL) receives how many tenants were added and removed.
+ * Pointers and the error buffer as for `og_shared_compile`.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO`, file-format results.
+ * Thread-safe.
+ */
+og_result og_shared_migrate(const char *old_image,
+                            const char *old_state,
+                            const char *new_image,
+                            const char *new_state,
+                            struct og_reload_report *out_report,
+                            char *err_buf,
+                            size_t err_len);
+
+/**
+ * Opens an engine over a policy image and its state file. `image_path` may be NULL: the image
+ * recorded in the state file is used (recommended: after a reload by `og_shared_migrate` the
+ * pair stays consistent with no configuration change). Checks both headers; refuses a state
+ * file of another image, a damaged, truncated or superseded one. Opening maps the files and
+ * reads one header page of each: it takes microseconds, whatever the policy's size.
+ *
+ * `state_path` and `out_engine` must not be NULL; `err_buf` may be NULL when `err_len` is 0.
+ * On success `*out_engine` receives a handle the caller owns and frees with
+ * `og_shared_engine_free`; on failure it is not written and `err_buf` receives a description.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO` (a system call failed,
+ * or `og_shared_create_state` found a file already there), and the file-format results, which
+ * reuse the snapshot codes: `OG_RESULT_SNAPSHOT_FOREIGN` (not an image / state file, or a state
+ * file of another image), `OG_RESULT_SNAPSHOT_VERSION`, `OG_RESULT_SNAPSHOT_TRUNCATED`,
+ * `OG_RESULT_SNAPSHOT_CHECKSUM`, `OG_RESULT_SNAPSHOT_CORRUPT` (damaged header or record, other
+ * byte order or build), `OG_RESULT_NOT_FOUND` (superseded, successor not found). The error
+ * buffer always names the file and the problem. Thread-safe.
+ */
+og_result og_shared_engine_open(const char *image_path,
+                                const char *state_path,
+                                struct og_shared_engine **out_engine,
+                                char *err_buf,
+                                size_t err_len);
+
+/**
+ * Frees a handle (the files stay as they are; nothing needs flushing for other processes).
+ * NULL is a no-op. No other call on the handle may be running or follow.
+ */
+void og_shared_engine_free(struct og_shared_engine *engine);
+
+/**
+ * Copies the description of the last failed call on this handle (naming the file concerned)
+ * into `buf`; `*out_n` receives its length (empty when no call failed). Buffer rules as for
+ * `og_engine_tenant_id`.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+ */
+og_result og_shared_engine_last_error(const struct og_shared_engine *engine,
+                                      char *buf,
+                                      size_t len,
+                                      size_t *out_n);
+
+/**
+ * Decides one message, as `og_engine_check`, against the shared state. Takes no file lock:
+ * the tenant's state is read from this process's private copy, refreshed when another process
+ * changed it.
+ *
+ * `engine`, `message` and `out_decision` must not be NULL. `*out_decision` is written on
+ * success only.
+ * Results: as `og_engine_check`, plus file-format results and `OG_RESULT_IO` when the state
+ * file is damaged or a reload's new file cannot be opened (`og_shared_engine_last_error`).
+ */
+og_result og_shared_engine_check(const struct og_shared_engine *engine,
+                                 uint64_t now,
+                                 const struct og_message *message,
+                                 struct og_decision *out_decision);
+
+/**
+ * Counts a message that was accepted and scanned, as `og_engine_record`, in the shared state:
+ * under the state file's exclusive lock, as one atomic write. When this returns
+ * `OG_RESULT_OK` the count is committed, whatever happens to the process next.
+ *
+ * Events: the first `events_len` go to `events` (NULL only when `events_len` is 0), their
+ * number to `*out_events_n` (may be NULL); at most `OG_EVENTS_MAX`.
+ * Results: as `og_engine_record`, plus the file results of `og_shared_engine_check`.
+ */
+og_result og_shared_engine_record(const struct og_shared_engine *engine,
+                                  uint64_t now,
+                                  const struct og_message *message,
+                                  og_verdict verdict,
+                                  struct og_event *events,
+                                  size_t events_len,
+                                  size_t *out_events_n);
+
+/**
+ * `og_shared_engine_check`, then `og_shared_engine_record` when the message is accepted, as
+ * one step under the exclusive lock. Outputs as for the two.
+ */
+og_result og_shared_engine_evaluate(const struct og_shared_engine *engine,
+                                    uint64_t now,
+                                    const struct og_message *message,
+                                    og_verdict verdict,
+                                    struct og_decision *out_decision,
+                                    struct og_event *events,
+                                    size_t events_len,
+                                    size_t *out_events_n);
+
+/**
+ * Releases a tenant's block of `rule` (`OG_RULE_NONE`: every rule), as `og_engine_release`,
+ * in the shared state: every process sees it on its next call. Events as for
+ * `og_shared_engine_record`.
+ * Results: as `og_engine_release`, plus the file results of `og_shared_engine_check`.
+ */
+og_result og_shared_engine_release(const struct og_shared_engine *engine,
+                                   const char *tenant,
+                                   og_rule rule,
+                                   uint64_t now,
+                                   struct og_event *events,
+                                   size_t events_len,
+                                   size_t *out_events_n);
+
+/**
+ * Marks a tenant lapsed (`lapsed` true) or active again, as `og_engine_mark_lapsed` /
+ * `og_engine_mark_active`, in the shared state. Events as for `og_shared_engine_record`.
+ * Results: as `og_shared_engine_release`.
+ */
+og_result og_shared_engine_set_lapsed(const struct og_shared_engine *engine,
+                                      const char *tenant,
+                                      bool lapsed,
+                                      uint64_t now,
+                                      struct og_event *events,
+                                      size_t events_len,
+                                      size_t *out_events_n);
+
+/**
+ * A tenant's state at `now`, as `og_engine_status`, from the shared state.
+ * `engine`, `tenant` and `out_status` must not be NULL; `*out_status` is written on success.
+ * Results: as `og_engine_status`, plus the file results of `og_shared_engine_check`.
+ */
+og_result og_shared_engine_status(const struct og_shared_engine *engine,
+                                  const char *tenant,
+                                  uint64_t now,
+                                  struct og_tenant_status *out_status);
+
+/**
+ * Copies the id of the tenant with index `tenant` (as in `og_decision.tenant`) into `buf`;
+ * buffer rules and results as for `og_engine_tenant_id`.
+ */
+og_result og_shared_engine_tenant_id(const struct og_shared_engine *engine,
+                                     uint32_t tenant,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/**
+ * Writes the state file's changed pages to disk and waits (`msync`). Other processes see
+ * changes without it; it only matters for a machine crash.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO`.
+ */
+og_result og_shared_engine_sync(const struct og_shared_engine *engine);
 
 /**
  * The library version, such as `"0.1.0"`: a static NUL-terminated string.

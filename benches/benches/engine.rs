@@ -3,8 +3,8 @@
 //! ([`StdGuard`]: `HashMap` tenants and domains, `ip_network_table`, per-tenant rings).
 //!
 //! Modes: `hot` repeats one message (everything cached); `stream` sends messages of random
-//! tenants from random clean IPs back to back (the CPU overlaps one call's cache misses with
-//! the next's: about what a batch API could reach); `isolated` makes each call wait for the
+//! tenants from random clean IPs back to back (the CPU may overlap one call's cache misses
+//! with the next's); `isolated` makes each call wait for the
 //! previous result, as a mail server's single call does, so every miss is paid in full.
 
 mod common;

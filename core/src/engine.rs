@@ -295,6 +295,24 @@ pub struct Engine<S: Storage> {
     overrides_high: u32,
     names_len: u32,
     range_lens: [[u32; 129]; 3],
+    /// Per kind: how many prefix lengths are present, then those lengths, longest first
+    /// (derived from `range_lens`; lookups walk only lengths that exist).
+    range_order: [[u8; 130]; 3],
+}
+
+fn range_order(lens: &[[u32; 129]; 3]) -> [[u8; 130]; 3] {
+    let mut out = [[0u8; 130]; 3];
+    for (kind, counts) in lens.iter().enumerate() {
+        let mut n = 0usize;
+        for len in (0..=128usize).rev() {
+            if counts[len] != 0 {
+                n += 1;
+                out[kind][n] = len as u8;
+            }
+        }
+        out[kind][0] = n as u8;
+    }
+    out
 }
 
 impl<S: Storage> core::fmt::Debug for Engine<S> {
@@ -359,6 +377,7 @@ struct View<'p> {
     p: Parts<'p>,
     l: &'p Layout,
     range_lens: &'p [[u32; 129]; 3],
+    range_order: &'p [[u8; 130]; 3],
 }
 
 impl<'p> View<'p> {
@@ -622,11 +641,9 @@ impl<'p> View<'p> {
         ip: u128,
         mut pred: impl FnMut(&RangeEntry) -> bool,
     ) -> Option<&'p RangeEntry> {
-        let lens = self.range_lens.get(kind as usize)?;
-        for len in (0..=128u8).rev() {
-            if lens[len as usize] == 0 {
-                continue;
-            }
+        let order = self.range_order.get(kind as usize)?;
+        let n = order[0] as usize;
+        for &len in order.get(1..=n).unwrap_or(&[]) {
             if let Ok(i) = self.range_slot(kind, owner, ip & prefix_mask(len), len) {
                 let e = &self.ranges()[i];
                 if pred(e) {
@@ -681,7 +698,7 @@ impl<'p> View<'p> {
     fn counter_cells(&self, t: u32, cap: &Capacity) -> (&'p [u32], &'p [u32]) {
         let stride = cap.counter_stride();
         let base = t as usize * stride;
-        let ts = 2 * cap.threshold_slots as usize;
+        let ts = cap.threshold_cells();
         let all = self.p.counters.get(base..base + stride).unwrap_or(&[]);
         let (a, b) = all.split_at(ts.min(all.len()));
         (a, b)
@@ -785,6 +802,7 @@ impl<S: Storage> Engine<S> {
             overrides_high: 0,
             names_len: 0,
             range_lens: [[0; 129]; 3],
+            range_order: [[0; 130]; 3],
         })
     }
 
@@ -793,6 +811,7 @@ impl<S: Storage> Engine<S> {
             p: self.store.parts(),
             l: &self.layout,
             range_lens: &self.range_lens,
+            range_order: &self.range_order,
         }
     }
 
@@ -1065,6 +1084,7 @@ impl<S: Storage> Engine<S> {
         }
         self.domains_live -= removed_domains;
         self.ranges_live -= removed_ranges;
+        self.range_order = range_order(&self.range_lens);
         self.tenants_live -= 1;
         Ok(())
     }
@@ -1421,6 +1441,7 @@ impl<S: Storage> Engine<S> {
             p.connector_index[s] = INDEX_DELETED;
         }
         self.ranges_live -= removed;
+        self.range_order = range_order(&self.range_lens);
         Ok(())
     }
 
@@ -1465,6 +1486,9 @@ impl<S: Storage> Engine<S> {
             ..RangeEntry::EMPTY
         };
         self.range_lens[kind as usize][range.len.min(128) as usize] += 1;
+        if self.range_lens[kind as usize][range.len.min(128) as usize] == 1 {
+            self.range_order = range_order(&self.range_lens);
+        }
         self.ranges_live += 1;
         Ok(slot)
     }
@@ -1477,6 +1501,9 @@ impl<S: Storage> Engine<S> {
             .map_err(|_| Error::NotFound)?;
         self.store.parts_mut().ranges[i].flags = RANGE_DELETED;
         self.range_lens[kind as usize][range.len.min(128) as usize] -= 1;
+        if self.range_lens[kind as usize][range.len.min(128) as usize] == 0 {
+            self.range_order = range_order(&self.range_lens);
+        }
         self.ranges_live -= 1;
         Ok(())
     }
@@ -1723,7 +1750,7 @@ impl<S: Storage> Engine<S> {
         let rules = v.rules_for(rec, &self.rules);
         let cap = self.cap;
         let stride = cap.counter_stride();
-        let ts = 2 * cap.threshold_slots as usize;
+        let ts = cap.threshold_cells();
         let p = self.store.parts_mut();
         let Some(rec) = p.tenants.get_mut(t as usize) else {
             return;
@@ -1813,7 +1840,7 @@ impl<S: Storage> Engine<S> {
     fn clear_window(&mut self, t: u32, rule: usize) {
         let cap = self.cap;
         let stride = cap.counter_stride();
-        let ts = 2 * cap.threshold_slots as usize;
+        let ts = cap.threshold_cells();
         let p = self.store.parts_mut();
         if let Some(cells) = p
             .counters
@@ -2194,7 +2221,7 @@ impl<S: Storage> Engine<S> {
         let cap = self.cap;
         let depth = cap.audit_depth as usize;
         let stride = cap.counter_stride();
-        let ts = 2 * cap.threshold_slots as usize;
+        let ts = cap.threshold_cells();
         let new_lens = [
             window::slot_len(rules.threshold.window, cap.threshold_slots as usize),
             window::slot_len(rules.unregistered.window, cap.unregistered_slots as usize),
@@ -2224,6 +2251,8 @@ impl<S: Storage> Engine<S> {
                 for (k, c) in dst.iter_mut().enumerate() {
                     *c = src.get(k);
                 }
+                // Totals are derived: never trust them from outside.
+                window::recount(dst, width);
             } else {
                 // Geometry changed: keep the old window's totals in the current slot.
                 dst.fill(0);
@@ -2279,7 +2308,8 @@ impl Cells<'_> {
     }
     /// Sum of column `col` over the slots inside the window at the ring's own head.
     fn sum(&self, width: usize, head: u64, col: usize) -> u32 {
-        let slots = (self.len() / width.max(1)) as u64;
+        // The last group holds the running totals, not a slot.
+        let slots = (self.len() / width.max(1)).saturating_sub(1) as u64;
         let mut total = 0u32;
         for k in 0..slots {
             let Some(epoch) = head.checked_sub(k) else {
@@ -2531,6 +2561,7 @@ impl<S: Storage> Engine<S> {
             overrides_high: meta.overrides_high,
             names_len: meta.names_len,
             range_lens: meta.range_lens,
+            range_order: range_order(&meta.range_lens),
         })
     }
 

@@ -13,7 +13,7 @@ use crate::{Engine, Error, Event};
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"OUTGUARD";
 /// Format version written by this build.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER: usize = 32;
 pub(crate) const EVENT_BYTES: usize = 36;
 const RULE_BYTES: usize = 36;

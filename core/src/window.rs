@@ -1,9 +1,11 @@
-//! Sliding-window counters in fixed memory: a ring of time slots.
+//! Sliding-window counters in fixed memory: a ring of time slots plus running totals.
 //!
-//! A ring of `slots` cells-groups covers `slots * slot_len` seconds; the newest slot is the one
-//! of epoch `head` (= `now / slot_len`). Moving forward zeroes the slots that fell out of the
-//! window; a `now` earlier than `head` counts into the newest slot, so time going backwards
-//! never corrupts the ring. Precision is one slot.
+//! A counter set of `width` columns is `slots + 1` groups of `width` cells: the ring (slot of
+//! epoch `e` at group `e % slots`), then one group of running totals over the ring. The newest
+//! slot is the one of epoch `head` (= `now / slot_len`). Moving forward zeroes the slots that
+//! fell out of the window and takes them off the totals; a `now` earlier than `head` counts
+//! into the newest slot, so time going backwards never corrupts the ring. Precision is one
+//! slot. Reading the window at the newest epoch costs one load per column.
 
 /// Length of one slot for a window split into `slots` slots (at least one second).
 #[inline]
@@ -11,53 +13,93 @@ pub fn slot_len(window: u64, slots: usize) -> u64 {
     (window / slots.max(1) as u64).max(1)
 }
 
-/// Moves the ring forward to epoch `e`, zeroing slots that left the window.
+/// Cells a counter set of `slots` slots and `width` columns needs (ring plus totals).
+#[inline]
+pub const fn cells(slots: usize, width: usize) -> usize {
+    (slots + 1) * width
+}
+
+/// Ring slots of a counter set.
+#[inline]
+fn ring_slots(cells: &[u32], width: usize) -> usize {
+    (cells.len() / width.max(1)).saturating_sub(1)
+}
+
+/// Moves the ring forward to epoch `e`, zeroing slots that left the window and taking them
+/// off the totals.
 #[inline]
 pub fn advance(cells: &mut [u32], width: usize, head: &mut u64, e: u64) {
-    let slots = cells.len() / width.max(1);
+    let slots = ring_slots(cells, width);
     if slots == 0 || e <= *head {
         return;
     }
-    let gap = (e - *head).min(slots as u64);
-    for k in 1..=gap {
-        let s = ((*head + k) % slots as u64) as usize * width;
-        if let Some(group) = cells.get_mut(s..s + width) {
-            group.fill(0);
+    let gap = (e - *head).min(slots as u64) as usize;
+    let totals = slots * width;
+    let mut s = ((*head % slots as u64) as usize + 1) % slots;
+    for _ in 0..gap {
+        for col in 0..width {
+            let v = core::mem::take(&mut cells[s * width + col]);
+            cells[totals + col] = cells[totals + col].saturating_sub(v);
+        }
+        s += 1;
+        if s == slots {
+            s = 0;
         }
     }
     *head = e;
 }
 
-/// Adds `n` to column `col` of the newest slot (after [`advance`]).
+/// Adds `n` to column `col` of the newest slot (after [`advance`]) and to its total.
 #[inline]
 pub fn add(cells: &mut [u32], width: usize, head: u64, col: usize, n: u32) {
-    let slots = cells.len() / width.max(1);
-    if slots == 0 {
+    let slots = ring_slots(cells, width);
+    if slots == 0 || col >= width {
         return;
     }
     let i = (head % slots as u64) as usize * width + col;
-    if let Some(c) = cells.get_mut(i) {
-        *c = c.saturating_add(n);
-    }
+    cells[i] = cells[i].saturating_add(n);
+    let t = slots * width + col;
+    cells[t] = cells[t].saturating_add(n);
 }
 
 /// Sum of column `col` over the slots still inside the window at epoch `e`.
 #[inline]
 pub fn sum(cells: &[u32], width: usize, head: u64, e: u64, col: usize) -> u32 {
-    let slots = (cells.len() / width.max(1)) as u64;
-    let mut total = 0u32;
-    for k in 0..slots {
-        let Some(epoch) = head.checked_sub(k) else {
-            break;
-        };
-        // Inside the window when epoch > e - slots (e earlier than head: everything counts).
-        if e >= head && epoch.saturating_add(slots) <= e {
-            break;
-        }
-        let i = (epoch % slots) as usize * width + col;
-        total = total.saturating_add(cells.get(i).copied().unwrap_or(0));
+    let slots = ring_slots(cells, width);
+    if slots == 0 || col >= width {
+        return 0;
     }
-    total
+    let total = cells[slots * width + col];
+    if e <= head {
+        // The newest slot is current (or time went backwards): everything counts.
+        return total;
+    }
+    // Slots of epochs head-slots+1 ..= head-slots+gap have left the window.
+    let gap = (e - head).min(slots as u64) as usize;
+    let mut expired = 0u32;
+    let mut s = ((head % slots as u64) as usize + 1) % slots;
+    for _ in 0..gap {
+        expired = expired.saturating_add(cells[s * width + col]);
+        s += 1;
+        if s == slots {
+            s = 0;
+        }
+    }
+    total.saturating_sub(expired)
+}
+
+/// Recomputes the totals group from the ring (after copying a ring in from elsewhere).
+pub fn recount(cells: &mut [u32], width: usize) {
+    let slots = ring_slots(cells, width);
+    for col in 0..width {
+        let mut t = 0u32;
+        for s in 0..slots {
+            t = t.saturating_add(cells[s * width + col]);
+        }
+        if let Some(c) = cells.get_mut(slots * width + col) {
+            *c = t;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -66,7 +108,7 @@ mod tests {
 
     #[test]
     fn slides() {
-        let mut cells = [0u32; 4]; // 4 slots, width 1
+        let mut cells = [0u32; cells(4, 1)];
         let mut head = 10;
         add(&mut cells, 1, head, 0, 5);
         assert_eq!(sum(&cells, 1, head, 10, 0), 5);
@@ -81,14 +123,19 @@ mod tests {
         add(&mut cells, 1, head, 0, 2);
         assert_eq!(head, 12);
         assert_eq!(sum(&cells, 1, head, 12, 0), 8);
+        assert_eq!(sum(&cells, 1, head, 5, 0), 8);
+        // Moving forward takes expired slots off the total.
+        advance(&mut cells, 1, &mut head, 14);
+        assert_eq!(sum(&cells, 1, head, 14, 0), 3);
         // Jump far ahead clears everything.
         advance(&mut cells, 1, &mut head, 1000);
         assert_eq!(sum(&cells, 1, head, 1000, 0), 0);
+        assert_eq!(cells, [0; 5]);
     }
 
     #[test]
     fn two_columns() {
-        let mut cells = [0u32; 4]; // 2 slots, width 2
+        let mut cells = [0u32; cells(2, 2)];
         let mut head = 0;
         add(&mut cells, 2, head, 0, 3);
         add(&mut cells, 2, head, 1, 1);
@@ -97,5 +144,37 @@ mod tests {
         assert_eq!(sum(&cells, 2, head, 1, 0), 5);
         assert_eq!(sum(&cells, 2, head, 1, 1), 1);
         assert_eq!(sum(&cells, 2, head, 2, 0), 2);
+        assert_eq!(sum(&cells, 2, head, 2, 1), 0);
+        let mut copy = cells;
+        copy[4] = 0;
+        copy[5] = 0;
+        recount(&mut copy, 2);
+        assert_eq!(copy, cells);
+    }
+
+    #[test]
+    fn totals_match_a_full_sum() {
+        // Random walk against a brute-force sum of the ring.
+        let mut cells = [0u32; cells(5, 1)];
+        let mut head = 0u64;
+        let mut x = 12345u64;
+        let mut log: [(u64, u32); 200] = [(0, 0); 200];
+        for step in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let e = head + (x % 3);
+            advance(&mut cells, 1, &mut head, e);
+            let n = (x >> 8) as u32 % 4;
+            add(&mut cells, 1, head, 0, n);
+            log[step] = (head, n);
+            let at = head + (x >> 16) % 7;
+            let brute: u32 = log[..=step]
+                .iter()
+                .filter(|(h, _)| h + 5 > at)
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(sum(&cells, 1, head, at, 0), brute, "step {step}");
+        }
     }
 }

@@ -736,7 +736,7 @@ fn checksum(bytes: &[u8]) -> u64 {
 fn reseal(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + body.len());
     out.extend_from_slice(b"OUTGUARD");
-    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&outguard::snapshot::VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&checksum(body).to_le_bytes());

@@ -79,10 +79,13 @@ fn stream(n: usize) -> Vec<(u64, &'static str, &'static str, &'static str, Verdi
         .collect()
 }
 
+/// A decision with its events as (kind, rule, tenant).
+type Outcome = (Decision, Vec<(u8, u8, u32)>);
+
 fn run(
     e: &mut outguard::policy::HeapEngine,
     msgs: &[(u64, &str, &str, &str, Verdict)],
-) -> Vec<(Decision, Vec<(u8, u8, u32)>)> {
+) -> Vec<Outcome> {
     msgs.iter()
         .map(|&(now, tenant, from, ip, verdict)| {
             let msg = Message {

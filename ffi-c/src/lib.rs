@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod ffi;
 mod panic;
+pub mod shared;
 mod text;
 mod types;
 

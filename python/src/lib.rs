@@ -13,6 +13,7 @@ mod convert;
 mod engine;
 mod error;
 mod policy;
+mod shared;
 mod text;
 mod types;
 
@@ -23,6 +24,7 @@ fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(m)?;
     m.add_class::<policy::Policy>()?;
     m.add_class::<engine::Engine>()?;
+    m.add_class::<shared::SharedEngine>()?;
     m.add_class::<types::Decision>()?;
     m.add_class::<types::Event>()?;
     m.add_class::<types::Counters>()?;

@@ -228,7 +228,7 @@ fn memory(names_used: usize) -> Memory {
     md += &b.render();
     Memory {
         md,
-        per_tenant,
+        per_tenant: (per_tenant as f64 + index).round() as usize,
         per_counter_2slot: 2 * 2 * 4 + 8,
         per_domain,
     }
@@ -362,8 +362,8 @@ fn main() {
          (interference from other work on the machine only adds time), measured in this \
          run; ratios are to a baseline measured in the same run, and they are the figures \
          that count (the absolute times of a small shared machine drift from run to run). \
-         `stream`: calls on random keys back to back, so the CPU overlaps one call's cache \
-         misses with the next's (about what a batch could reach); `isolated`: each call waits \
+         `stream`: calls on random keys back to back, so the CPU may overlap one call's cache \
+         misses with the next's (§10 on why it hardly does); `isolated`: each call waits \
          for the previous result, as a mail server's single call does; `hot`: one key repeated.\n",
         date(now),
         if quick { "quick" } else { "full" },

@@ -23,16 +23,18 @@ const CAP: Capacity = Capacity {
     unregistered_slots: 8,
 };
 
-static mut TENANTS: [TenantRecord; 8] = [TenantRecord::EMPTY; 8];
-static mut TENANT_INDEX: [u32; 11] = [0; 11];
-static mut DOMAINS: [DomainEntry; 41] = [DomainEntry::EMPTY; 41];
-static mut CONNECTORS: [ConnectorRecord; 8] = [ConnectorRecord::EMPTY; 8];
-static mut CONNECTOR_INDEX: [u32; 11] = [0; 11];
-static mut RANGES: [RangeEntry; 41] = [RangeEntry::EMPTY; 41];
-static mut OVERRIDES: [RuleSetRecord; 2] = [RuleSetRecord::EMPTY; 2];
-static mut COUNTERS: [u32; 8 * 24] = [0; 8 * 24];
-static mut AUDIT: [Event; 64] = [Event::EMPTY; 64];
-static mut NAMES: [u8; 1024] = [0; 1024];
+const L: Layout = CAP.layout();
+
+static mut TENANTS: [TenantRecord; L.tenants] = [TenantRecord::EMPTY; L.tenants];
+static mut TENANT_INDEX: [u32; L.tenant_index] = [0; L.tenant_index];
+static mut DOMAINS: [DomainEntry; L.domains] = [DomainEntry::EMPTY; L.domains];
+static mut CONNECTORS: [ConnectorRecord; L.connectors] = [ConnectorRecord::EMPTY; L.connectors];
+static mut CONNECTOR_INDEX: [u32; L.connector_index] = [0; L.connector_index];
+static mut RANGES: [RangeEntry; L.ranges] = [RangeEntry::EMPTY; L.ranges];
+static mut OVERRIDES: [RuleSetRecord; L.overrides] = [RuleSetRecord::EMPTY; L.overrides];
+static mut COUNTERS: [u32; L.counters] = [0; L.counters];
+static mut AUDIT: [Event; L.audit] = [Event::EMPTY; L.audit];
+static mut NAMES: [u8; L.names] = [0; L.names];
 static mut ENGINE: Option<Engine<SliceStorage<'static>>> = None;
 
 /// Builds the engine over the static buffers with one tenant; returns 0 on success.

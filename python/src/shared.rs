@@ -1,0 +1,394 @@
+//! `outguard.SharedEngine`: an engine over a compiled policy image and a shared state file
+//! (the core's `outguard::shared`), so that several processes (forked workers, a mail server's
+//! per-connection processes, an analysis script beside them) count into one set of counters.
+//!
+//! Errors: the core's engine errors as for `Engine`; a policy that does not build is
+//! `PolicyError`; a file that cannot be opened or written is `OSError` (`FileExistsError` when
+//! `create_state` finds a file there); a damaged, truncated, foreign or superseded file, or a
+//! state file of another image, is `OutguardError` with a message naming the file.
+//! Every call that may wait for the state file's lock releases the GIL.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use outguard::shared::{self, SharedEngine as CoreShared, SharedError};
+use outguard::{Error, Event as CoreEvent};
+use pyo3::exceptions::{PyFileExistsError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::convert::{self, OwnedMessage};
+use crate::error::{core_error, exceptions, policy_error, tenant_error};
+use crate::policy::Policy;
+use crate::types::{event_list, Decision, EventData, ReloadReport, TenantStatus};
+
+fn shared_error(err: SharedError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        SharedError::Engine(e) => core_error(e),
+        SharedError::Policy(p) => policy_error(&p),
+        SharedError::Exists { .. } => PyFileExistsError::new_err(msg),
+        SharedError::Io { .. } => PyOSError::new_err(msg),
+        _ => Python::attach(|py| match exceptions(py) {
+            Ok(e) => PyErr::from_type(e.base.bind(py).clone(), msg),
+            Err(err) => err,
+        }),
+    }
+}
+
+fn tenant_shared_error(err: SharedError, tenant: &str) -> PyErr {
+    match err {
+        SharedError::Engine(e) => tenant_error(e, tenant),
+        other => shared_error(other),
+    }
+}
+
+fn events_of(e: &CoreShared, evs: &[CoreEvent]) -> Vec<EventData> {
+    evs.iter()
+        .map(|ev| EventData {
+            ev: *ev,
+            tenant: e.tenant_name(ev.tenant()).to_owned(),
+        })
+        .collect()
+}
+
+/// An engine over a compiled policy image and a shared state file. Every process that opens
+/// the same state file shares its counters, blocks and audit trails; a count is committed when
+/// `record` returns, whatever happens to the process next. Safe to share between threads.
+///
+/// Policy changes (domains, connectors, exceptions) are made in the policy: compile a new
+/// image and `SharedEngine.migrate` the state to it (every process follows by itself).
+#[pyclass(frozen, module = "outguard")]
+pub struct SharedEngine {
+    inner: Mutex<CoreShared>,
+}
+
+impl SharedEngine {
+    /// Runs `f` on the engine with the GIL released (it may wait for the file lock).
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreShared) -> R + Send) -> R {
+        py.detach(|| {
+            let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut g)
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message(
+    now: &Bound<'_, PyAny>,
+    mail_from: &Bound<'_, PyAny>,
+    tenant: Option<String>,
+    client_ip: Option<&Bound<'_, PyAny>>,
+    auth_user: Option<String>,
+    cert_domain: Option<String>,
+    forwarded: bool,
+    spf_pass: bool,
+    dkim_pass: bool,
+    recipients: u32,
+) -> PyResult<(u64, OwnedMessage)> {
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    Ok((
+        convert::time(now, "now")?,
+        OwnedMessage {
+            mail_from: convert::mail_from(mail_from)?,
+            tenant: non_empty(tenant),
+            client_ip: convert::opt_ip(client_ip)?,
+            auth_user: convert::idna_text(non_empty(auth_user)),
+            cert_domain: convert::idna_text(non_empty(cert_domain)),
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        },
+    ))
+}
+
+#[pymethods]
+impl SharedEngine {
+    /// Opens a policy image and its state file. `image=None` uses the image the state file
+    /// names (after a migration the pair stays consistent). Raises `OSError` for a missing
+    /// file and `OutguardError` for a damaged, foreign or superseded one.
+    #[new]
+    #[pyo3(signature = (image, state))]
+    fn py_new(py: Python<'_>, image: Option<PathBuf>, state: PathBuf) -> PyResult<SharedEngine> {
+        let e = py
+            .detach(|| match &image {
+                Some(i) => CoreShared::open(i, &state),
+                None => CoreShared::open_state(&state),
+            })
+            .map_err(shared_error)?;
+        Ok(SharedEngine {
+            inner: Mutex::new(e),
+        })
+    }
+
+    /// Compiles `policy` into a policy image at `image` (replacing a file there atomically)
+    /// and verifies it. Returns the image id.
+    #[staticmethod]
+    fn compile(py: Python<'_>, policy: &Policy, image: PathBuf) -> PyResult<u64> {
+        py.detach(|| shared::compile_policy(&policy.inner, &image))
+            .map(|i| i.id)
+            .map_err(shared_error)
+    }
+
+    /// Creates a state file for an image (zero counters). Raises `FileExistsError` when a file
+    /// is already there (use `migrate` to move state to a new image).
+    #[staticmethod]
+    fn create_state(py: Python<'_>, image: PathBuf, state: PathBuf) -> PyResult<()> {
+        py.detach(|| shared::create_state(&image, &state))
+            .map(|_| ())
+            .map_err(shared_error)
+    }
+
+    /// Moves the state of `old_state` (for `old_image`) to a new state file for `new_image` at
+    /// `new_state` (which may be `old_state`): counters, blocks and audit trails of the tenants
+    /// that remain. Processes using the old file switch on their next call.
+    #[staticmethod]
+    fn migrate(
+        py: Python<'_>,
+        old_image: PathBuf,
+        old_state: PathBuf,
+        new_image: PathBuf,
+        new_state: PathBuf,
+    ) -> PyResult<ReloadReport> {
+        py.detach(|| shared::migrate(&old_image, &old_state, &new_image, &new_state))
+            .map(|r| ReloadReport {
+                removed: r.removed,
+                added: r.added,
+            })
+            .map_err(shared_error)
+    }
+
+    /// Decides one message against the shared state; counts nothing (as `Engine.check`).
+    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=false, spf_pass=false, dkim_pass=false,
+                        recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<Decision> {
+        let (now, msg) = message(
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        )?;
+        self.with(py, |e| {
+            e.check(now, &msg.as_message()).map(|d| Decision {
+                d,
+                tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                events: Vec::new(),
+            })
+        })
+        .map_err(shared_error)
+    }
+
+    /// Counts a message that was accepted and scanned (as `Engine.record`) in the shared state.
+    /// Returns the events it caused.
+    #[pyo3(signature = (now, mail_from, *, verdict, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=false, spf_pass=false, dkim_pass=false,
+                        recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        now: &Bound<'py, PyAny>,
+        mail_from: &Bound<'py, PyAny>,
+        verdict: &str,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'py, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let v = convert::verdict(verdict)?;
+        let (now, msg) = message(
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        )?;
+        let r = self.with(py, |e| {
+            e.record(now, &msg.as_message(), v)
+                .map(|evs| events_of(e, &evs))
+        });
+        match r {
+            Ok(evs) => event_list(py, &evs),
+            Err(SharedError::Engine(Error::UnknownTenant)) => Err(PyErr::from_type(
+                exceptions(py)?.unknown_tenant.bind(py).clone(),
+                "the message belongs to no tenant (check refuses it with 5.7.64); \
+                 nothing was counted",
+            )),
+            Err(SharedError::Engine(Error::InvalidAddress)) => Err(PyValueError::new_err(format!(
+                "invalid sender address {:?} (check refuses it with 5.1.7); nothing was counted",
+                String::from_utf8_lossy(&msg.mail_from)
+            ))),
+            Err(e) => Err(shared_error(e)),
+        }
+    }
+
+    /// `check`, then `record` when accepted, as one step under the state file's lock. Returns
+    /// the decision with the events in `decision.events`.
+    #[pyo3(signature = (now, mail_from, *, verdict="clean", tenant=None, client_ip=None,
+                        auth_user=None, cert_domain=None, forwarded=false, spf_pass=false,
+                        dkim_pass=false, recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        verdict: &str,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<Decision> {
+        let v = convert::verdict(verdict)?;
+        let (now, msg) = message(
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        )?;
+        self.with(py, |e| {
+            e.evaluate(now, &msg.as_message(), v)
+                .map(|(d, evs)| Decision {
+                    d,
+                    tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                    events: events_of(e, &evs),
+                })
+        })
+        .map_err(shared_error)
+    }
+
+    /// Releases a tenant's block of `rule` (or of both windowed rules with `None`) in the
+    /// shared state. Returns a `released` event per block lifted.
+    #[pyo3(signature = (tenant, now, rule=None))]
+    fn release<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        now: &Bound<'py, PyAny>,
+        rule: Option<&str>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let rule = rule.map(convert::rule).transpose()?;
+        let evs = self
+            .with(py, |e| {
+                e.release(tenant, rule, now).map(|evs| events_of(e, &evs))
+            })
+            .map_err(|err| tenant_shared_error(err, tenant))?;
+        event_list(py, &evs)
+    }
+
+    /// Marks a tenant's subscription lapsed in the shared state.
+    fn mark_lapsed<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let evs = self
+            .with(py, |e| {
+                e.mark_lapsed(tenant, now).map(|evs| events_of(e, &evs))
+            })
+            .map_err(|err| tenant_shared_error(err, tenant))?;
+        event_list(py, &evs)
+    }
+
+    /// Marks a lapsed tenant active again in the shared state.
+    fn mark_active<'py>(
+        &self,
+        py: Python<'py>,
+        tenant: &str,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = convert::time(now, "now")?;
+        let evs = self
+            .with(py, |e| {
+                e.mark_active(tenant, now).map(|evs| events_of(e, &evs))
+            })
+            .map_err(|err| tenant_shared_error(err, tenant))?;
+        event_list(py, &evs)
+    }
+
+    /// A tenant's state at `now`, from the shared state.
+    fn status(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        now: &Bound<'_, PyAny>,
+    ) -> PyResult<TenantStatus> {
+        let now = convert::time(now, "now")?;
+        self.with(py, |e| e.status(tenant, now))
+            .map(|s| TenantStatus {
+                s,
+                tenant: tenant.to_owned(),
+            })
+            .map_err(|err| tenant_shared_error(err, tenant))
+    }
+
+    /// Writes the state file's changed pages to disk (`msync`); other processes see changes
+    /// without it.
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |e| e.sync()).map_err(shared_error)
+    }
+
+    /// The state file in use (it changes when a migration superseded the one opened).
+    #[getter]
+    fn state_path(&self, py: Python<'_>) -> PathBuf {
+        self.with(py, |e| e.info().state_path)
+    }
+
+    /// The policy image in use.
+    #[getter]
+    fn image_path(&self, py: Python<'_>) -> PathBuf {
+        self.with(py, |e| e.info().image_path)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let i = self.with(py, |e| e.info());
+        format!(
+            "<SharedEngine image={:?} state={:?} id={:016x}>",
+            i.image_path, i.state_path, i.image_id
+        )
+    }
+}
