@@ -14,6 +14,7 @@ __all__ = [
     "CapacityError",
     "Policy",
     "Engine",
+    "SharedEngine",
     "Decision",
     "Event",
     "Counters",
@@ -341,6 +342,87 @@ class Replay:
         """The decision for message ``i``, with the events it caused."""
     def __getitem__(self, key: str, /) -> list[Any]: ...
     def __len__(self) -> int: ...
+
+@final
+class SharedEngine:
+    """An engine over a compiled policy image and a state file that many processes map at
+    once (forking mail servers, restarts): counts are shared and survive process crashes.
+
+    ``check`` takes no lock; ``record``, ``evaluate`` and operator actions serialise on the
+    state file. Policy edits go through ``compile`` + ``migrate``."""
+
+    def __new__(
+        cls,
+        image: Optional[Union[str, os.PathLike[str]]],
+        state: Union[str, os.PathLike[str]],
+    ) -> SharedEngine: ...
+    @staticmethod
+    def compile(policy: Policy, image: Union[str, os.PathLike[str]]) -> int:
+        """Writes the policy as a flat image file; returns the image id."""
+    @staticmethod
+    def create_state(image: Union[str, os.PathLike[str]], state: Union[str, os.PathLike[str]]) -> None:
+        """Creates a fresh state file for an image (never overwrites an existing file)."""
+    @staticmethod
+    def migrate(
+        old_image: Union[str, os.PathLike[str]],
+        old_state: Union[str, os.PathLike[str]],
+        new_image: Union[str, os.PathLike[str]],
+        new_state: Union[str, os.PathLike[str]],
+    ) -> ReloadReport:
+        """Carries counters, blocks and audit trails over to a state file for a new image."""
+    def check(
+        self,
+        now: _Time,
+        mail_from: Union[str, bytes, None],
+        *,
+        tenant: Optional[str] = None,
+        client_ip: Optional[_IpLike] = None,
+        auth_user: Optional[str] = None,
+        cert_domain: Optional[str] = None,
+        forwarded: bool = False,
+        spf_pass: bool = False,
+        dkim_pass: bool = False,
+        recipients: int = 1,
+    ) -> Decision: ...
+    def record(
+        self,
+        now: _Time,
+        mail_from: Union[str, bytes, None],
+        *,
+        verdict: _Verdict,
+        tenant: Optional[str] = None,
+        client_ip: Optional[_IpLike] = None,
+        auth_user: Optional[str] = None,
+        cert_domain: Optional[str] = None,
+        forwarded: bool = False,
+        spf_pass: bool = False,
+        dkim_pass: bool = False,
+        recipients: int = 1,
+    ) -> list[Event]: ...
+    def evaluate(
+        self,
+        now: _Time,
+        mail_from: Union[str, bytes, None],
+        *,
+        verdict: _Verdict = "clean",
+        tenant: Optional[str] = None,
+        client_ip: Optional[_IpLike] = None,
+        auth_user: Optional[str] = None,
+        cert_domain: Optional[str] = None,
+        forwarded: bool = False,
+        spf_pass: bool = False,
+        dkim_pass: bool = False,
+        recipients: int = 1,
+    ) -> Decision: ...
+    def release(self, tenant: str, now: _Time, rule: Optional[str] = None) -> list[Event]: ...
+    def mark_lapsed(self, tenant: str, now: _Time) -> list[Event]: ...
+    def mark_active(self, tenant: str, now: _Time) -> list[Event]: ...
+    def status(self, tenant: str, now: _Time) -> TenantStatus: ...
+    def sync(self) -> None: ...
+    @property
+    def state_path(self) -> os.PathLike[str]: ...
+    @property
+    def image_path(self) -> os.PathLike[str]: ...
 
 @final
 class Engine:
