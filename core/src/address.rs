@@ -24,34 +24,13 @@ impl DomainName {
     /// Normalises and validates a domain: hostname alphabet (letters, digits, `-`), labels of
     /// 1..=63 octets, at most 253 octets, one trailing dot ignored.
     pub fn parse(name: &[u8]) -> Result<DomainName, Error> {
-        let name = name.strip_suffix(b".").unwrap_or(name);
-        if name.is_empty() || name.len() > MAX_DOMAIN {
-            return Err(Error::InvalidDomain);
-        }
+        let name = validate_domain(name)?;
         let mut out = DomainName {
             len: name.len() as u8,
             bytes: [0; MAX_DOMAIN],
         };
-        let mut label = 0usize;
-        for (i, &b) in name.iter().enumerate() {
-            match b {
-                b'.' => {
-                    if label == 0 {
-                        return Err(Error::InvalidDomain);
-                    }
-                    label = 0;
-                }
-                b'a'..=b'z' | b'0'..=b'9' | b'-' => label += 1,
-                b'A'..=b'Z' => label += 1,
-                _ => return Err(Error::InvalidDomain),
-            }
-            if label > MAX_LABEL {
-                return Err(Error::InvalidDomain);
-            }
-            out.bytes[i] = b.to_ascii_lowercase();
-        }
-        if label == 0 {
-            return Err(Error::InvalidDomain);
+        for (o, &b) in out.bytes.iter_mut().zip(name) {
+            *o = b.to_ascii_lowercase();
         }
         Ok(out)
     }
@@ -70,11 +49,7 @@ impl DomainName {
     /// The parent suffixes of this name, longest first, excluding the name itself
     /// (`a.b.c` gives `b.c`, then `c`).
     pub fn parents(&self) -> impl Iterator<Item = &[u8]> {
-        let b = self.as_bytes();
-        b.iter()
-            .enumerate()
-            .filter(|&(_, &c)| c == b'.')
-            .map(move |(i, _)| &b[i + 1..])
+        parents(self.as_bytes())
     }
 }
 
@@ -91,15 +66,69 @@ impl core::fmt::Debug for DomainName {
     }
 }
 
+const LABEL_BYTE: u8 = 1;
+const DOT: u8 = 2;
+/// The hostname alphabet: letters, digits and `-` make labels; `.` separates them.
+const HOSTNAME: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'-' {
+            t[b] = LABEL_BYTE;
+        } else if c == b'.' {
+            t[b] = DOT;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Validates a domain without copying it: hostname alphabet (letters, digits, `-`), labels of
+/// 1..=63 octets, at most 253 octets; returns it without its one optional trailing dot. The
+/// result may be in any case: lookups fold case as they hash and compare (for this alphabet,
+/// setting bit `0x20` of every byte is exactly ASCII lower-casing).
+pub fn validate_domain(name: &[u8]) -> Result<&[u8], Error> {
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > MAX_DOMAIN {
+        return Err(Error::InvalidDomain);
+    }
+    let mut label = 0usize;
+    for &b in name {
+        match HOSTNAME[b as usize] {
+            LABEL_BYTE => {
+                label += 1;
+                if label > MAX_LABEL {
+                    return Err(Error::InvalidDomain);
+                }
+            }
+            DOT if label > 0 => label = 0,
+            _ => return Err(Error::InvalidDomain),
+        }
+    }
+    if label == 0 {
+        return Err(Error::InvalidDomain);
+    }
+    Ok(name)
+}
+
+/// The parent suffixes of a domain, longest first, excluding the name itself
+/// (`a.b.c` gives `b.c`, then `c`).
+pub fn parents(name: &[u8]) -> impl Iterator<Item = &[u8]> {
+    name.iter()
+        .enumerate()
+        .filter(|&(_, &c)| c == b'.')
+        .map(move |(i, _)| &name[i + 1..])
+}
+
 /// What the envelope sender says about the sending domain.
-// A short-lived stack value: boxing the inline name would need an allocator.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sender {
+pub enum Sender<'a> {
     /// The null reverse-path `<>` (or an empty string).
     Null,
-    /// `local@domain`.
-    Domain(DomainName),
+    /// `local@domain`: the domain, validated, in the case it was written (see
+    /// [`validate_domain`]).
+    Domain(&'a [u8]),
     /// `local@[address literal]`: never a registered domain.
     Literal,
 }
@@ -109,7 +138,7 @@ pub enum Sender {
 /// Accepts `<...>` wrapping, quoted local parts that contain `@` (the domain follows the last
 /// `@` outside quotes), and source routes (`<@a,@b:user@example.com>`, route ignored).
 /// An empty string and `<>` are the null sender.
-pub fn parse_sender(raw: &[u8]) -> Result<Sender, Error> {
+pub fn parse_sender(raw: &[u8]) -> Result<Sender<'_>, Error> {
     if raw.len() > MAX_ADDRESS {
         return Err(Error::InvalidAddress);
     }
@@ -133,44 +162,14 @@ pub fn parse_sender(raw: &[u8]) -> Result<Sender, Error> {
             .ok_or(Error::InvalidAddress)?;
         s = &s[colon + 1..];
     }
-    // Find the last '@' outside a quoted string.
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut at = None;
-    for (i, &b) in s.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if in_quotes => escaped = true,
-            b'"' => in_quotes = !in_quotes,
-            // One unquoted '@' only: `a@b@example.com` is not an address (RFC 5321 local parts
-            // carry '@' only inside quotes), and guessing its domain invites spoofing.
-            b'@' if !in_quotes => {
-                if at.is_some() {
-                    return Err(Error::InvalidAddress);
-                }
-                at = Some(i)
-            }
-            0..=0x1f | 0x7f => return Err(Error::InvalidAddress),
-            b' ' | b'<' | b'>' | b'(' | b')' | b',' | b';' | b'\\' if !in_quotes => {
-                return Err(Error::InvalidAddress)
-            }
-            _ => {}
-        }
-    }
-    if in_quotes {
-        return Err(Error::InvalidAddress);
-    }
-    let at = at.ok_or(Error::InvalidAddress)?;
-    let (local, domain) = (&s[..at], &s[at + 1..]);
-    if local.is_empty() {
-        return Err(Error::InvalidAddress);
-    }
-    if core::str::from_utf8(local).is_err() {
-        return Err(Error::InvalidAddress);
-    }
+    // The domain follows the last '@' (a domain never holds '@' or quotes, so a last '@'
+    // inside quotes leaves an invalid domain and the address is refused below).
+    let at = s
+        .iter()
+        .rposition(|&b| b == b'@')
+        .ok_or(Error::InvalidAddress)?;
+    check_local_part(&s[..at])?;
+    let domain = &s[at + 1..];
     if domain.first() == Some(&b'[') {
         if domain.len() < 3 || domain.last() != Some(&b']') {
             return Err(Error::InvalidAddress);
@@ -184,9 +183,86 @@ pub fn parse_sender(raw: &[u8]) -> Result<Sender, Error> {
         }
         return Ok(Sender::Literal);
     }
-    DomainName::parse(domain)
+    validate_domain(domain)
         .map(Sender::Domain)
         .map_err(|_| Error::InvalidAddress)
+}
+
+/// Bytes a local part may hold outside quotes (RFC 5321 atext and '.', plus UTF-8 bytes for
+/// SMTPUTF8 local parts).
+const LOCAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || c >= 0x80
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'/'
+                    | b'='
+                    | b'?'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'{'
+                    | b'|'
+                    | b'}'
+                    | b'~'
+                    | b'.'
+            );
+        b += 1;
+    }
+    t
+};
+
+/// Checks a local part: atext outside quotes; inside quotes anything printable with `\`
+/// escapes; no control characters; UTF-8.
+fn check_local_part(local: &[u8]) -> Result<(), Error> {
+    if local.is_empty() {
+        return Err(Error::InvalidAddress);
+    }
+    if !local.contains(&b'"') {
+        // The common case: one table lookup a byte.
+        if !local.iter().all(|&b| LOCAL[b as usize]) {
+            return Err(Error::InvalidAddress);
+        }
+    } else {
+        let mut in_quotes = false;
+        let mut escaped = false;
+        for &b in local {
+            if escaped {
+                escaped = false;
+                if b < 0x20 || b == 0x7f {
+                    return Err(Error::InvalidAddress);
+                }
+                continue;
+            }
+            match b {
+                0..=0x1f | 0x7f => return Err(Error::InvalidAddress),
+                b'"' => in_quotes = !in_quotes,
+                b'\\' if in_quotes => escaped = true,
+                _ if in_quotes => {}
+                _ if LOCAL[b as usize] => {}
+                _ => return Err(Error::InvalidAddress),
+            }
+        }
+        if in_quotes || escaped {
+            return Err(Error::InvalidAddress);
+        }
+    }
+    if !local.is_ascii() && core::str::from_utf8(local).is_err() {
+        return Err(Error::InvalidAddress);
+    }
+    Ok(())
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -200,21 +276,23 @@ fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// The domain part of a login such as `alice@contoso.com` (for SASL attribution), if it has one.
-pub fn login_domain(login: &[u8]) -> Option<DomainName> {
+pub fn login_domain(login: &[u8]) -> Option<&[u8]> {
     let at = login.iter().rposition(|&b| b == b'@')?;
-    DomainName::parse(&login[at + 1..]).ok()
+    validate_domain(&login[at + 1..]).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::string::String;
 
-    fn dom(s: &str) -> Sender {
+    fn dom(s: &str) -> Sender<'_> {
         parse_sender(s.as_bytes()).unwrap()
     }
-    fn name(s: &Sender) -> &str {
+    fn name(s: &Sender) -> String {
         match s {
-            Sender::Domain(d) => d.as_str(),
+            Sender::Domain(d) => DomainName::parse(d).unwrap().as_str().into(),
             _ => panic!("not a domain: {s:?}"),
         }
     }

@@ -2,9 +2,9 @@
 
 use core::net::IpAddr;
 
-use crate::address::{login_domain, parse_sender, DomainName, Sender};
+use crate::address::{login_domain, parents, parse_sender, validate_domain, DomainName, Sender};
 use crate::cidr::{addr_bits, prefix_mask, Cidr};
-use crate::hash::{hash_bytes, hash_u128, reduce};
+use crate::hash::{eq_domain, hash_bytes, hash_domain, hash_u128, reduce};
 use crate::storage::*;
 use crate::window;
 use crate::{
@@ -498,7 +498,7 @@ impl<'p> View<'p> {
         if n == 0 {
             return false;
         }
-        let h = hash_bytes(SEED_DOMAIN, name);
+        let h = hash_domain(SEED_DOMAIN, name);
         let tag = tag16(h);
         let mut i = reduce(h, n);
         for _ in 0..n {
@@ -509,7 +509,7 @@ impl<'p> View<'p> {
             if e.flags & DOMAIN_USED != 0
                 && e.tag == tag
                 && e.name_len as usize == name.len()
-                && name_of(self.p.names, e.name_off, e.name_len) == name
+                && eq_domain(name_of(self.p.names, e.name_off, e.name_len), name)
                 && f(i, e)
             {
                 return true;
@@ -524,22 +524,21 @@ impl<'p> View<'p> {
 
     /// An accepted, validated domain of tenant `t` matches `dom` (exactly, or as a parent
     /// whose entry allows subdomains).
-    fn is_registered(&self, t: u32, dom: &DomainName) -> bool {
+    fn is_registered(&self, t: u32, dom: &[u8]) -> bool {
         let ok = |e: &DomainEntry, parent: bool| {
             e.tenant == t
                 && e.flags & DOMAIN_CERTIFICATE == 0
                 && e.flags & DOMAIN_VALIDATED != 0
                 && (!parent || e.flags & DOMAIN_SUBDOMAINS != 0)
         };
-        if self.each_domain(dom.as_bytes(), |_, e| ok(e, false)) {
+        if self.each_domain(dom, |_, e| ok(e, false)) {
             return true;
         }
-        dom.parents()
-            .any(|p| self.each_domain(p, |_, e| ok(e, true)))
+        parents(dom).any(|p| self.each_domain(p, |_, e| ok(e, true)))
     }
 
     /// The one tenant whose validated accepted domains match `dom`, if exactly one does.
-    fn unique_domain_owner(&self, dom: &DomainName) -> Option<u32> {
+    fn unique_domain_owner(&self, dom: &[u8]) -> Option<u32> {
         let mut owner: Option<u32> = None;
         let mut ambiguous = false;
         let mut visit = |e: &DomainEntry, parent: bool| {
@@ -555,8 +554,8 @@ impl<'p> View<'p> {
             }
             false
         };
-        self.each_domain(dom.as_bytes(), |_, e| visit(e, false));
-        for p in dom.parents() {
+        self.each_domain(dom, |_, e| visit(e, false));
+        for p in parents(dom) {
             self.each_domain(p, |_, e| visit(e, true));
         }
         if ambiguous {
@@ -567,14 +566,10 @@ impl<'p> View<'p> {
     }
 
     /// The certificate connector for a certificate domain, if exactly one tenant has one.
-    fn certificate_connector(
-        &self,
-        dom: &DomainName,
-        only_tenant: Option<u32>,
-    ) -> Option<(u32, u32)> {
+    fn certificate_connector(&self, dom: &[u8], only_tenant: Option<u32>) -> Option<(u32, u32)> {
         let mut found: Option<(u32, u32)> = None;
         let mut ambiguous = false;
-        self.each_domain(dom.as_bytes(), |_, e| {
+        self.each_domain(dom, |_, e| {
             if e.flags & DOMAIN_CERTIFICATE != 0 && only_tenant.is_none_or(|t| t == e.tenant) {
                 match found {
                     None => found = Some((e.tenant, e.connector)),
@@ -1197,7 +1192,7 @@ impl<S: Storage> Engine<S> {
         if n == 0 {
             return Err(Error::TableFull(Table::Domains));
         }
-        let h = hash_bytes(SEED_DOMAIN, name.as_bytes());
+        let h = hash_domain(SEED_DOMAIN, name.as_bytes());
         let mut i = reduce(h, n);
         let mut slot = None;
         for _ in 0..n {
@@ -1564,13 +1559,13 @@ impl<S: Storage> Engine<S> {
         let v = self.view();
         let cert = msg
             .cert_domain
-            .and_then(|c| DomainName::parse(c.as_bytes()).ok());
+            .and_then(|c| validate_domain(c.as_bytes()).ok());
         let (tenant, attribution) = if let Some(id) = msg.tenant {
             (v.find_tenant(id.as_bytes())?, Attribution::Explicit)
         } else if let Some(t) = msg
             .auth_user
             .and_then(|u| login_domain(u.as_bytes()))
-            .and_then(|d| v.unique_domain_owner(&d))
+            .and_then(|d| v.unique_domain_owner(d))
         {
             (t, Attribution::AuthUser)
         } else if let Some((t, _)) = cert.as_ref().and_then(|c| v.certificate_connector(c, None)) {
@@ -2107,8 +2102,8 @@ impl<S: Storage> Engine<S> {
                 why |= suspicion::RECENT;
             }
             if c.cert_len > 0 {
-                let accepted = DomainName::parse(name_of(v.p.names, c.cert_off, c.cert_len))
-                    .is_ok_and(|d| v.is_registered(c.tenant, &d));
+                let accepted =
+                    v.is_registered(c.tenant, name_of(v.p.names, c.cert_off, c.cert_len));
                 if !accepted {
                     why |= suspicion::CERTIFICATE_NOT_ACCEPTED;
                 }

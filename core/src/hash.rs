@@ -30,6 +30,35 @@ pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     fold_mul(h, K1)
 }
 
+/// Hashes a domain name case-insensitively: every byte with bit `0x20` set, which for the
+/// hostname alphabet (letters, digits, `-`, `.`) is exactly ASCII lower-casing.
+#[inline]
+pub fn hash_domain(seed: u64, bytes: &[u8]) -> u64 {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let mut h = seed ^ K0 ^ (bytes.len() as u64).wrapping_mul(K1);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = fold_mul(h ^ (u64::from_le_bytes(w) | FOLD), K1);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        for (o, &b) in w.iter_mut().zip(rest) {
+            *o = b | 0x20;
+        }
+        h = fold_mul(h ^ u64::from_le_bytes(w), K0);
+    }
+    fold_mul(h, K1)
+}
+
+/// Whether a stored (lower-case) domain equals a validated one in any case.
+#[inline]
+pub fn eq_domain(stored: &[u8], query: &[u8]) -> bool {
+    stored.len() == query.len() && stored.iter().zip(query).all(|(&s, &q)| s == q | 0x20)
+}
+
 /// Hashes a 128-bit key with two extra small words.
 #[inline]
 pub fn hash_u128(seed: u64, v: u128, a: u32, b: u32) -> u64 {

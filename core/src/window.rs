@@ -74,8 +74,12 @@ pub fn sum(cells: &[u32], width: usize, head: u64, e: u64, col: usize) -> u32 {
         // The newest slot is current (or time went backwards): everything counts.
         return total;
     }
+    if e - head >= slots as u64 {
+        // The newest slot itself has left the window (an idle tenant).
+        return 0;
+    }
     // Slots of epochs head-slots+1 ..= head-slots+gap have left the window.
-    let gap = (e - head).min(slots as u64) as usize;
+    let gap = (e - head) as usize;
     let mut expired = 0u32;
     let mut s = ((head % slots as u64) as usize + 1) % slots;
     for _ in 0..gap {
