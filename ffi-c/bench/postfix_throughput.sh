@@ -42,8 +42,21 @@ connectors = [ { name = "loopback", ranges = ["127.0.0.0/8"] } ]
 EOF
 
 smtp-sink -u nobody 127.0.0.1:"$sink_port" 256 >/dev/null 2>&1 & pids+=($!)
-"$milter_bin" "$d/policy.toml" "inet:$milter_port@127.0.0.1" 2>"$d/milter.log" & pids+=($!)
-wait_port "$sink_port"; wait_port "$milter_port"
+# MILTER_TRANSPORT=inet|unix (default unix: no TCP, no Nagle/delayed-ACK stalls).
+transport="${MILTER_TRANSPORT:-unix}"
+if [ "$transport" = unix ]; then
+  chmod 755 "$d"                       # smtpd runs as postfix: it must reach the socket
+  milter_conn="unix:$d/milter.sock"
+  "$milter_bin" "$d/policy.toml" "$milter_conn" 2>"$d/milter.log" & pids+=($!)
+  for _ in $(seq 100); do [ -S "$d/milter.sock" ] && break; sleep 0.05; done
+  chmod 666 "$d/milter.sock"
+  smtpd_milter="$milter_conn"
+else
+  "$milter_bin" "$d/policy.toml" "inet:$milter_port@127.0.0.1" 2>"$d/milter.log" & pids+=($!)
+  wait_port "$milter_port"
+  smtpd_milter="inet:127.0.0.1:$milter_port"
+fi
+wait_port "$sink_port"
 
 postconf -c "$d/etc" -e compatibility_level=3.6 myhostname=mta-test.localdomain mydestination= \
   inet_interfaces=127.0.0.1 inet_protocols=ipv4 mynetworks=127.0.0.0/8 queue_directory="$d/spool" \
@@ -53,7 +66,7 @@ postconf -c "$d/etc" -e compatibility_level=3.6 myhostname=mta-test.localdomain 
   smtp_destination_concurrency_limit=50 default_destination_concurrency_limit=50
 postconf -c "$d/etc" -F '*/*/chroot = n'
 postconf -c "$d/etc" -M# smtp/inet
-postconf -c "$d/etc" -Me "127.0.0.1:$with_port/inet=127.0.0.1:$with_port inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:$milter_port"
+postconf -c "$d/etc" -Me "127.0.0.1:$with_port/inet=127.0.0.1:$with_port inet n - n - - smtpd -o smtpd_milters=$smtpd_milter"
 postconf -c "$d/etc" -Me "127.0.0.1:$without_port/inet=127.0.0.1:$without_port inet n - n - - smtpd -o smtpd_milters="
 postfix -c "$d/etc" start >/dev/null
 wait_port "$with_port"; wait_port "$without_port"

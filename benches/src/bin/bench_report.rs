@@ -141,7 +141,8 @@ fn memory(names_used: usize) -> Memory {
     let index = 4.0 * l.tenant_index as f64 / cap.tenants as f64;
     let audit = cap.audit_depth as usize * size_of::<Event>();
     let per_tenant = size_of::<TenantRecord>() + slots(&cap) + audit;
-    let per_domain = size_of::<DomainEntry>() as f64 * l.domains as f64 / cap.domains as f64;
+    let per_domain = size_of::<DomainEntry>() as f64 * l.domains as f64 / cap.domains as f64
+        + outguard::name_cost(0) as f64;
     let per_prefix = size_of::<RangeEntry>() as f64 * l.ranges as f64 / cap.ranges as f64;
     let names = names_used as f64;
     let total = (l.bytes() - l.names) as f64 + names;
@@ -155,7 +156,7 @@ fn memory(names_used: usize) -> Memory {
     t.row(vec![
         "tenant index slot".into(),
         format!("{index:.1}"),
-        "u32 per slot, 1.25 slots per tenant".into(),
+        "u32 per slot, 1.5 slots per tenant".into(),
     ]);
     t.row(vec![
         "window counters, default 24 + 24 slots".into(),
@@ -180,12 +181,16 @@ fn memory(names_used: usize) -> Memory {
     t.row(vec![
         "**per accepted domain**, besides its name".into(),
         format!("**{per_domain:.0}**"),
-        format!("{} B entry × 1.25 slots", size_of::<DomainEntry>()),
+        format!(
+            "{} B entry × 1.5 slots + {} B arena header (owner, for in-place compaction)",
+            size_of::<DomainEntry>(),
+            outguard::name_cost(0)
+        ),
     ]);
     t.row(vec![
         "**per low-reputation prefix**".into(),
         format!("**{per_prefix:.0}**"),
-        format!("{} B entry × 1.25 slots", size_of::<RangeEntry>()),
+        format!("{} B entry × 1.5 slots", size_of::<RangeEntry>()),
     ]);
     t.row(vec![
         "**total, 1e6 tenants / 2e6 domains / 1e6 prefixes**".into(),
@@ -535,7 +540,7 @@ fn main() {
     let _ = writeln!(md, "\n## 5. Memory\n\n{}", mem.md);
     let _ = writeln!(
         md,
-        "## 6. Build and load times, table occupancy\n\nOpen-addressing tables get 1.25 slots \
+        "## 6. Build and load times, table occupancy\n\nOpen-addressing tables get 1.5 slots \
          per entry (load 0.8) and probe linearly; a lookup that misses reads until an empty \
          slot.\n\n{}",
         b.md
