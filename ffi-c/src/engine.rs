@@ -82,7 +82,8 @@ impl EventSink {
     }
 }
 
-fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
+/// The core's view of a C message (borrowed; no allocation).
+pub(crate) fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
     if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
         return Err(og_result::InvalidParameter);
     }
@@ -106,13 +107,13 @@ fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
 /// A-label copies of a message's names when they carry U-labels (the core only knows ASCII
 /// domains). ASCII messages, the usual case, allocate nothing.
 #[derive(Default)]
-struct AsciiNames {
+pub(crate) struct AsciiNames {
     mail_from: Option<Vec<u8>>,
     auth_user: Option<String>,
     cert_domain: Option<String>,
 }
 
-fn ascii_names(m: &Message<'_>) -> AsciiNames {
+pub(crate) fn ascii_names(m: &Message<'_>) -> AsciiNames {
     use outguard::policy::idna::{address_to_ascii, domain_to_ascii};
     let mut n = AsciiNames::default();
     if !m.mail_from.is_ascii() {
@@ -125,7 +126,8 @@ fn ascii_names(m: &Message<'_>) -> AsciiNames {
     n
 }
 
-fn with_ascii<'a>(mut m: Message<'a>, n: &'a AsciiNames) -> Message<'a> {
+/// The message with its names replaced by their A-label copies, where there are any.
+pub(crate) fn with_ascii<'a>(mut m: Message<'a>, n: &'a AsciiNames) -> Message<'a> {
     if let Some(v) = &n.mail_from {
         m.mail_from = v;
     }

@@ -12,12 +12,12 @@
 //! `OG_RESULT_NOT_FOUND` (a superseded state file whose successor cannot be opened).
 
 use core::ffi::c_char;
-use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use outguard::shared::{self, SharedEngine, SharedError};
-use outguard::{Message, TenantId};
+use outguard::TenantId;
 
+use crate::engine::{ascii_names, with_ascii};
 use crate::error::og_result;
 use crate::ffi::{self, Out, OutSlice};
 use crate::panic::guard;
@@ -102,62 +102,6 @@ fn with_engine(
             }
         }
     })
-}
-
-fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
-    if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
-        return Err(og_result::InvalidParameter);
-    }
-    let client_ip = match ffi::opt_text(m.client_ip)? {
-        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| og_result::InvalidIp)?),
-        None => None,
-    };
-    Ok(Message {
-        mail_from: ffi::bytes(m.mail_from, m.mail_from_len)?,
-        tenant: ffi::opt_text(m.tenant)?,
-        client_ip,
-        auth_user: ffi::opt_text(m.auth_user)?,
-        cert_domain: ffi::opt_text(m.cert_domain)?,
-        forwarded: m.flags & OG_MESSAGE_FORWARDED != 0,
-        spf_pass: m.flags & OG_MESSAGE_SPF_PASS != 0,
-        dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
-        recipients: m.recipients,
-    })
-}
-
-/// A-label copies of a message's names when they carry U-labels (as `og_engine_*` does).
-#[derive(Default)]
-struct AsciiNames {
-    mail_from: Option<Vec<u8>>,
-    auth_user: Option<String>,
-    cert_domain: Option<String>,
-}
-
-impl AsciiNames {
-    fn of(m: &Message<'_>) -> AsciiNames {
-        use outguard::policy::idna::{address_to_ascii, domain_to_ascii};
-        let mut n = AsciiNames::default();
-        if !m.mail_from.is_ascii() {
-            if let Ok(s) = std::str::from_utf8(m.mail_from) {
-                n.mail_from = address_to_ascii(s).map(String::into_bytes);
-            }
-        }
-        n.auth_user = m.auth_user.and_then(address_to_ascii);
-        n.cert_domain = m.cert_domain.and_then(domain_to_ascii);
-        n
-    }
-    fn apply<'a>(&'a self, mut m: Message<'a>) -> Message<'a> {
-        if let Some(v) = &self.mail_from {
-            m.mail_from = v;
-        }
-        if let Some(v) = &self.auth_user {
-            m.auth_user = Some(v);
-        }
-        if let Some(v) = &self.cert_domain {
-            m.cert_domain = Some(v);
-        }
-        m
-    }
 }
 
 /// Writes the events of one call into the caller's array (the first `len`), the total into
@@ -354,9 +298,9 @@ pub extern "C" fn og_shared_engine_check(
     with_engine(engine, |e| {
         let m = ffi::input(message)?;
         let out = ffi::out(out_decision)?;
-        let raw = self::message(m)?;
-        let names = AsciiNames::of(&raw);
-        let msg = names.apply(raw);
+        let raw = crate::engine::message(m)?;
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
         Ok(e.check(now, &msg).map(|d| out.write(og_decision::from(&d))))
     })
 }
@@ -383,9 +327,9 @@ pub extern "C" fn og_shared_engine_record(
         let mut evs = ffi::out_slice(events, events_len)?;
         let out_n = ffi::opt_out(out_events_n);
         let verdict = verdict_from_c(verdict)?;
-        let raw = self::message(m)?;
-        let names = AsciiNames::of(&raw);
-        let msg = names.apply(raw);
+        let raw = crate::engine::message(m)?;
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
         Ok(e.record(now, &msg, verdict)
             .map(|ev| write_events(&mut evs, out_n, &ev)))
     })
@@ -410,9 +354,9 @@ pub extern "C" fn og_shared_engine_evaluate(
         let mut evs = ffi::out_slice(events, events_len)?;
         let out_n = ffi::opt_out(out_events_n);
         let verdict = verdict_from_c(verdict)?;
-        let raw = self::message(m)?;
-        let names = AsciiNames::of(&raw);
-        let msg = names.apply(raw);
+        let raw = crate::engine::message(m)?;
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
         Ok(e.evaluate(now, &msg, verdict).map(|(d, ev)| {
             out.write(og_decision::from(&d));
             write_events(&mut evs, out_n, &ev);

@@ -41,18 +41,18 @@ fn events_of(eng: &HeapEngine, evs: &[CoreEvent]) -> Vec<EventData> {
         .collect()
 }
 
-/// Message fields of the scalar calls.
-struct Fields<'a, 'py> {
-    now: &'a Bound<'py, PyAny>,
-    mail_from: &'a Bound<'py, PyAny>,
-    tenant: Option<String>,
-    client_ip: Option<&'a Bound<'py, PyAny>>,
-    auth_user: Option<String>,
-    cert_domain: Option<String>,
-    forwarded: bool,
-    spf_pass: bool,
-    dkim_pass: bool,
-    recipients: u32,
+/// Message fields of the scalar calls (of `Engine` and `SharedEngine`).
+pub(crate) struct Fields<'a, 'py> {
+    pub now: &'a Bound<'py, PyAny>,
+    pub mail_from: &'a Bound<'py, PyAny>,
+    pub tenant: Option<String>,
+    pub client_ip: Option<&'a Bound<'py, PyAny>>,
+    pub auth_user: Option<String>,
+    pub cert_domain: Option<String>,
+    pub forwarded: bool,
+    pub spf_pass: bool,
+    pub dkim_pass: bool,
+    pub recipients: u32,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -60,7 +60,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
 }
 
 impl Fields<'_, '_> {
-    fn message(self) -> PyResult<(u64, OwnedMessage)> {
+    pub(crate) fn message(self) -> PyResult<(u64, OwnedMessage)> {
         Ok((
             convert::time(self.now, "now")?,
             OwnedMessage {

@@ -17,7 +17,8 @@ use pyo3::exceptions::{PyFileExistsError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::convert::{self, OwnedMessage};
+use crate::convert;
+use crate::engine::Fields;
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::policy::Policy;
 use crate::types::{event_list, Decision, EventData, ReloadReport, TenantStatus};
@@ -71,36 +72,6 @@ impl SharedEngine {
             f(&mut g)
         })
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn message(
-    now: &Bound<'_, PyAny>,
-    mail_from: &Bound<'_, PyAny>,
-    tenant: Option<String>,
-    client_ip: Option<&Bound<'_, PyAny>>,
-    auth_user: Option<String>,
-    cert_domain: Option<String>,
-    forwarded: bool,
-    spf_pass: bool,
-    dkim_pass: bool,
-    recipients: u32,
-) -> PyResult<(u64, OwnedMessage)> {
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    Ok((
-        convert::time(now, "now")?,
-        OwnedMessage {
-            mail_from: convert::mail_from(mail_from)?,
-            tenant: non_empty(tenant),
-            client_ip: convert::opt_ip(client_ip)?,
-            auth_user: convert::idna_text(non_empty(auth_user)),
-            cert_domain: convert::idna_text(non_empty(cert_domain)),
-            forwarded,
-            spf_pass,
-            dkim_pass,
-            recipients,
-        },
-    ))
 }
 
 #[pymethods]
@@ -178,7 +149,7 @@ impl SharedEngine {
         dkim_pass: bool,
         recipients: u32,
     ) -> PyResult<Decision> {
-        let (now, msg) = message(
+        let (now, msg) = Fields {
             now,
             mail_from,
             tenant,
@@ -189,7 +160,8 @@ impl SharedEngine {
             spf_pass,
             dkim_pass,
             recipients,
-        )?;
+        }
+        .message()?;
         self.with(py, |e| {
             e.check(now, &msg.as_message()).map(|d| Decision {
                 d,
@@ -222,7 +194,7 @@ impl SharedEngine {
         recipients: u32,
     ) -> PyResult<Bound<'py, PyList>> {
         let v = convert::verdict(verdict)?;
-        let (now, msg) = message(
+        let (now, msg) = Fields {
             now,
             mail_from,
             tenant,
@@ -233,7 +205,8 @@ impl SharedEngine {
             spf_pass,
             dkim_pass,
             recipients,
-        )?;
+        }
+        .message()?;
         let r = self.with(py, |e| {
             e.record(now, &msg.as_message(), v)
                 .map(|evs| events_of(e, &evs))
@@ -275,7 +248,7 @@ impl SharedEngine {
         recipients: u32,
     ) -> PyResult<Decision> {
         let v = convert::verdict(verdict)?;
-        let (now, msg) = message(
+        let (now, msg) = Fields {
             now,
             mail_from,
             tenant,
@@ -286,7 +259,8 @@ impl SharedEngine {
             spf_pass,
             dkim_pass,
             recipients,
-        )?;
+        }
+        .message()?;
         self.with(py, |e| {
             e.evaluate(now, &msg.as_message(), v)
                 .map(|(d, evs)| Decision {
