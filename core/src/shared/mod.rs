@@ -88,6 +88,7 @@ pub use format::{
     compile, compile_policy, create_state, verify_image, ImageInfo, StateInfo, IMAGE_MAGIC,
     IMAGE_VERSION, STATE_MAGIC, STATE_VERSION,
 };
+pub(crate) use sys::advise_huge_pages;
 pub use sys::MappedStorage;
 
 /// Which of the two files an error is about.

@@ -772,3 +772,23 @@ impl Storage for MappedStorage {
         }
     }
 }
+
+// ----- huge pages ----------------------------------------------------------------------------
+
+/// Asks the kernel to back a fresh (not yet touched) allocation with transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`): with tables of hundreds of megabytes, every random lookup is
+/// otherwise a TLB miss on top of a cache miss. Best effort: where the kernel says no (THP
+/// disabled), nothing changes. Only whole 2 MiB pages inside the range are advised.
+pub(crate) fn advise_huge_pages(start: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < HUGE {
+        return;
+    }
+    let s = (start as usize).div_ceil(HUGE) * HUGE;
+    let e = (start as usize).saturating_add(len) / HUGE * HUGE;
+    if e > s {
+        // SAFETY: [s, e) lies inside the live allocation [start, start + len) the caller owns;
+        // MADV_HUGEPAGE changes how the kernel backs those pages, never their contents.
+        unsafe { libc::madvise(s as *mut libc::c_void, e - s, libc::MADV_HUGEPAGE) };
+    }
+}
