@@ -294,23 +294,50 @@ pub struct Engine<S: Storage> {
     ranges_live: u32,
     overrides_high: u32,
     names_len: u32,
-    range_lens: [[u32; 129]; 3],
-    /// Per kind: how many prefix lengths are present, then those lengths, longest first
-    /// (derived from `range_lens`; lookups walk only lengths that exist).
-    range_order: [[u8; 130]; 3],
+    range_lens: [[u32; 129]; RANGE_CLASSES],
+    /// Per kind and address family (`kind * 2 + family`): how many prefix lengths a lookup
+    /// must probe, then those lengths, longest first (derived from `range_lens`).
+    range_order: [[u8; 130]; 6],
 }
 
-fn range_order(lens: &[[u32; 129]; 3]) -> [[u8; 130]; 3] {
-    let mut out = [[0u8; 130]; 3];
-    for (kind, counts) in lens.iter().enumerate() {
-        let mut n = 0usize;
-        for len in (0..=128usize).rev() {
-            if counts[len] != 0 {
-                n += 1;
-                out[kind][n] = len as u8;
+/// Range counts are kept per kind and per class of prefix (`kind * 3 + class`): inside the
+/// IPv4-mapped block, elsewhere in IPv6, or covering the IPv4-mapped block (`::/0`, rare), so
+/// an IPv4 address never probes IPv6-only prefix lengths and the reverse.
+const RANGE_CLASSES: usize = 9;
+const CLASS_V4: usize = 0;
+const CLASS_V6: usize = 1;
+const CLASS_COVER: usize = 2;
+const V4_BLOCK: u128 = 0xffff_0000_0000;
+
+fn range_class(network: u128, len: u8) -> usize {
+    let len = len.min(128);
+    if len >= 96 && network & prefix_mask(96) == V4_BLOCK {
+        CLASS_V4
+    } else if len < 96 && V4_BLOCK & prefix_mask(len) == network {
+        CLASS_COVER
+    } else {
+        CLASS_V6
+    }
+}
+
+fn lens_index(kind: u8, network: u128, len: u8) -> usize {
+    kind as usize * 3 + range_class(network, len)
+}
+
+fn range_order(lens: &[[u32; 129]; RANGE_CLASSES]) -> [[u8; 130]; 6] {
+    let mut out = [[0u8; 130]; 6];
+    for kind in 0..3 {
+        for (family, own) in [(0usize, CLASS_V4), (1, CLASS_V6)] {
+            let o = &mut out[kind * 2 + family];
+            let mut n = 0usize;
+            for len in (0..=128usize).rev() {
+                if lens[kind * 3 + own][len] != 0 || lens[kind * 3 + CLASS_COVER][len] != 0 {
+                    n += 1;
+                    o[n] = len as u8;
+                }
             }
+            o[0] = n as u8;
         }
-        out[kind][0] = n as u8;
     }
     out
 }
@@ -376,8 +403,8 @@ fn words_ip(w: [u32; 4]) -> u128 {
 struct View<'p> {
     p: Parts<'p>,
     l: &'p Layout,
-    range_lens: &'p [[u32; 129]; 3],
-    range_order: &'p [[u8; 130]; 3],
+    range_lens: &'p [[u32; 129]; RANGE_CLASSES],
+    range_order: &'p [[u8; 130]; 6],
 }
 
 impl<'p> View<'p> {
@@ -636,7 +663,8 @@ impl<'p> View<'p> {
         ip: u128,
         mut pred: impl FnMut(&RangeEntry) -> bool,
     ) -> Option<&'p RangeEntry> {
-        let order = self.range_order.get(kind as usize)?;
+        let family = usize::from(ip & prefix_mask(96) != V4_BLOCK);
+        let order = self.range_order.get(kind as usize * 2 + family)?;
         let n = order[0] as usize;
         for &len in order.get(1..=n).unwrap_or(&[]) {
             if let Ok(i) = self.range_slot(kind, owner, ip & prefix_mask(len), len) {
@@ -659,8 +687,9 @@ impl<'p> View<'p> {
         {
             return true;
         }
-        let lens = &self.range_lens[RANGE_KIND_LOW_REPUTATION as usize];
-        for (l, &count) in lens.iter().enumerate().skip(len as usize + 1) {
+        let k = RANGE_KIND_LOW_REPUTATION as usize * 3;
+        for l in (len as usize + 1)..=128 {
+            let count: u32 = (0..3).map(|c| self.range_lens[k + c][l]).sum();
             if count == 0 || l - len as usize > 12 {
                 continue;
             }
@@ -796,8 +825,8 @@ impl<S: Storage> Engine<S> {
             ranges_live: 0,
             overrides_high: 0,
             names_len: 0,
-            range_lens: [[0; 129]; 3],
-            range_order: [[0; 130]; 3],
+            range_lens: [[0; 129]; RANGE_CLASSES],
+            range_order: [[0; 130]; 6],
         })
     }
 
@@ -1063,7 +1092,8 @@ impl<S: Storage> Engine<S> {
             for r in p.ranges.iter_mut().take(self.layout.ranges) {
                 if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_EXCEPTION && r.owner == t.0 {
                     r.flags = RANGE_DELETED;
-                    self.range_lens[RANGE_KIND_EXCEPTION as usize][r.len as usize] -= 1;
+                    self.range_lens[lens_index(r.kind, words_ip(r.network), r.len)]
+                        [r.len.min(128) as usize] -= 1;
                     removed_ranges += 1;
                 }
             }
@@ -1426,7 +1456,8 @@ impl<S: Storage> Engine<S> {
             left -= 1;
             if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_CONNECTOR {
                 r.flags = RANGE_DELETED;
-                self.range_lens[RANGE_KIND_CONNECTOR as usize][r.len as usize] -= 1;
+                self.range_lens[lens_index(r.kind, words_ip(r.network), r.len)]
+                    [r.len.min(128) as usize] -= 1;
                 removed += 1;
             }
             next = r.next;
@@ -1480,8 +1511,9 @@ impl<S: Storage> Engine<S> {
             value,
             ..RangeEntry::EMPTY
         };
-        self.range_lens[kind as usize][range.len.min(128) as usize] += 1;
-        if self.range_lens[kind as usize][range.len.min(128) as usize] == 1 {
+        let li = lens_index(kind, range.network, range.len);
+        self.range_lens[li][range.len.min(128) as usize] += 1;
+        if self.range_lens[li][range.len.min(128) as usize] == 1 {
             self.range_order = range_order(&self.range_lens);
         }
         self.ranges_live += 1;
@@ -1495,8 +1527,9 @@ impl<S: Storage> Engine<S> {
             .range_slot(kind, owner, range.network, range.len)
             .map_err(|_| Error::NotFound)?;
         self.store.parts_mut().ranges[i].flags = RANGE_DELETED;
-        self.range_lens[kind as usize][range.len.min(128) as usize] -= 1;
-        if self.range_lens[kind as usize][range.len.min(128) as usize] == 0 {
+        let li = lens_index(kind, range.network, range.len);
+        self.range_lens[li][range.len.min(128) as usize] -= 1;
+        if self.range_lens[li][range.len.min(128) as usize] == 0 {
             self.range_order = range_order(&self.range_lens);
         }
         self.ranges_live -= 1;
@@ -2380,13 +2413,14 @@ pub struct Meta {
     pub overrides_high: u32,
     /// Bytes used in the name arena.
     pub names_len: u32,
-    /// Live ranges per kind and prefix length.
-    pub range_lens: [[u32; 129]; 3],
+    /// Live ranges per kind, class of prefix (IPv4-mapped, other IPv6, covering the
+    /// IPv4-mapped block) and prefix length, at `kind * 3 + class`.
+    pub range_lens: [[u32; 129]; 9],
 }
 
 impl Meta {
     /// Bytes of [`Meta::encode`]'s output.
-    pub const ENCODED_LEN: usize = 9 * 4 + RuleSetRecord::WORDS * 8 + 8 + 7 * 4 + 3 * 129 * 4;
+    pub const ENCODED_LEN: usize = 9 * 4 + RuleSetRecord::WORDS * 8 + 8 + 7 * 4 + 9 * 129 * 4;
 
     /// Writes the metadata as little-endian words; returns [`Meta::ENCODED_LEN`].
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
@@ -2476,7 +2510,7 @@ impl Meta {
             v
         };
         let n: [u32; 7] = core::array::from_fn(|_| u32_());
-        let mut range_lens = [[0u32; 129]; 3];
+        let mut range_lens = [[0u32; 129]; 9];
         for kind in range_lens.iter_mut() {
             for v in kind.iter_mut() {
                 *v = u32_();

@@ -36,3 +36,33 @@ fn unregistered_allowance() {
     assert!(d.accepted());
     assert_eq!(d.sender_class, Some(SenderClass::Registered));
 }
+
+#[test]
+fn prefix_classes_route_lookups_by_family() {
+    let cap = Capacity::default();
+    let mut e = Engine::new(HeapStorage::new(&cap), cap, RuleSet::default()).unwrap();
+    let ip = |s: &str| s.parse::<core::net::IpAddr>().unwrap();
+    e.add_low_reputation(Cidr::parse("192.0.2.0/24").unwrap())
+        .unwrap();
+    e.add_low_reputation(Cidr::parse("2001:db8:bad::/48").unwrap())
+        .unwrap();
+    assert!(e.is_low_reputation(ip("192.0.2.9")));
+    assert!(e.is_low_reputation(ip("::ffff:192.0.2.9")));
+    assert!(e.is_low_reputation(ip("2001:db8:bad::1")));
+    assert!(!e.is_low_reputation(ip("2001:db8:bae::1")));
+    assert!(!e.is_low_reputation(ip("198.51.100.1")));
+    // A prefix covering the IPv4-mapped block matches IPv4 addresses too.
+    e.add_low_reputation(Cidr::parse("::/64").unwrap()).unwrap();
+    assert!(e.is_low_reputation(ip("198.51.100.1")));
+    assert!(e.is_low_reputation(ip("::1")));
+    assert!(!e.is_low_reputation(ip("2001:db8::1")));
+    e.remove_low_reputation(Cidr::parse("::/64").unwrap())
+        .unwrap();
+    assert!(!e.is_low_reputation(ip("198.51.100.1")));
+    assert!(e.is_low_reputation(ip("192.0.2.200")));
+    // Meta round trip keeps the per-class counts.
+    let meta = e.meta();
+    let mut buf = [0u8; Meta::ENCODED_LEN];
+    meta.encode(&mut buf).unwrap();
+    assert_eq!(Meta::decode(&buf).unwrap(), meta);
+}

@@ -1,6 +1,6 @@
 //! The two file formats: the compiled policy image and the shared state file.
 //!
-//! Both start with a 4096-byte header page; integers in headers are little-endian, records in
+//! An image starts with an 8192-byte header, a state file with a 4096-byte header page; integers in headers are little-endian, records in
 //! tables are in the machine's byte order (a byte-order marker and the record sizes in the header
 //! refuse files of another machine or build). Tables start at 64-byte-aligned offsets.
 //!
@@ -41,11 +41,13 @@ pub const IMAGE_MAGIC: [u8; 8] = *b"OGIMAGE\0";
 /// First bytes of a shared state file.
 pub const STATE_MAGIC: [u8; 8] = *b"OGSTATE\0";
 /// Image format version written and read by this build.
-pub const IMAGE_VERSION: u32 = 1;
+pub const IMAGE_VERSION: u32 = 2;
 /// State file format version written and read by this build.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 pub(super) const PAGE: usize = 4096;
+/// The image header takes two pages (its `Meta` holds per-class prefix-length counts).
+pub(super) const IMG_PAGE: usize = 2 * PAGE;
 /// Longest path recorded in a state header.
 pub(super) const MAX_PATH: usize = 1024;
 /// Audit slots saved in the journal: more than one call ever writes (at most 4 events).
@@ -64,7 +66,7 @@ mod img {
     pub const TABLES: usize = 8;
     pub const META_LEN: usize = DIR + TABLES * 16;
     pub const META: usize = META_LEN + 8;
-    pub const SUM: usize = super::PAGE - 8;
+    pub const SUM: usize = super::IMG_PAGE - 8;
 }
 
 mod st {
@@ -155,7 +157,7 @@ impl Cursor {
 }
 
 fn image_regions(l: &Layout) -> Option<(ImageRegions, usize)> {
-    let mut c = Cursor(PAGE);
+    let mut c = Cursor(IMG_PAGE);
     let r = ImageRegions {
         tenant_index: c.next(l.tenant_index, 4)?,
         domains: c.next(l.domains, size_of::<DomainEntry>())?,
@@ -286,7 +288,11 @@ fn read_header(path: &Path, kind: FileKind, file: &File) -> Result<(Vec<u8>, u64
         .metadata()
         .map_err(|e| SharedError::io(path, "stat", e))?
         .len();
-    let n = (size.min(PAGE as u64)) as usize;
+    let page = match kind {
+        FileKind::Image => IMG_PAGE,
+        FileKind::State => PAGE,
+    };
+    let n = (size.min(page as u64)) as usize;
     let mut h = vec![0u8; n];
     file.read_exact_at(&mut h, 0)
         .map_err(|e| SharedError::io(path, "read", e))?;
@@ -299,7 +305,7 @@ fn read_header(path: &Path, kind: FileKind, file: &File) -> Result<(Vec<u8>, u64
             return Err(SharedError::Truncated {
                 path: path.to_path_buf(),
                 kind,
-                expected: PAGE as u64,
+                expected: page as u64,
                 found: size,
             });
         }
@@ -327,11 +333,11 @@ fn read_header(path: &Path, kind: FileKind, file: &File) -> Result<(Vec<u8>, u64
             expected,
         });
     }
-    if h.len() < PAGE {
+    if h.len() < page {
         return Err(SharedError::Truncated {
             path: path.to_path_buf(),
             kind,
-            expected: PAGE as u64,
+            expected: page as u64,
             found: size,
         });
     }
@@ -395,7 +401,7 @@ impl ImageFile {
     pub fn verify_body(&self) -> Result<(), SharedError> {
         let body = self
             .map
-            .bytes(PAGE, self.map.len().saturating_sub(PAGE))
+            .bytes(IMG_PAGE, self.map.len().saturating_sub(IMG_PAGE))
             .unwrap_or(&[]);
         let mut meta = [0u8; Meta::ENCODED_LEN];
         let encoded = self.meta.encode(&mut meta).is_ok();
@@ -421,7 +427,7 @@ pub(super) fn open_image(path: &Path) -> Result<ImageFile, SharedError> {
     if checksum(&h[..img::SUM]) != get64(&h, img::SUM) {
         return Err(corrupt("header checksum mismatch"));
     }
-    if get32(&h, img::HEADER_LEN) as usize != PAGE {
+    if get32(&h, img::HEADER_LEN) as usize != IMG_PAGE {
         return Err(corrupt("header length"));
     }
     let incompatible = |detail| SharedError::Incompatible {
@@ -542,11 +548,11 @@ pub fn compile<S: Storage>(engine: &Engine<S>, path: &Path) -> Result<ImageInfo,
     }
     let mut meta_bytes = [0u8; Meta::ENCODED_LEN];
     meta.encode(&mut meta_bytes)?;
-    let id = image_id(&meta_bytes, &buf[PAGE..]);
-    let h = &mut buf[..PAGE];
+    let id = image_id(&meta_bytes, &buf[IMG_PAGE..]);
+    let h = &mut buf[..IMG_PAGE];
     h[..8].copy_from_slice(&IMAGE_MAGIC);
     put32(h, img::VERSION, IMAGE_VERSION);
-    put32(h, img::HEADER_LEN, PAGE as u32);
+    put32(h, img::HEADER_LEN, IMG_PAGE as u32);
     h[img::ENDIAN..img::ENDIAN + 4].copy_from_slice(&ENDIAN.to_ne_bytes());
     put64(h, img::ID, id);
     put64(h, img::FILE_LEN, end as u64);
