@@ -5,7 +5,8 @@
 //! Modes: `hot` repeats one message (everything cached); `stream` sends messages of random
 //! tenants from random clean IPs back to back (the CPU may overlap one call's cache misses
 //! with the next's); `isolated` makes each call wait for the
-//! previous result, as a mail server's single call does, so every miss is paid in full.
+//! previous result, as a mail server's single call does, so every miss is paid in full;
+//! `batch` decides groups of 64 random messages with `Engine::check_batch` (time per message).
 
 mod common;
 
@@ -36,6 +37,27 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let q = &qs[cur.independent()];
                 e.check(black_box(NOW), &q.message()).accepted()
+            })
+        });
+        g.bench_function(BenchmarkId::new("check-batch-outguard", &size), |b| {
+            // `check_batch` over groups of 64 random messages; the time is per message.
+            const BATCH: usize = 64;
+            let mut cur = Cursor::new(QUERIES);
+            let mut out = vec![e.check(NOW, &msg); BATCH];
+            b.iter_custom(|iters| {
+                let batches: Vec<Vec<_>> = (0..8)
+                    .map(|_| {
+                        (0..BATCH)
+                            .map(|_| qs[cur.independent()].message())
+                            .collect()
+                    })
+                    .collect();
+                let start = std::time::Instant::now();
+                for k in 0..iters {
+                    let msgs = &batches[k as usize % batches.len()];
+                    black_box(e.check_batch(black_box(NOW), msgs, &mut out));
+                }
+                start.elapsed() / BATCH as u32
             })
         });
         g.bench_function(BenchmarkId::new("check-isolated-outguard", &size), |b| {

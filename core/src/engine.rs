@@ -707,6 +707,63 @@ impl<'p> View<'p> {
         false
     }
 
+    /// Reads the home slot of each lookup `check` will make for `m` (a prefetch that needs
+    /// no unsafe code: the loads are independent, so the CPU overlaps their misses).
+    fn touch_first(&self, m: &Message<'_>) -> u64 {
+        let mut sink = 0u64;
+        if let Some(id) = m.tenant {
+            let idx = self
+                .p
+                .tenant_index
+                .get(..self.l.tenant_index)
+                .unwrap_or(&[]);
+            if !idx.is_empty() {
+                let i = reduce(hash_bytes(SEED_TENANT, id.as_bytes()), idx.len());
+                sink ^= idx[i] as u64;
+            }
+        }
+        if let Ok(Sender::Domain(d)) = parse_sender(m.mail_from) {
+            let dom = self.domains();
+            if !dom.is_empty() {
+                let i = reduce(hash_domain(SEED_DOMAIN, d), dom.len());
+                sink ^= dom[i].name_off as u64;
+            }
+        }
+        if let Some(ip) = m.client_ip {
+            let bits = addr_bits(ip);
+            let family = usize::from(bits & prefix_mask(96) != V4_BLOCK);
+            let kind = RANGE_KIND_LOW_REPUTATION;
+            let order = &self.range_order[kind as usize * 2 + family];
+            let r = self.ranges();
+            for &len in order.get(1..=order[0] as usize).unwrap_or(&[]) {
+                if r.is_empty() {
+                    break;
+                }
+                let net = bits & prefix_mask(len);
+                let i = reduce(
+                    hash_u128(SEED_RANGE, net, 0, (kind as u32) << 8 | len as u32),
+                    r.len(),
+                );
+                sink ^= r[i].value;
+            }
+        }
+        sink
+    }
+
+    /// Reads the tenant record, its id bytes and its window totals for `m` (after
+    /// [`View::touch_first`] brought the index slot in).
+    fn touch_second(&self, m: &Message<'_>, cap: &Capacity) -> u64 {
+        let Some(id) = m.tenant else { return 0 };
+        let Some(t) = self.find_tenant(id.as_bytes()) else {
+            return 0;
+        };
+        let Some(rec) = self.tenant(t) else { return 0 };
+        let (th, un) = self.counter_cells(t, cap);
+        rec.flags as u64
+            ^ th.last().copied().unwrap_or(0) as u64
+            ^ un.last().copied().unwrap_or(0) as u64
+    }
+
     fn rules_for(&self, t: &TenantRecord, global: &RuleSet) -> RuleSet {
         if t.overrides != NO_OVERRIDE {
             if let Some(r) = self.p.overrides.get(t.overrides as usize) {
@@ -1632,6 +1689,36 @@ impl<S: Storage> Engine<S> {
             attribution,
             class,
         })
+    }
+
+    /// Decides many messages, like [`Engine::check`] on each in order, writing `out[i]` for
+    /// `msgs[i]`; returns how many were decided (`min(msgs.len(), out.len())`). Faster per
+    /// message than single calls on large tables: each group of messages first touches the
+    /// slots its lookups will need (tenant index, domain, low-reputation probes, then tenant
+    /// records and counters), so their cache misses overlap instead of following one another.
+    pub fn check_batch(&self, now: u64, msgs: &[Message<'_>], out: &mut [Decision]) -> usize {
+        const GROUP: usize = 16;
+        let n = msgs.len().min(out.len());
+        let v = self.view();
+        let mut start = 0;
+        while start < n {
+            let end = (start + GROUP).min(n);
+            let mut sink = 0u64;
+            // Stage 1: the first slot of every hash lookup.
+            for m in &msgs[start..end] {
+                sink ^= v.touch_first(m);
+            }
+            // Stage 2: what those slots point at.
+            for m in &msgs[start..end] {
+                sink ^= v.touch_second(m, &self.cap);
+            }
+            core::hint::black_box(sink);
+            for (d, m) in out[start..end].iter_mut().zip(&msgs[start..end]) {
+                *d = self.check(now, m);
+            }
+            start = end;
+        }
+        n
     }
 
     /// Decides one message. Counts nothing.

@@ -66,3 +66,40 @@ fn prefix_classes_route_lookups_by_family() {
     meta.encode(&mut buf).unwrap();
     assert_eq!(Meta::decode(&buf).unwrap(), meta);
 }
+
+#[test]
+fn check_batch_decides_like_check() {
+    let mut e = engine();
+    let now = 1_790_000_000;
+    e.add_low_reputation(Cidr::parse("192.0.2.0/24").unwrap())
+        .unwrap();
+    let senders = [
+        "a@contoso.com",
+        "x@evil.example",
+        "",
+        "bad address",
+        "b@mail.contoso.com",
+    ];
+    let tenants = [Some("contoso"), None, Some("nobody")];
+    let ips = [None, Some("192.0.2.7"), Some("2001:db8::1")];
+    let mut msgs = Vec::new();
+    for (i, s) in senders.iter().cycle().take(40).enumerate() {
+        msgs.push(Message {
+            tenant: tenants[i % 3],
+            client_ip: ips[i % 3].map(|x| x.parse().unwrap()),
+            ..Message::new(s)
+        });
+    }
+    // Trip 5.7.750 so some decisions are refusals.
+    for k in 0..3 {
+        e.evaluate(now + k, &msgs[1 + 0 * k as usize], Verdict::Clean);
+    }
+    let mut out = vec![e.check(now, &msgs[0]); msgs.len()];
+    assert_eq!(e.check_batch(now + 10, &msgs, &mut out), msgs.len());
+    for (m, d) in msgs.iter().zip(&out) {
+        assert_eq!(*d, e.check(now + 10, m));
+    }
+    assert!(out.iter().any(|d| !d.accepted()) && out.iter().any(|d| d.accepted()));
+    // A short output slice decides only what fits.
+    assert_eq!(e.check_batch(now, &msgs, &mut out[..5]), 5);
+}
