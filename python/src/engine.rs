@@ -327,6 +327,26 @@ impl Engine {
     }
 }
 
+/// The exception for a `record` the core refused: a message of no tenant, or an unparsable
+/// sender (used by `Engine` and `SharedEngine`).
+pub(crate) fn record_error(py: Python<'_>, e: Error, mail_from: &[u8]) -> PyErr {
+    match e {
+        Error::UnknownTenant => match exceptions(py) {
+            Ok(x) => PyErr::from_type(
+                x.unknown_tenant.bind(py).clone(),
+                "the message belongs to no tenant (check refuses it with 5.7.64); \
+                 nothing was counted",
+            ),
+            Err(err) => err,
+        },
+        Error::InvalidAddress => PyValueError::new_err(format!(
+            "invalid sender address {:?} (check refuses it with 5.1.7); nothing was counted",
+            String::from_utf8_lossy(mail_from)
+        )),
+        e => core_error(e),
+    }
+}
+
 /// The tenant-scoped list results as Python lists.
 fn py_events<'py>(py: Python<'py>, evs: Vec<EventData>) -> PyResult<Bound<'py, PyList>> {
     event_list(py, &evs)
@@ -433,16 +453,7 @@ impl Engine {
         });
         match r {
             Ok(evs) => py_events(py, evs),
-            Err(Error::UnknownTenant) => Err(PyErr::from_type(
-                exceptions(py)?.unknown_tenant.bind(py).clone(),
-                "the message belongs to no tenant (check refuses it with 5.7.64); \
-                 nothing was counted",
-            )),
-            Err(Error::InvalidAddress) => Err(PyValueError::new_err(format!(
-                "invalid sender address {:?} (check refuses it with 5.1.7); nothing was counted",
-                String::from_utf8_lossy(&msg.mail_from)
-            ))),
-            Err(e) => Err(core_error(e)),
+            Err(e) => Err(record_error(py, e, &msg.mail_from)),
         }
     }
 

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use outguard::shared::{self, SharedEngine as CoreShared, SharedError};
-use outguard::{Error, Event as CoreEvent};
-use pyo3::exceptions::{PyFileExistsError, PyOSError, PyValueError};
+use outguard::Event as CoreEvent;
+use pyo3::exceptions::{PyFileExistsError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::convert;
-use crate::engine::Fields;
+use crate::engine::{record_error, Fields};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::policy::Policy;
 use crate::types::{event_list, Decision, EventData, ReloadReport, TenantStatus};
@@ -213,15 +213,7 @@ impl SharedEngine {
         });
         match r {
             Ok(evs) => event_list(py, &evs),
-            Err(SharedError::Engine(Error::UnknownTenant)) => Err(PyErr::from_type(
-                exceptions(py)?.unknown_tenant.bind(py).clone(),
-                "the message belongs to no tenant (check refuses it with 5.7.64); \
-                 nothing was counted",
-            )),
-            Err(SharedError::Engine(Error::InvalidAddress)) => Err(PyValueError::new_err(format!(
-                "invalid sender address {:?} (check refuses it with 5.1.7); nothing was counted",
-                String::from_utf8_lossy(&msg.mail_from)
-            ))),
+            Err(SharedError::Engine(e)) => Err(record_error(py, e, &msg.mail_from)),
             Err(e) => Err(shared_error(e)),
         }
     }
