@@ -1,5 +1,6 @@
-//! [`SharedEngine`]: the engine over a mapped image and a shared state file, with the lock, the
-//! undo journal and the per-tenant seqlock (see the module documentation); and [`migrate`].
+//! [`SharedEngine`]: the engine over a mapped image and a shared state file, with the stripe
+//! locks, their undo journals and the per-tenant seqlock (see the module documentation); and
+//! [`migrate`].
 
 use core::sync::atomic::{fence, Ordering};
 use std::fs;
@@ -12,7 +13,7 @@ use super::format::{
     self, open_image, open_state, sync_dir, temp_sibling, write_state_file, ImageFile, StateFile,
     StateInfo,
 };
-use super::sys::{header, LockGuard, MappedStorage, Source, StateLock};
+use super::sys::{header, stripe, AllStripes, MappedStorage, Source, StateLock, StripeGuard};
 use super::{FileKind, SharedError};
 use crate::storage::{
     TenantRecord, RULE_BLOCKED, RULE_MANUAL, RULE_WARNED, TENANT_LAPSED, TENANT_LICENSED,
@@ -25,10 +26,26 @@ use crate::{
 
 /// Optimistic reads of a tenant before falling back to the lock.
 const SPINS: u32 = 200;
-/// Rounds of the locked fallback before giving up on a tenant whose writers keep dying.
-const MAX_SLOW: u32 = 1000;
 /// Superseded state files followed in a row.
 const MAX_HOPS: u32 = 8;
+/// The lock epoch of a process that cannot read the kernel's boot id.
+const EPOCH_UNKNOWN: u64 = 1;
+
+/// This boot's lock epoch: a hash of the kernel's boot id (the same in every process and
+/// container of one kernel, new at every boot), or `EPOCH_UNKNOWN` where it cannot be read (no
+/// `/proc`, not Linux).
+fn boot_epoch() -> u64 {
+    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        match fs::read("/proc/sys/kernel/random/boot_id") {
+            Ok(id) if id.len() >= 32 => {
+                // Never 0 (uninitialized) nor EPOCH_UNKNOWN.
+                crate::hash::hash_bytes(0x6f67_6c6f_636b_7321, id.trim_ascii()).max(2)
+            }
+            _ => EPOCH_UNKNOWN,
+        }
+    })
+}
 
 /// An engine over a compiled policy image and a shared state file (see the module
 /// documentation): one per process (or per thread), all of them sharing the counters.
@@ -164,7 +181,7 @@ impl SharedEngine {
         })?;
         let engine = Engine::from_parts(storage, image.meta)?;
         engine.storage().set_source(Source::Shadow);
-        Ok(SharedEngine {
+        let mut e = SharedEngine {
             engine,
             lock: StateLock::new(state.file, &state.path),
             image_path: image.path,
@@ -172,7 +189,89 @@ impl SharedEngine {
             image_id: image.id,
             synced: vec![0; layout.tenants],
             epoch: 0,
-        })
+        };
+        e.check_stripes()?;
+        e.prepare_locks()?;
+        Ok(e)
+    }
+
+    /// Checks the stripes' journal words (a journal that is active names a tenant of its
+    /// stripe).
+    fn check_stripes(&self) -> Result<(), SharedError> {
+        for s in 0..self.st().stripes() {
+            self.journal_of(s)?;
+        }
+        Ok(())
+    }
+
+    /// Stripe `s`'s journal: the tenant whose before-image it holds while a write is in
+    /// progress (or was, when its writer died), `None` when idle.
+    fn journal_of(&self, s: usize) -> Result<Option<u32>, SharedError> {
+        let st = self.st();
+        let corrupt = |detail| SharedError::CorruptHeader {
+            path: self.state_path.clone(),
+            kind: FileKind::State,
+            detail,
+        };
+        let (Some(state), Some(tenant)) = (
+            st.stripe_u32(s, stripe::JOURNAL_STATE),
+            st.stripe_u32(s, stripe::JOURNAL_TENANT),
+        ) else {
+            return Err(corrupt("stripe out of range"));
+        };
+        match state.load(Ordering::Acquire) {
+            0 => Ok(None),
+            1 => {
+                let t = tenant.load(Ordering::Relaxed);
+                if (t as usize) < st.tenants() && st.stripe_of(t) == s {
+                    Ok(Some(t))
+                } else {
+                    Err(corrupt(
+                        "a stripe's journal names a tenant outside the stripe",
+                    ))
+                }
+            }
+            _ => Err(corrupt("a stripe's journal flag")),
+        }
+    }
+
+    /// Makes the stripe locks usable in this boot. The locks are process-shared mutexes in the
+    /// file; a mutex held when the machine went down stays "held" in the file, by a process
+    /// that no longer exists. So the first process of each boot to open the file (the header
+    /// records the boot, see `LOCK_EPOCH`) rolls back every unfinished write, repairs the
+    /// sequence numbers and initializes the locks, under the file's exclusive `flock`; every
+    /// other process of the boot opens after it and finds the epoch current.
+    fn prepare_locks(&mut self) -> Result<(), SharedError> {
+        let epoch = boot_epoch();
+        let current = |e: &SharedEngine| {
+            let word = e
+                .st()
+                .header_u64(header::LOCK_EPOCH)
+                .load(Ordering::Acquire);
+            // A process that cannot read the boot id accepts locks initialized in any boot.
+            word == epoch || (epoch == EPOCH_UNKNOWN && word != 0)
+        };
+        if current(self) {
+            return Ok(());
+        }
+        let _g = self.lock.lock(true)?;
+        if current(self) {
+            return Ok(());
+        }
+        for s in 0..self.st().stripes() {
+            self.recover_stripe(s)?;
+        }
+        for t in 0..self.st().tenants() as u32 {
+            self.repair_seq(t);
+        }
+        self.st()
+            .init_locks()
+            .map_err(|e| SharedError::io(&self.state_path, "initialize locks", e))?;
+        fence(Ordering::SeqCst);
+        self.st()
+            .header_u64(header::LOCK_EPOCH)
+            .store(epoch, Ordering::Release);
+        Ok(())
     }
 
     fn st(&self) -> &MappedStorage {
@@ -222,89 +321,94 @@ impl SharedEngine {
         })
     }
 
-    // ----- locks and the journal ------------------------------------------------------------
+    // ----- locks and the journals ---------------------------------------------------------
 
-    /// Takes the exclusive lock on the current state file and rolls back a write whose process
-    /// died.
-    fn lock_write(&mut self) -> Result<LockGuard, SharedError> {
+    /// Takes the lock of tenant `t`'s stripe in the current state file and rolls back a write
+    /// of that stripe whose process died. `None` when the file turned out to be superseded: the
+    /// engine followed it, and the caller starts again (tenant indexes differ between files).
+    fn lock_tenant(&mut self, t: u32) -> Result<Option<StripeGuard>, SharedError> {
+        let s = self.st().stripe_of(t);
+        let g = self.engine.storage().lock_stripe(s, &mut self.lock)?;
+        if self.superseded() {
+            drop(g);
+            self.follow()?;
+            return Ok(None);
+        }
+        self.recover_stripe(s)?;
+        if g.owner_died() {
+            // The holder died outside the journaled part of a write: perhaps after committing
+            // but before publishing, which leaves its tenant's sequence number odd over complete
+            // data. Its tenant is the one the stripe's journal names last.
+            if let Some(t) = self
+                .st()
+                .stripe_u32(s, stripe::JOURNAL_TENANT)
+                .map(|w| w.load(Ordering::Relaxed))
+                .filter(|&t| (t as usize) < self.st().tenants() && self.st().stripe_of(t) == s)
+            {
+                self.repair_seq(t);
+            }
+        }
+        Ok(Some(g))
+    }
+
+    /// Takes every stripe's lock on the current state file and rolls back every write whose
+    /// process died.
+    fn lock_all(&mut self) -> Result<AllStripes, SharedError> {
         for _ in 0..=MAX_HOPS {
             self.ensure_current()?;
-            let g = self.lock.lock(true)?;
+            let g = self.engine.storage().lock_all(&mut self.lock)?;
             if self.superseded() {
                 drop(g);
                 self.follow()?;
                 continue;
             }
-            self.recover()?;
+            for s in 0..self.st().stripes() {
+                self.recover_stripe(s)?;
+            }
             return Ok(g);
         }
-        Err(SharedError::Superseded {
-            path: self.state_path.clone(),
-            by: None,
-        })
+        Err(self.too_many_hops())
     }
 
-    /// Takes the shared lock on a state file with no unfinished write.
-    fn lock_read(&mut self) -> Result<LockGuard, SharedError> {
-        for _ in 0..=MAX_HOPS {
-            self.ensure_current()?;
-            let g = self.lock.lock(false)?;
-            if self.superseded() {
-                drop(g);
-                self.follow()?;
-                continue;
-            }
-            if self
-                .st()
-                .header_u32(header::JOURNAL_STATE)
-                .load(Ordering::Acquire)
-                == 0
-            {
-                return Ok(g);
-            }
-            drop(g);
-            drop(self.lock_write()?);
+    fn too_many_hops(&self) -> SharedError {
+        SharedError::Superseded {
+            path: self.state_path.clone(),
+            by: None,
         }
-        Err(SharedError::Superseded {
-            path: self.state_path.clone(),
-            by: None,
-        })
     }
 
-    /// Under the exclusive lock: puts back the before-image of a write whose process died.
-    fn recover(&mut self) -> Result<(), SharedError> {
-        let st = self.engine.storage();
-        if st.header_u32(header::JOURNAL_STATE).load(Ordering::Acquire) == 0 {
+    /// Under stripe `s`'s lock (or while nobody uses the locks): puts back the before-image of
+    /// a write of the stripe whose process died. A write in progress always has its journal
+    /// marked, and a live writer clears the mark before it unlocks: a marked journal found by
+    /// the lock's new holder belongs to a writer that died.
+    fn recover_stripe(&mut self, s: usize) -> Result<(), SharedError> {
+        let Some(t) = self.journal_of(s)? else {
             return Ok(());
-        }
-        let t = st
-            .header_u32(header::JOURNAL_TENANT)
-            .load(Ordering::Relaxed);
+        };
+        let st = self.engine.storage();
         let Some(seq) = st.seq(t) else {
-            return Err(SharedError::CorruptHeader {
-                path: self.state_path.clone(),
-                kind: FileKind::State,
-                detail: "the journal names a tenant out of range",
-            });
+            return Err(self.corrupt(t, "record outside the file"));
         };
         let odd = seq.load(Ordering::Relaxed) | 1;
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
-        st.journal_restore(t);
+        st.journal_restore(s, t);
         fence(Ordering::SeqCst);
-        st.header_u32(header::JOURNAL_STATE)
-            .store(0, Ordering::Release);
+        if let Some(w) = st.stripe_u32(s, stripe::JOURNAL_STATE) {
+            w.store(0, Ordering::Release);
+        }
         seq.store(odd.wrapping_add(1), Ordering::Release);
-        st.header_u64(header::RECOVERIES)
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(s) = self.synced.get_mut(t as usize) {
-            *s = 0;
+        if let Some(r) = st.stripe_u64(s, stripe::RECOVERIES) {
+            r.store(r.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
+        if let Some(x) = self.synced.get_mut(t as usize) {
+            *x = 0;
         }
         Ok(())
     }
 
-    /// Under the exclusive lock, after `recover`: a writer that died after committing but before
-    /// publishing leaves an odd sequence number over complete data.
+    /// Under the lock of `t`'s stripe, after `recover_stripe`: a writer that died after
+    /// committing but before publishing leaves an odd sequence number over complete data.
     fn repair_seq(&self, t: u32) {
         if let Some(seq) = self.st().seq(t) {
             let s = seq.load(Ordering::Relaxed);
@@ -323,7 +427,7 @@ impl SharedEngine {
     }
 
     /// Runs `op` (which changes only tenant `t`'s record, counters and audit ring) as one
-    /// atomic write. The caller holds the exclusive lock (`lock_write`).
+    /// atomic write. The caller holds the lock of `t`'s stripe (`lock_tenant`).
     fn write_tenant<R>(
         &mut self,
         t: u32,
@@ -334,43 +438,46 @@ impl SharedEngine {
             return Err(SharedError::Engine(Error::UnknownTenant));
         };
         check_record(&rec, &image).map_err(|d| self.corrupt(t, d))?;
-        let odd = {
-            let st = self.engine.storage();
-            let seq = st.seq(t).ok_or(SharedError::Engine(Error::UnknownTenant))?;
-            // 1. Before-image into the journal, then mark it active.
-            st.journal_save(t);
-            st.header_u32(header::JOURNAL_TENANT)
-                .store(t, Ordering::Relaxed);
-            st.header_u32(header::JOURNAL_STATE)
-                .store(1, Ordering::Release);
-            fence(Ordering::SeqCst);
-            // 2. Readers of this tenant wait from now on.
-            let odd = seq.load(Ordering::Relaxed) | 1;
-            seq.store(odd, Ordering::Relaxed);
-            fence(Ordering::Release);
-            st.set_source(Source::Shared);
-            odd
+        let s = st.stripe_of(t);
+        let (Some(jstate), Some(jtenant), Some(seq)) = (
+            st.stripe_u32(s, stripe::JOURNAL_STATE),
+            st.stripe_u32(s, stripe::JOURNAL_TENANT),
+            st.seq(t),
+        ) else {
+            return Err(SharedError::Engine(Error::UnknownTenant));
         };
+        // 1. Before-image into the stripe's journal, then mark it active.
+        st.journal_save(s, t);
+        jtenant.store(t, Ordering::Relaxed);
+        jstate.store(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        // 2. Readers of this tenant wait from now on.
+        let odd = seq.load(Ordering::Relaxed) | 1;
+        seq.store(odd, Ordering::Relaxed);
+        fence(Ordering::Release);
+        st.set_source(Source::Shared);
         // 3. The engine call.
         let r = op(&mut self.engine);
         let st = self.engine.storage();
         fence(Ordering::SeqCst);
         // 4. Commit: from here on the write survives the death of this process.
-        st.header_u32(header::JOURNAL_STATE)
-            .store(0, Ordering::Release);
+        if let Some(w) = st.stripe_u32(s, stripe::JOURNAL_STATE) {
+            w.store(0, Ordering::Release);
+        }
         // 5. Publish to readers.
         let now_seq = odd.wrapping_add(1);
         if let Some(seq) = st.seq(t) {
             seq.store(now_seq, Ordering::Release);
         }
-        st.header_u64(header::WRITES)
-            .fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = st.stripe_u64(s, stripe::WRITES) {
+            w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
         // This process's private copy of the tenant is current (no writer but us right now).
         if let Some(rec) = st.shared_record(t) {
             st.copy_cells_to_shadow(t);
             st.set_shadow_record(t, rec);
-            if let Some(s) = self.synced.get_mut(t as usize) {
-                *s = now_seq.wrapping_add(1);
+            if let Some(x) = self.synced.get_mut(t as usize) {
+                *x = now_seq.wrapping_add(1);
             }
         }
         st.set_source(Source::Shadow);
@@ -426,34 +533,22 @@ impl SharedEngine {
                 std::thread::yield_now();
             }
         }
-        // A writer holds the tenant (wait for it), or one died holding it (repair).
-        let epoch = self.epoch;
-        for _ in 0..MAX_SLOW {
-            {
-                let _g = self.lock_read()?;
-                if self.epoch != epoch {
-                    return Ok(());
-                }
-                let st = self.engine.storage();
-                let s = st
-                    .seq(t)
-                    .ok_or(SharedError::Engine(Error::UnknownTenant))?
-                    .load(Ordering::Acquire);
-                if s & 1 == 0 {
-                    let rec = st
-                        .shared_record(t)
-                        .ok_or(SharedError::Engine(Error::UnknownTenant))?;
-                    st.copy_cells_to_shadow(t);
-                    return self.accept_copy(t, rec, s);
-                }
-            }
-            let _g = self.lock_write()?;
-            if self.epoch != epoch {
-                return Ok(());
-            }
-            self.repair_seq(t);
-        }
-        Err(self.corrupt(t, "its sequence number never settles"))
+        // A writer holds the tenant (wait for it), or one died holding it (repair), or the
+        // state file was superseded (the caller sees the epoch change and starts again).
+        let Some(_g) = self.lock_tenant(t)? else {
+            return Ok(());
+        };
+        self.repair_seq(t);
+        let st = self.engine.storage();
+        let s = st
+            .seq(t)
+            .ok_or(SharedError::Engine(Error::UnknownTenant))?
+            .load(Ordering::Acquire);
+        let rec = st
+            .shared_record(t)
+            .ok_or(SharedError::Engine(Error::UnknownTenant))?;
+        st.copy_cells_to_shadow(t);
+        self.accept_copy(t, rec, s)
     }
 
     // ----- decisions ----------------------------------------------------------------------
@@ -486,52 +581,79 @@ impl SharedEngine {
         })
     }
 
+    /// The tenant a message belongs to (policy data and tenant identity: no lock), or the
+    /// error `record` gives for it.
+    fn tenant_of(&self, now: u64, msg: &Message<'_>) -> Result<u32, SharedError> {
+        self.st().set_source(Source::Shadow);
+        let d = self.engine.check(now, msg);
+        d.tenant.map(|t| t.0).ok_or(SharedError::Engine(
+            if d.reason == Some(Reason::InvalidSender) {
+                Error::InvalidAddress
+            } else {
+                Error::UnknownTenant
+            },
+        ))
+    }
+
     /// Counts a message that was accepted and scanned (see [`Engine::record`]) in the shared
-    /// state, under the exclusive lock, as one atomic write: when this returns `Ok`, the count
-    /// is committed, whatever happens to the process next.
+    /// state, under the lock of the tenant's stripe, as one atomic write: when this returns
+    /// `Ok`, the count is committed, whatever happens to the process next. Processes recording
+    /// for tenants of different stripes do not wait for each other.
     pub fn record(
         &mut self,
         now: u64,
         msg: &Message<'_>,
         verdict: Verdict,
     ) -> Result<Events, SharedError> {
-        let _g = self.lock_write()?;
-        self.st().set_source(Source::Shared);
-        let d = self.engine.check(now, msg);
-        let Some(t) = d.tenant else {
-            self.st().set_source(Source::Shadow);
-            return Err(SharedError::Engine(
-                if d.reason == Some(Reason::InvalidSender) {
-                    Error::InvalidAddress
-                } else {
-                    Error::UnknownTenant
-                },
-            ));
-        };
-        self.write_tenant(t.0, |e| e.record(now, msg, verdict))?
-            .map_err(SharedError::Engine)
+        for _ in 0..=MAX_HOPS {
+            self.ensure_current()?;
+            let t = self.tenant_of(now, msg)?;
+            let Some(_g) = self.lock_tenant(t)? else {
+                continue;
+            };
+            return self
+                .write_tenant(t, |e| e.record(now, msg, verdict))?
+                .map_err(SharedError::Engine);
+        }
+        Err(self.too_many_hops())
     }
 
     /// `check`, then `record` when the message is accepted (see [`Engine::evaluate`]), both
-    /// under the exclusive lock, so no other process counts in between.
+    /// under the lock of the tenant's stripe, so no other process counts for it in between.
     pub fn evaluate(
         &mut self,
         now: u64,
         msg: &Message<'_>,
         verdict: Verdict,
     ) -> Result<(Decision, Events), SharedError> {
-        let _g = self.lock_write()?;
-        self.st().set_source(Source::Shared);
-        let d = self.engine.check(now, msg);
-        let t = match d.tenant {
-            Some(t) if d.accepted() => t,
-            _ => {
-                self.st().set_source(Source::Shadow);
+        for _ in 0..=MAX_HOPS {
+            self.ensure_current()?;
+            self.st().set_source(Source::Shadow);
+            let d = self.engine.check(now, msg);
+            let Some(t) = d.tenant else {
+                // No tenant: the decision depends on the policy alone.
+                return Ok((d, Events::new()));
+            };
+            let Some(_g) = self.lock_tenant(t.0)? else {
+                continue;
+            };
+            self.st().set_source(Source::Shared);
+            let d = self.engine.check(now, msg);
+            self.st().set_source(Source::Shadow);
+            if d.tenant != Some(t) {
+                // Attribution depends on the policy and the tenants' identity, which the
+                // shared records share with the image; never expected, but never count for a
+                // tenant whose stripe is not held.
+                return Err(self.corrupt(t.0, "attributed differently in the state file"));
+            }
+            if !d.accepted() {
                 return Ok((d, Events::new()));
             }
-        };
-        let events = self.write_tenant(t.0, |e| e.record(now, msg, verdict).unwrap_or_default())?;
-        Ok((d, events))
+            let events =
+                self.write_tenant(t.0, |e| e.record(now, msg, verdict).unwrap_or_default())?;
+            return Ok((d, events));
+        }
+        Err(self.too_many_hops())
     }
 
     // ----- operator actions ---------------------------------------------------------------
@@ -539,16 +661,21 @@ impl SharedEngine {
     fn tenant_write<R>(
         &mut self,
         tenant: &str,
-        op: impl FnOnce(&mut Engine<MappedStorage>, TenantId) -> Result<R, Error>,
+        op: impl Fn(&mut Engine<MappedStorage>, TenantId) -> Result<R, Error>,
     ) -> Result<R, SharedError> {
-        let _g = self.lock_write()?;
-        self.st().set_source(Source::Shadow);
-        let t = self
-            .engine
-            .tenant(tenant)
-            .ok_or(SharedError::Engine(Error::UnknownTenant))?;
-        self.write_tenant(t.0, |e| op(e, t))?
-            .map_err(SharedError::Engine)
+        for _ in 0..=MAX_HOPS {
+            self.ensure_current()?;
+            let t = self
+                .tenant(tenant)
+                .ok_or(SharedError::Engine(Error::UnknownTenant))?;
+            let Some(_g) = self.lock_tenant(t.0)? else {
+                continue;
+            };
+            return self
+                .write_tenant(t.0, |e| op(e, t))?
+                .map_err(SharedError::Engine);
+        }
+        Err(self.too_many_hops())
     }
 
     /// Releases a tenant's block (see [`Engine::release`]) in the shared state.
@@ -603,25 +730,33 @@ impl SharedEngine {
         })
     }
 
-    /// Every tenant refused at `now` (see [`Engine::restricted`]), read under the shared lock.
+    /// Every tenant refused at `now` (see [`Engine::restricted`]), read under every stripe's
+    /// lock.
     pub fn restricted(&mut self, now: u64) -> Result<Vec<Restriction>, SharedError> {
-        let _g = self.lock_read()?;
+        let _g = self.lock_all()?;
         self.st().set_source(Source::Shared);
         let out = self.engine.restricted(now).collect();
         self.st().set_source(Source::Shadow);
         Ok(out)
     }
 
-    /// A tenant's audit trail, oldest first (see [`Engine::audit`]), read under the shared lock.
+    /// A tenant's audit trail, oldest first (see [`Engine::audit`]), read under the lock of
+    /// the tenant's stripe.
     pub fn audit(&mut self, tenant: &str) -> Result<Vec<Event>, SharedError> {
-        let _g = self.lock_read()?;
-        self.st().set_source(Source::Shared);
-        let out = self
-            .engine
-            .tenant(tenant)
-            .map(|t| self.engine.audit(t).copied().collect());
-        self.st().set_source(Source::Shadow);
-        out.ok_or(SharedError::Engine(Error::UnknownTenant))
+        for _ in 0..=MAX_HOPS {
+            self.ensure_current()?;
+            let t = self
+                .tenant(tenant)
+                .ok_or(SharedError::Engine(Error::UnknownTenant))?;
+            let Some(_g) = self.lock_tenant(t.0)? else {
+                continue;
+            };
+            self.st().set_source(Source::Shared);
+            let out = self.engine.audit(t).copied().collect();
+            self.st().set_source(Source::Shadow);
+            return Ok(out);
+        }
+        Err(self.too_many_hops())
     }
 
     /// The tenant with this id (policy data: no lock).
@@ -641,16 +776,22 @@ impl SharedEngine {
         self.engine.capacity()
     }
 
+    fn stripe_sum(&self, word: usize) -> u64 {
+        (0..self.st().stripes())
+            .filter_map(|s| self.st().stripe_u64(s, word))
+            .map(|w| w.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
     /// What is open, with the state file's write statistics.
     pub fn info(&self) -> SharedInfo {
-        let st = self.st();
         SharedInfo {
             image_path: self.image_path.clone(),
             state_path: self.state_path.clone(),
             image_id: self.image_id,
             capacity: *self.engine.capacity(),
-            writes: st.header_u64(header::WRITES).load(Ordering::Relaxed),
-            recoveries: st.header_u64(header::RECOVERIES).load(Ordering::Relaxed),
+            writes: self.stripe_sum(stripe::WRITES),
+            recoveries: self.stripe_sum(stripe::RECOVERIES),
         }
     }
 
@@ -665,12 +806,12 @@ impl SharedEngine {
 }
 
 /// Opens a state file with its image and checks every tenant record against the image (identity
-/// fields, flag values), under the exclusive lock, after finishing what a process that died left
+/// fields, flag values), under every stripe's lock, after finishing what a process that died left
 /// (rolling back an uncommitted write, publishing a committed one).
 pub fn verify_state(image_path: &Path, state_path: &Path) -> Result<StateInfo, SharedError> {
     let mut e = SharedEngine::open(image_path, state_path)?;
     let h = format::read_state_header(state_path)?;
-    let _g = e.lock_write()?;
+    let _g = e.lock_all()?;
     for t in 0..e.st().tenants() as u32 {
         e.repair_seq(t);
         let st = e.st();
@@ -695,7 +836,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// trails of every tenant that the new image still has (by tenant id; see
 /// [`Engine::adopt_state`]).
 ///
-/// Runs under the old state file's exclusive lock, so no count is lost: the new file is written
+/// Runs under the old state file's exclusive `flock` and every one of its stripe locks, so no
+/// count is lost: the new file is written
 /// next to `new_state_path` and renamed into place, then the old file is marked superseded (with
 /// the new path) and every process using it reopens the new one on its next call.
 /// `new_state_path` may be `old_state` itself (replaced atomically); any other existing file there
@@ -725,14 +867,21 @@ pub fn migrate(
         }
         by
     };
-    let _g = old.lock.lock(true)?;
+    // The `flock` orders migrations of one file; the stripe locks keep writers out.
+    let _f = old.lock.lock(true)?;
+    let _all = old.engine.storage().lock_all(&mut old.lock)?;
     if old.superseded() {
         return Err(SharedError::Superseded {
             path: old_state.to_path_buf(),
             by: None,
         });
     }
-    old.recover()?;
+    for s in 0..old.st().stripes() {
+        old.recover_stripe(s)?;
+    }
+    for t in 0..old.st().tenants() as u32 {
+        old.repair_seq(t);
+    }
 
     let image = open_image(new_image)?;
     image.verify_body()?;
@@ -798,8 +947,10 @@ pub fn migrate(
 
 #[cfg(test)]
 mod tests {
-    //! The two crash windows, made deterministic: a writer that dies before committing (rolled
-    //! back) and one that dies after committing but before publishing (kept).
+    //! The crash windows, made deterministic: a writer that dies before committing (rolled
+    //! back), one that dies after committing but before publishing (kept), and a writer killed
+    //! for real while it holds its stripe's lock mid-write (rolled back by the next holder,
+    //! while the other stripes go on).
     use super::*;
     use crate::{HeapStorage, RuleSet};
 
@@ -810,6 +961,8 @@ mod tests {
         }
     }
 
+    const TENANTS: [&str; 3] = ["contoso", "fabrikam", "northwind"];
+
     fn setup(name: &str) -> (Dir, PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(std::format!(
             "outguard-shared-unit-{name}-{}",
@@ -819,23 +972,73 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let cap = Capacity::default();
         let mut e = Engine::new(HeapStorage::new(&cap), cap, RuleSet::default()).unwrap();
-        let t = e.add_tenant("contoso", true).unwrap();
-        e.add_domain(t, "contoso.com", false, true).unwrap();
+        for id in TENANTS {
+            let t = e.add_tenant(id, true).unwrap();
+            e.add_domain(t, &std::format!("{id}.com"), false, true)
+                .unwrap();
+        }
         let (image, state) = (dir.join("i"), dir.join("s"));
         super::super::compile(&e, &image).unwrap();
         super::super::create_state(&image, &state).unwrap();
         (Dir(dir), image, state)
     }
 
-    fn msg() -> Message<'static> {
+    fn msg_for(tenant: &'static str) -> Message<'static> {
         Message {
-            tenant: Some("contoso"),
+            tenant: Some(tenant),
             ..Message::new("x@elsewhere.example")
         }
     }
 
+    fn msg() -> Message<'static> {
+        msg_for("contoso")
+    }
+
+    fn total_of(e: &mut SharedEngine, tenant: &str) -> u32 {
+        e.status(tenant, 1000).unwrap().counters.total
+    }
+
     fn total(e: &mut SharedEngine) -> u32 {
-        e.status("contoso", 1000).unwrap().counters.total
+        total_of(e, "contoso")
+    }
+
+    /// Steps 1-3 of `write_tenant` for tenant `t` (journal saved and marked, sequence number
+    /// odd, five records applied), under the stripe's lock, which the caller holds.
+    fn half_write(e: &mut SharedEngine, t: u32, tenant: &'static str) {
+        let st = e.engine.storage();
+        let s = st.stripe_of(t);
+        st.journal_save(s, t);
+        st.stripe_u32(s, stripe::JOURNAL_TENANT)
+            .unwrap()
+            .store(t, Ordering::Relaxed);
+        st.stripe_u32(s, stripe::JOURNAL_STATE)
+            .unwrap()
+            .store(1, Ordering::Release);
+        let seq = st.seq(t).unwrap();
+        seq.store(seq.load(Ordering::Relaxed) | 1, Ordering::Release);
+        st.set_source(Source::Shared);
+        for _ in 0..5 {
+            e.engine
+                .record(1000, &msg_for(tenant), Verdict::Spam)
+                .unwrap();
+        }
+        e.st().set_source(Source::Shadow);
+    }
+
+    #[test]
+    fn tenants_are_spread_over_stripes() {
+        let (_d, image, state) = setup("stripes");
+        let a = SharedEngine::open(&image, &state).unwrap();
+        let st = a.st();
+        assert_eq!(st.stripes(), 16.min(super::super::format::STRIPES));
+        assert_eq!(a.capacity().tenants, 16);
+        let stripes: Vec<usize> = (0..3).map(|t| st.stripe_of(t)).collect();
+        assert_eq!(stripes, [0, 1, 2]);
+        assert_ne!(
+            st.header_u64(header::LOCK_EPOCH).load(Ordering::Relaxed),
+            0,
+            "the first open initializes the locks"
+        );
     }
 
     #[test]
@@ -843,30 +1046,27 @@ mod tests {
         let (_d, image, state) = setup("rollback");
         let mut a = SharedEngine::open(&image, &state).unwrap();
         a.record(1000, &msg(), Verdict::Clean).unwrap();
+        a.record(1000, &msg_for("fabrikam"), Verdict::Clean)
+            .unwrap();
         // Steps 1-3 of `write_tenant`, then "death": the lock goes, nothing is committed.
         {
-            let g = a.lock.lock(true).unwrap();
-            let st = a.engine.storage();
-            st.journal_save(0);
-            st.header_u32(header::JOURNAL_TENANT)
-                .store(0, Ordering::Relaxed);
-            st.header_u32(header::JOURNAL_STATE)
-                .store(1, Ordering::Release);
-            let seq = st.seq(0).unwrap();
-            seq.store(seq.load(Ordering::Relaxed) | 1, Ordering::Release);
-            st.set_source(Source::Shared);
-            for _ in 0..5 {
-                a.engine.record(1000, &msg(), Verdict::Spam).unwrap();
-            }
+            let g = a.lock_tenant(0).unwrap().unwrap();
+            half_write(&mut a, 0, "contoso");
             drop(g);
         }
         let mut b = SharedEngine::open(&image, &state).unwrap();
+        // Another stripe is not concerned.
+        assert_eq!(total_of(&mut b, "fabrikam"), 1);
+        b.record(1000, &msg_for("fabrikam"), Verdict::Clean)
+            .unwrap();
+        assert_eq!(b.info().recoveries, 0);
         assert_eq!(total(&mut b), 1, "the half-done write is rolled back");
         assert_eq!(b.info().recoveries, 1);
-        assert_eq!(b.info().writes, 1);
+        assert_eq!(b.info().writes, 3);
         b.record(1000, &msg(), Verdict::Clean).unwrap();
         assert_eq!(total(&mut b), 2);
         assert_eq!(total(&mut a), 2);
+        assert_eq!(total_of(&mut a, "fabrikam"), 2);
         verify_state(&image, &state).unwrap();
     }
 
@@ -883,6 +1083,143 @@ mod tests {
         assert_eq!(total(&mut b), 2, "the committed write stays");
         assert_eq!(b.info().recoveries, 0);
         assert_eq!(b.st().seq(0).unwrap().load(Ordering::Relaxed) & 1, 0);
+    }
+
+    /// A child is killed (SIGKILL) while it holds contoso's stripe lock in the middle of a
+    /// write. Meanwhile other tenants' stripes are free: the parent records for them. After the
+    /// kill, the next holder of contoso's stripe finds the lock's owner dead, rolls the write
+    /// back, and everything counts on exactly.
+    #[test]
+    fn a_writer_killed_holding_its_stripe_is_rolled_back_and_other_stripes_go_on() {
+        use std::time::{Duration, Instant};
+        let (_d, image, state) = setup("killed");
+        let mut p = SharedEngine::open(&image, &state).unwrap();
+        p.record(1000, &msg(), Verdict::Clean).unwrap();
+        p.record(1000, &msg_for("fabrikam"), Verdict::Clean)
+            .unwrap();
+        let mut fds = [0; 2];
+        // SAFETY: creates a pipe into a valid two-element array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only uses its own engine, writes one byte and sleeps until killed;
+        // it never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut c = SharedEngine::open(&image, &state).unwrap();
+            let g = c.lock_tenant(0).unwrap().unwrap();
+            half_write(&mut c, 0, "contoso");
+            std::mem::forget(g);
+            // SAFETY: writes one byte from a live buffer to our end of the pipe.
+            unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: reads one byte into a live buffer from our end of the pipe.
+        assert_eq!(unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) }, 1);
+        // The child holds stripe 0 mid-write. A watchdog kills it after 5 s, so that a lock
+        // shared by all tenants would show as slowness here rather than as a hang.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if wait.recv_timeout(Duration::from_secs(5)).is_err() {
+                // SAFETY: plain system call on our child, which has not been reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            p.record(1000, &msg_for("fabrikam"), Verdict::Clean)
+                .unwrap();
+            p.record(1000, &msg_for("northwind"), Verdict::Clean)
+                .unwrap();
+        }
+        assert_eq!(total_of(&mut p, "fabrikam"), 101);
+        assert_eq!(p.audit("northwind").unwrap().len(), 0);
+        assert!(
+            super::super::sys::LOCK_KIND == 0 || t0.elapsed() < Duration::from_secs(2),
+            "other stripes waited for the held one: {:?}",
+            t0.elapsed()
+        );
+        done.send(()).unwrap();
+        watchdog.join().unwrap();
+        // SAFETY: plain system calls on our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert!(libc::WIFSIGNALED(status));
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        // The dead child's write is still marked in stripe 0's journal.
+        assert_eq!(p.journal_of(0).unwrap(), Some(0));
+        assert_eq!(p.info().recoveries, 0);
+        {
+            let g = p.lock_tenant(0).unwrap().unwrap();
+            if super::super::sys::LOCK_KIND != 0 {
+                assert!(g.owner_died(), "the kernel reports the dead owner");
+            }
+            assert_eq!(p.journal_of(0).unwrap(), None, "rolled back under the lock");
+        }
+        assert_eq!(p.info().recoveries, 1);
+        assert_eq!(total(&mut p), 1, "the killed write is rolled back");
+        assert_eq!(total_of(&mut p, "fabrikam"), 101);
+        assert_eq!(total_of(&mut p, "northwind"), 100);
+        p.record(1000, &msg(), Verdict::Clean).unwrap();
+        let mut q = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(total(&mut q), 2);
+        assert_eq!(q.info().writes, 1 + 1 + 200 + 1);
+        verify_state(&image, &state).unwrap();
+    }
+
+    /// After a reboot, a mutex left "held" in the file by a process of the previous boot (no
+    /// owner-died mark: the kernel that would have set it is gone) is reinitialized by the
+    /// first opener of the new boot, and the unfinished write is rolled back.
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    #[test]
+    fn locks_of_a_previous_boot_are_reinitialized() {
+        let (_d, image, state) = setup("epoch");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        // SAFETY: the child only uses its own engine, then leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut c = SharedEngine::open(&image, &state).unwrap();
+            let g = c.lock_tenant(0).unwrap().unwrap();
+            half_write(&mut c, 0, "contoso");
+            std::mem::forget(g);
+            // SAFETY: unregisters this thread's robust-mutex list, so that the kernel does not
+            // mark the mutex's owner dead at exit (as after a power cut), then exits.
+            unsafe {
+                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
+                libc::_exit(0)
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        // "Reboot": the file's lock epoch is another boot's.
+        a.st()
+            .header_u64(header::LOCK_EPOCH)
+            .store(12345, Ordering::Release);
+        drop(a);
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(
+            b.st()
+                .header_u64(header::LOCK_EPOCH)
+                .load(Ordering::Relaxed),
+            boot_epoch()
+        );
+        assert_eq!(b.info().recoveries, 1);
+        assert_eq!(total(&mut b), 1);
+        let t0 = std::time::Instant::now();
+        b.record(1000, &msg(), Verdict::Clean).unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(total(&mut b), 2);
+        verify_state(&image, &state).unwrap();
     }
 
     #[test]

@@ -12,13 +12,19 @@
 //! tenants' initial records · `Meta` length (u32) and `Meta::encode` bytes · header checksum
 //! (u64, the page's last 8 bytes, over everything before it).
 //!
-//! State header: magic `OGSTATE\0` · version · header length · byte-order marker · reserved ·
-//! image id · file length · tenants, counter cells per tenant, audit depth, journaled audit slots
-//! (u32 each) · record sizes (u16 ×2) · reserved · table directory of tenants, counters, audit,
-//! sequence numbers, journal record, journal cells, journal audit slots · creation time (u64) ·
-//! image path length (u32) and bytes · header checksum at byte 2040 (over bytes 0..2040). From byte
-//! 2048 the mutable words: superseded flag, journal state, journal tenant, write and recovery
-//! counts, and the superseding file's path.
+//! State header (version 3): magic `OGSTATE\0` · version · header length · byte-order marker ·
+//! reserved · image id · file length · tenants, counter cells per tenant, audit depth, journaled
+//! audit slots per stripe (u32 each) · record sizes (u16 ×2) · stripes (u32) · table directory of
+//! tenants, counters, audit, sequence numbers, stripe blocks, journal records, journal cells,
+//! journal audit slots · creation time (u64) · lock kind and lock size (u32 each: which mutex
+//! implementation the stripe blocks hold) · image path length (u32) and bytes · header checksum
+//! at byte 2040 (over bytes 0..2040). From byte 2048 the mutable words: superseded flag, a
+//! reserved word, the lock epoch (the boot the stripe locks were initialized in), and the
+//! superseding file's path.
+//!
+//! A stripe block (128 bytes, one per stripe; tenant `t` is in stripe `t % stripes`) holds the
+//! stripe's lock, its journal state and tenant, and its write and recovery counts. Version 2
+//! files (one lock and one journal for the whole file) are refused.
 
 use core::mem::size_of;
 use std::boxed::Box;
@@ -30,7 +36,10 @@ use std::path::{Path, PathBuf};
 use std::vec;
 use std::vec::Vec;
 
-use super::sys::{bytes_of, header, preallocate, ImageRegions, Mapping, Region, StateRegions};
+use super::sys::{
+    bytes_of, header, preallocate, ImageRegions, Mapping, Region, StateRegions, StripeBlock,
+    LOCK_BYTES, LOCK_KIND,
+};
 use super::{FileKind, SharedError};
 use crate::hash::checksum;
 use crate::storage::{ConnectorRecord, DomainEntry, RangeEntry, RuleState, TenantRecord};
@@ -43,7 +52,7 @@ pub const STATE_MAGIC: [u8; 8] = *b"OGSTATE\0";
 /// Image format version written and read by this build.
 pub const IMAGE_VERSION: u32 = 2;
 /// State file format version written and read by this build.
-pub const STATE_VERSION: u32 = 2;
+pub const STATE_VERSION: u32 = 3;
 
 pub(super) const PAGE: usize = 4096;
 /// The image header takes two pages (its `Meta` holds per-class prefix-length counts).
@@ -52,6 +61,14 @@ pub(super) const IMG_PAGE: usize = 2 * PAGE;
 pub(super) const MAX_PATH: usize = 1024;
 /// Audit slots saved in the journal: more than one call ever writes (at most 4 events).
 pub(super) const JOURNAL_AUDIT_SLOTS: usize = 8;
+/// Lock stripes of a state file (fewer when it has fewer tenants): writers of tenants in
+/// different stripes run in parallel.
+pub(super) const STRIPES: usize = 64;
+
+/// The number of stripes of a state file with `tenants` tenant records.
+pub(super) fn stripes_for(tenants: usize) -> usize {
+    tenants.clamp(1, STRIPES)
+}
 const ALIGN: usize = 64;
 const ENDIAN: u32 = 0x0102_0304;
 
@@ -80,10 +97,13 @@ mod st {
     pub const DEPTH: usize = 48;
     pub const JOURNAL_AUDIT: usize = 52;
     pub const SIZES: usize = 56;
+    pub const STRIPES: usize = 60;
     pub const DIR: usize = 64;
-    pub const TABLES: usize = 7;
+    pub const TABLES: usize = 8;
     pub const CREATED: usize = DIR + TABLES * 16;
-    pub const IMAGE_PATH_LEN: usize = CREATED + 8;
+    pub const LOCK_KIND: usize = CREATED + 8;
+    pub const LOCK_BYTES: usize = LOCK_KIND + 4;
+    pub const IMAGE_PATH_LEN: usize = LOCK_BYTES + 4;
     pub const IMAGE_PATH: usize = IMAGE_PATH_LEN + 8;
     pub const SUM: usize = 2040;
 }
@@ -188,16 +208,19 @@ pub(super) fn state_regions(
     tenants: usize,
     stride: usize,
     depth: usize,
+    stripes: usize,
 ) -> Option<(StateRegions, usize)> {
     let mut c = Cursor(PAGE);
+    let slots = depth.min(JOURNAL_AUDIT_SLOTS);
     let r = StateRegions {
         tenants: c.next(tenants, size_of::<TenantRecord>())?,
         counters: c.next(tenants.checked_mul(stride)?, 4)?,
         audit: c.next(tenants.checked_mul(depth)?, size_of::<Event>())?,
         seqs: c.next(tenants, 8)?,
-        journal_record: c.next(1, size_of::<TenantRecord>())?,
-        journal_cells: c.next(stride, 4)?,
-        journal_audit: c.next(depth.min(JOURNAL_AUDIT_SLOTS), size_of::<Event>())?,
+        stripes: c.next(stripes, size_of::<StripeBlock>())?,
+        journal_record: c.next(stripes, size_of::<TenantRecord>())?,
+        journal_cells: c.next(stripes.checked_mul(stride)?, 4)?,
+        journal_audit: c.next(stripes.checked_mul(slots)?, size_of::<Event>())?,
     };
     Some((r, c.end()?))
 }
@@ -208,6 +231,7 @@ fn state_dir(r: &StateRegions) -> [(Region, usize); st::TABLES] {
         (r.counters, 4),
         (r.audit, size_of::<Event>()),
         (r.seqs, 8),
+        (r.stripes, size_of::<StripeBlock>()),
         (r.journal_record, size_of::<TenantRecord>()),
         (r.journal_cells, 4),
         (r.journal_audit, size_of::<Event>()),
@@ -613,8 +637,6 @@ pub(super) struct StateHeader {
     pub stride: u32,
     pub depth: u32,
     pub superseded: u32,
-    pub journal_state: u32,
-    pub journal_tenant: u32,
 }
 
 impl StateHeader {
@@ -678,8 +700,24 @@ fn parse_state_header(path: &Path, h: &[u8], size: u64) -> Result<StateHeader, S
     if get32(h, st::JOURNAL_AUDIT) as usize != (depth as usize).min(JOURNAL_AUDIT_SLOTS) {
         return Err(corrupt("journal size"));
     }
-    let (regions, end) = state_regions(tenants as usize, stride as usize, depth as usize)
-        .ok_or(corrupt("table sizes overflow"))?;
+    let stripes = get32(h, st::STRIPES);
+    if stripes == 0 || stripes > tenants {
+        return Err(corrupt("stripe count"));
+    }
+    if get32(h, st::LOCK_KIND) != LOCK_KIND || get32(h, st::LOCK_BYTES) != LOCK_BYTES {
+        return Err(SharedError::Incompatible {
+            path: path.to_path_buf(),
+            kind,
+            detail: "its stripe locks are of another implementation (another C library or system)",
+        });
+    }
+    let (regions, end) = state_regions(
+        tenants as usize,
+        stride as usize,
+        depth as usize,
+        stripes as usize,
+    )
+    .ok_or(corrupt("table sizes overflow"))?;
     if end as u64 != len || !dir_matches(h, st::DIR, &state_dir(&regions)) {
         return Err(corrupt("table directory does not match the sizes"));
     }
@@ -702,14 +740,9 @@ fn parse_state_header(path: &Path, h: &[u8], size: u64) -> Result<StateHeader, S
         stride,
         depth,
         superseded: get32(h, header::SUPERSEDED),
-        journal_state: get32(h, header::JOURNAL_STATE),
-        journal_tenant: get32(h, header::JOURNAL_TENANT),
     };
-    if sh.superseded > 1 || sh.journal_state > 1 {
+    if sh.superseded > 1 || get32(h, header::RESERVED) != 0 {
         return Err(corrupt("flag words"));
-    }
-    if sh.journal_state == 1 && sh.journal_tenant >= tenants {
-        return Err(corrupt("the journal names a tenant out of range"));
     }
     Ok(sh)
 }
@@ -798,7 +831,8 @@ pub(super) fn write_state_file(
     let tenants = cap.tenants as usize;
     let stride = cap.counter_stride();
     let depth = cap.audit_depth as usize;
-    let (r, end) = state_regions(tenants, stride, depth).ok_or(SharedError::Engine(
+    let stripes = stripes_for(tenants);
+    let (r, end) = state_regions(tenants, stride, depth, stripes).ok_or(SharedError::Engine(
         Error::InvalidCapacity("too large for a state file"),
     ))?;
     let ipath = image_path.as_os_str().as_bytes();
@@ -824,7 +858,10 @@ pub(super) fn write_state_file(
     );
     put16(&mut h, st::SIZES, size_of::<TenantRecord>() as u16);
     put16(&mut h, st::SIZES + 2, size_of::<Event>() as u16);
+    put32(&mut h, st::STRIPES, stripes as u32);
     put_dir(&mut h, st::DIR, &state_dir(&r));
+    put32(&mut h, st::LOCK_KIND, LOCK_KIND);
+    put32(&mut h, st::LOCK_BYTES, LOCK_BYTES);
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -34,22 +34,41 @@
 //! time a process first reads it; [`verify_state`] checks all of them.
 //!
 //! # Concurrency and crash safety
-//! Every call that changes state takes `flock(LOCK_EX)` on the state file, which the kernel
-//! drops when the holder dies. Inside the lock a write is made atomic with an undo journal in the
-//! state file: the tenant's record, counter cells and the audit slots the call may write are
-//! copied to the journal, the journal is marked active, the engine call runs, and clearing the
-//! journal mark is the commit. A process killed at any instant before the commit leaves an
-//! active journal; the next writer (or a reader that meets the half-written tenant) rolls the
-//! tenant back to the journal under the lock. So a call is either wholly applied or not at all,
-//! and a count whose `record` returned is committed.
+//! The tenants are divided into *stripes* (tenant `t` is in stripe `t % stripes`; 64 stripes, or
+//! one per tenant for smaller policies). Every call that changes state takes the lock of the
+//! tenant's stripe, so processes writing for tenants of different stripes run in parallel. A
+//! stripe lock is a process-shared, robust pthread mutex stored in the state file (Linux, glibc
+//! or musl): an uncontended one costs an atomic instruction, no system call, and when its holder
+//! dies the kernel hands it to the next locker marked "owner died". Each stripe has its own undo
+//! journal in the state file: the tenant's record, counter cells and the audit slots the call
+//! may write are copied to the stripe's journal, the journal is marked active, the engine call
+//! runs, and clearing the journal mark is the commit. A live writer always clears the mark before
+//! it unlocks, so whoever takes a stripe lock and finds its journal marked knows the writer died
+//! before committing and rolls that tenant back from the journal, under the lock. So a call is
+//! either wholly applied or not at all, a count whose `record` returned is committed, and a
+//! death repairs only its own stripe: the other stripes never notice. Calls that read or change
+//! every tenant ([`SharedEngine::restricted`], [`verify_state`], [`migrate`]) take all stripe
+//! locks, in stripe order (the only order in which a process holds more than one).
+//!
+//! A mutex held when the machine went down (or the file was copied while in use) stays "held"
+//! in the file by a process that no longer exists. The state header therefore records the boot
+//! (a hash of the kernel's boot id) in which the locks were initialized: the first process of
+//! a boot to open the file rolls back every unfinished write and initializes all locks, under
+//! the file's exclusive `flock`; every other process of that boot finds the boot current. A
+//! process that cannot read the boot id (no `/proc`) uses the locks as they are. A wait for a
+//! stripe lock gives up with an error after 10 seconds (writers hold one for microseconds). All
+//! processes using a state file must run on one kernel (containers of one host are fine).
+//! Where robust mutexes are not available (other Unix systems), every stripe's lock is the
+//! state file's `flock`: the same journals and recovery, without parallel writers. The header
+//! records which kind of lock the file holds, and a file is refused by builds of another kind.
 //!
 //! `check` and `status` take no lock: every tenant has a sequence number in the state file
 //! (a seqlock), odd while a writer changes that tenant. A process keeps a private copy of the
 //! tenants it has looked at and refreshes one only when its sequence number moved, copying it with
 //! volatile reads and retrying when the number changed meanwhile. A decision is therefore made on
 //! private memory that no other process writes, at the cost of one atomic load when nothing
-//! changed. A reader that keeps meeting an odd number falls back to the lock (a writer that died
-//! is repaired then).
+//! changed. A reader that keeps meeting an odd number falls back to the tenant's stripe lock (a
+//! writer that died is repaired then).
 //!
 //! `flock` locks belong to the open file description, which a forked child shares with its
 //! parent: a [`SharedEngine`] remembers the process id it locked from and reopens its lock
@@ -60,12 +79,13 @@
 //! [`migrate`] opens the old image and state, builds a new state file from the new image, adopts
 //! the old state by tenant id, writes the new file next to its final path and renames it into
 //! place, and then marks the old state file *superseded* in its header (with the new path), all
-//! under the old file's exclusive lock. Every process notices on its next call and reopens the
-//! new state (and the image it names) by itself.
+//! under the old file's exclusive `flock` and all of its stripe locks. Every process notices on
+//! its next call and reopens the new state (and the image it names) by itself.
 //!
 //! # Platform
-//! Unix only (`mmap`, `flock`, `msync`); the lock-descriptor reopening after `fork` uses
-//! `/proc/self/fd` where it exists and the path otherwise. Records are stored in native byte
+//! Unix only (`mmap`, `flock`, `msync`; robust process-shared mutexes on Linux); the
+//! lock-descriptor reopening after `fork` uses `/proc/self/fd` where it exists and the path
+//! otherwise. Records are stored in native byte
 //! order: the files belong to machines of the byte order and build that wrote them (both are
 //! checked on open).
 

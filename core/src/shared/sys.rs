@@ -7,10 +7,15 @@
 //! lie inside its mapping and to be aligned for its type, and the mappings live exactly as long
 //! as the [`MappedStorage`] that owns them.
 //!
-//! Memory that other processes write at the same time (the state file) is read outside the lock
+//! Memory that other processes write at the same time (the state file) is read outside the locks
 //! only with volatile reads validated by a per-tenant sequence number (a seqlock), and only into
-//! private memory; the engine itself reads shared memory only while this process holds the
-//! state file's `flock`, so no other process writes it meanwhile.
+//! private memory; the engine itself reads a tenant's shared records only while this process
+//! holds the lock of the tenant's stripe, so no other process writes them meanwhile.
+//!
+//! The stripe locks are robust, process-shared pthread mutexes stored in the state file (Linux
+//! with glibc or musl): taking an uncontended one is an atomic instruction, no system call, and
+//! the kernel marks one whose holder died (`EOWNERDEAD`). Elsewhere every stripe lock is the
+//! state file's `flock` (correct, but writers do not run in parallel).
 
 use core::cell::Cell;
 use core::mem::{align_of, size_of};
@@ -22,6 +27,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::vec::Vec;
 
 use super::SharedError;
@@ -71,6 +77,10 @@ pub(super) struct Mapping {
 // SAFETY: a `Mapping` owns its address range exclusively (nothing else in this process unmaps
 // it); the range is valid from any thread.
 unsafe impl Send for Mapping {}
+// SAFETY: its `&self` methods only read its bounds, make views of memory that no thread of this
+// process writes while they are alive (see `bytes`), or call `msync`; the stripe guards share a
+// mapping only to unlock a mutex in it (pthread mutexes are made for concurrent use).
+unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` bytes of `file` read-write: `MAP_SHARED` (writes reach the file and other
@@ -183,7 +193,9 @@ pub(super) fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 // ----- file locks ---------------------------------------------------------------------------
 
-/// The state file's `flock`, reopened after a `fork`: flock locks belong to the open file
+/// The state file's `flock` (taken by [`super::migrate`], by the first opener after a boot that
+/// initializes the stripe locks, and, where robust mutexes are not available, as every stripe's
+/// lock), reopened after a `fork`: flock locks belong to the open file
 /// description, which a child shares with its parent, so a child locking the inherited
 /// descriptor would "hold" the parent's lock too.
 pub(super) struct StateLock {
@@ -315,11 +327,15 @@ pub(super) struct StateRegions {
     pub audit: Region,
     /// One `u64` sequence number per tenant.
     pub seqs: Region,
-    /// The undo journal: one tenant record ...
+    /// One [`StripeBlock`] per stripe: its lock, journal words and statistics. Tenant `t`
+    /// belongs to stripe `t % stripes`.
+    pub stripes: Region,
+    /// The undo journals, one per stripe: a tenant record each ...
     pub journal_record: Region,
-    /// ... its counter cells ...
+    /// ... its counter cells (`stride` per stripe) ...
     pub journal_cells: Region,
-    /// ... and the audit slots a call may write.
+    /// ... and the audit slots a call may write (`JOURNAL_AUDIT_SLOTS` or the audit depth per
+    /// stripe).
     pub journal_audit: Region,
 }
 
@@ -327,18 +343,189 @@ pub(super) struct StateRegions {
 pub(super) mod header {
     /// `u32`: 1 once the state file was superseded by a migration.
     pub const SUPERSEDED: usize = 2048;
-    /// `u32`: 1 while a write is in progress (the journal holds its before-image).
-    pub const JOURNAL_STATE: usize = 2052;
-    /// `u32`: the tenant the journal belongs to.
-    pub const JOURNAL_TENANT: usize = 2056;
-    /// `u64`: committed writes (statistics).
-    pub const WRITES: usize = 2064;
-    /// `u64`: writes rolled back after their writer died (statistics).
-    pub const RECOVERIES: usize = 2072;
+    /// `u32`: reserved, zero.
+    pub const RESERVED: usize = 2052;
+    /// `u64`: the boot the stripe locks were initialized in (a hash of the kernel's boot id;
+    /// 0: never initialized; 1: initialized by a process that could not read the boot id).
+    pub const LOCK_EPOCH: usize = 2056;
     /// `u32`: length of the superseding state file's path.
     pub const SUPERSEDED_BY_LEN: usize = 2080;
     /// The superseding state file's path (up to `MAX_PATH` bytes).
     pub const SUPERSEDED_BY: usize = 2088;
+}
+
+/// One stripe's block in the state file: 128 bytes (two cache lines, so that writers of
+/// different stripes never share a line), viewed through the offsets in [`stripe`].
+pub(super) type StripeBlock = [u64; 16];
+
+/// Offsets inside a [`StripeBlock`].
+pub(super) mod stripe {
+    /// The stripe's lock: a process-shared robust `pthread_mutex_t` (up to `LOCK_MAX` bytes;
+    /// unused where stripes share the file's `flock`).
+    pub const LOCK: usize = 0;
+    /// Room for the mutex.
+    pub const LOCK_MAX: usize = 64;
+    /// `u32`: 1 while a write is in progress (the stripe's journal holds its before-image).
+    pub const JOURNAL_STATE: usize = 64;
+    /// `u32`: the tenant the stripe's journal belongs to.
+    pub const JOURNAL_TENANT: usize = 68;
+    /// `u64`: committed writes in this stripe (statistics).
+    pub const WRITES: usize = 72;
+    /// `u64`: writes of this stripe rolled back after their writer died (statistics).
+    pub const RECOVERIES: usize = 80;
+}
+
+const _: () = assert!(size_of::<StripeBlock>() == 128 && stripe::RECOVERIES + 8 <= 128);
+
+// ----- stripe locks -------------------------------------------------------------------------
+
+/// Robust process-shared mutexes (Linux, glibc or musl).
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+mod mutex {
+    use core::mem::{size_of, MaybeUninit};
+    use std::io;
+
+    /// What the lock bytes of a stripe block are: recorded in the state header, so that a file
+    /// is never used by builds whose mutexes differ (another C library).
+    pub const KIND: u32 = if cfg!(target_env = "gnu") { 1 } else { 2 };
+    /// `size_of::<pthread_mutex_t>()`, recorded in the header as well.
+    pub const BYTES: u32 = size_of::<libc::pthread_mutex_t>() as u32;
+    /// How long a waiter waits for a stripe lock before giving up with an error: writers hold
+    /// one for microseconds, so this means a holder that is stopped (or a file copied while
+    /// locked), not contention.
+    const TIMEOUT_SECS: i64 = 10;
+
+    const _: () = assert!(
+        size_of::<libc::pthread_mutex_t>() <= super::stripe::LOCK_MAX
+            && core::mem::align_of::<libc::pthread_mutex_t>() <= 8
+    );
+
+    fn check(r: libc::c_int) -> io::Result<()> {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(r))
+        }
+    }
+
+    /// Initializes a process-shared, robust mutex at `m`.
+    ///
+    /// # Safety
+    /// `m` is valid, aligned memory for a `pthread_mutex_t` that no thread of any process uses
+    /// meanwhile.
+    pub unsafe fn init(m: *mut libc::pthread_mutex_t) -> io::Result<()> {
+        let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        // SAFETY: initializing and then using an attribute object we own; `m` per the contract.
+        unsafe {
+            check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
+            let r = check(libc::pthread_mutexattr_setpshared(
+                attr.as_mut_ptr(),
+                libc::PTHREAD_PROCESS_SHARED,
+            ))
+            .and_then(|()| {
+                check(libc::pthread_mutexattr_setrobust(
+                    attr.as_mut_ptr(),
+                    libc::PTHREAD_MUTEX_ROBUST,
+                ))
+            })
+            .and_then(|()| check(libc::pthread_mutex_init(m, attr.as_ptr())));
+            libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+            r
+        }
+    }
+
+    /// Locks `m`; `Ok(true)` when its previous holder died holding it (the mutex is made
+    /// consistent again at once: what the holder left half done is repaired by the caller from
+    /// the stripe's journal, which stays marked until that is done).
+    ///
+    /// # Safety
+    /// `m` is a mutex initialized by [`init`] in memory that stays mapped while it is held.
+    pub unsafe fn lock(m: *mut libc::pthread_mutex_t) -> io::Result<bool> {
+        // SAFETY: per the contract.
+        let mut r = unsafe { libc::pthread_mutex_trylock(m) };
+        if r == libc::EBUSY {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: writes the current time into `ts`.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+            ts.tv_sec = ts.tv_sec.saturating_add(TIMEOUT_SECS as _);
+            // SAFETY: per the contract; `ts` is a valid absolute time.
+            r = unsafe { libc::pthread_mutex_timedlock(m, &ts) };
+        }
+        match r {
+            0 => Ok(false),
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold `m` (EOWNERDEAD means the lock was acquired).
+                check(unsafe { libc::pthread_mutex_consistent(m) })?;
+                Ok(true)
+            }
+            libc::ETIMEDOUT => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "a stripe lock was held for more than 10 s (a process holding it is stopped, or \
+                 the state file was copied while in use)",
+            )),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    /// Unlocks `m`.
+    ///
+    /// # Safety
+    /// This thread holds `m` (locked by [`lock`]).
+    pub unsafe fn unlock(m: *mut libc::pthread_mutex_t) {
+        // SAFETY: per the contract.
+        unsafe { libc::pthread_mutex_unlock(m) };
+    }
+}
+
+/// Where robust process-shared mutexes are not available, every stripe's lock is the file's
+/// `flock` (one lock for all stripes).
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+mod mutex {
+    pub const KIND: u32 = 0;
+    pub const BYTES: u32 = 0;
+}
+
+/// What the lock bytes of a stripe block are (see the state header).
+pub(super) const LOCK_KIND: u32 = mutex::KIND;
+/// The size of one stripe lock (see the state header).
+pub(super) const LOCK_BYTES: u32 = mutex::BYTES;
+
+/// Holds one stripe lock until dropped. Not `Send`: a mutex is unlocked by the thread that
+/// locked it.
+pub(super) struct StripeGuard {
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    map: Arc<Mapping>,
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    off: usize,
+    #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+    _file: LockGuard,
+    owner_died: bool,
+    /// Not `Send`.
+    _thread: core::marker::PhantomData<*const ()>,
+}
+
+impl StripeGuard {
+    /// Whether the lock's previous holder died holding it.
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+impl Drop for StripeGuard {
+    fn drop(&mut self) {
+        // SAFETY: the guard was made by `lock_stripe` on this thread (the guard is not `Send`)
+        // for the mutex at `off` in `map`, which the guard keeps mapped.
+        unsafe { mutex::unlock(self.map.base().add(self.off).cast()) }
+    }
+}
+
+/// All stripe locks of a state file, taken in stripe order.
+pub(super) struct AllStripes {
+    _guards: Vec<StripeGuard>,
 }
 
 /// Which tenant records and counters the engine sees.
@@ -360,7 +547,9 @@ pub(super) enum Source {
 /// which one the engine sees under which lock; there is no public constructor.
 pub struct MappedStorage {
     image: Mapping,
-    state: Mapping,
+    /// Shared with the stripe guards, which must be able to unlock whatever happens to the
+    /// storage.
+    state: Arc<Mapping>,
     shadow: Mapping,
     img: ImageRegions,
     st: StateRegions,
@@ -368,6 +557,8 @@ pub struct MappedStorage {
     shadow_audit: Region,
     stride: usize,
     depth: usize,
+    /// Audit slots per stripe journal.
+    slots: usize,
     source: Cell<Source>,
 }
 
@@ -401,6 +592,8 @@ impl MappedStorage {
         stride: usize,
         depth: usize,
     ) -> Result<MappedStorage, &'static str> {
+        let stripes = st.stripes.len;
+        let slots = depth.min(super::format::JOURNAL_AUDIT_SLOTS);
         let image_ok = img.tenant_index.fits::<u32>(&image)
             && img.domains.fits::<DomainEntry>(&image)
             && img.connectors.fits::<ConnectorRecord>(&image)
@@ -426,6 +619,7 @@ impl MappedStorage {
             && st.counters.fits::<u32>(&state)
             && st.audit.fits::<Event>(&state)
             && st.seqs.fits::<u64>(&state)
+            && st.stripes.fits::<StripeBlock>(&state)
             && st.journal_record.fits::<TenantRecord>(&state)
             && st.journal_cells.fits::<u32>(&state)
             && st.journal_audit.fits::<Event>(&state)
@@ -439,6 +633,7 @@ impl MappedStorage {
             (st.counters.off, st.counters.end::<u32>()),
             (st.audit.off, st.audit.end::<Event>()),
             (st.seqs.off, st.seqs.end::<u64>()),
+            (st.stripes.off, st.stripes.end::<StripeBlock>()),
             (
                 st.journal_record.off,
                 st.journal_record.end::<TenantRecord>(),
@@ -465,11 +660,12 @@ impl MappedStorage {
             && st.counters.len == layout.counters
             && st.audit.len == layout.audit
             && st.seqs.len == layout.tenants
-            && st.journal_record.len == 1
-            && st.journal_cells.len == stride
+            && (1..=layout.tenants.max(1)).contains(&stripes)
+            && st.journal_record.len == stripes
+            && st.journal_cells.len == stripes.saturating_mul(stride)
             && layout.counters == layout.tenants.saturating_mul(stride)
             && layout.audit == layout.tenants.saturating_mul(depth)
-            && st.journal_audit.len == depth.min(super::format::JOURNAL_AUDIT_SLOTS);
+            && st.journal_audit.len == stripes.saturating_mul(slots);
         if !lengths_ok {
             return Err("table lengths do not match the capacity");
         }
@@ -479,7 +675,7 @@ impl MappedStorage {
         let shadow = Mapping::anonymous(shadow_len).map_err(|_| "cannot map private memory")?;
         Ok(MappedStorage {
             image,
-            state,
+            state: Arc::new(state),
             shadow,
             img,
             st,
@@ -493,6 +689,7 @@ impl MappedStorage {
             },
             stride,
             depth,
+            slots,
             source: Cell::new(Source::Shared),
         })
     }
@@ -548,7 +745,8 @@ impl MappedStorage {
         let n = path.len().min(super::format::MAX_PATH);
         for (i, b) in path.iter().take(n).enumerate() {
             // SAFETY: inside the header page (MAX_PATH bytes from SUPERSEDED_BY end before 4096);
-            // written only under the exclusive lock, read only after the flag was seen.
+            // written only under every stripe lock (by `migrate`), read only after the flag was
+            // seen.
             unsafe { ptr::write_volatile(self.state.base().add(header::SUPERSEDED_BY + i), *b) }
         }
         self.header_u32(header::SUPERSEDED_BY_LEN)
@@ -613,31 +811,133 @@ impl MappedStorage {
         }
     }
 
+    /// The number of stripes.
+    pub(super) fn stripes(&self) -> usize {
+        self.st.stripes.len
+    }
+
+    /// The stripe of tenant `t`.
+    pub(super) fn stripe_of(&self, t: u32) -> usize {
+        t as usize % self.st.stripes.len.max(1)
+    }
+
+    fn stripe_word(&self, s: usize, off: usize) -> Option<*mut u8> {
+        let p = Self::at::<StripeBlock>(&self.state, self.st.stripes, s)?;
+        Some(p.cast::<u8>().wrapping_add(off))
+    }
+
+    /// A 32-bit word of stripe `s`'s block.
+    pub(super) fn stripe_u32(&self, s: usize, off: usize) -> Option<&AtomicU32> {
+        debug_assert!(off % 4 == 0 && off >= stripe::LOCK_MAX && off + 4 <= 128);
+        let p = self.stripe_word(s, off.clamp(stripe::LOCK_MAX, 124) & !3)?;
+        // SAFETY: inside stripe `s`'s block (checked in `new`: inside the mapping, 8-aligned),
+        // past its lock bytes, 4-aligned; these words are only ever accessed atomically.
+        Some(unsafe { &*p.cast::<AtomicU32>() })
+    }
+
+    /// A 64-bit word of stripe `s`'s block.
+    pub(super) fn stripe_u64(&self, s: usize, off: usize) -> Option<&AtomicU64> {
+        debug_assert!(off % 8 == 0 && off >= stripe::LOCK_MAX && off + 8 <= 128);
+        let p = self.stripe_word(s, off.clamp(stripe::LOCK_MAX, 120) & !7)?;
+        // SAFETY: as for `stripe_u32`, 8-aligned.
+        Some(unsafe { &*p.cast::<AtomicU64>() })
+    }
+
+    /// Takes stripe `s`'s lock, waiting for it. `file` is the state file's `flock`, the
+    /// stripe's lock where robust mutexes are not available.
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    pub(super) fn lock_stripe(
+        &self,
+        s: usize,
+        file: &mut StateLock,
+    ) -> Result<StripeGuard, SharedError> {
+        if s >= self.st.stripes.len {
+            return Err(SharedError::io(
+                &file.path,
+                "lock",
+                io::Error::other("stripe out of range"),
+            ));
+        }
+        let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
+        let map = Arc::clone(&self.state);
+        // SAFETY: `off` is stripe `s`'s block, inside the mapping and 8-aligned (checked in
+        // `new`), which holds a mutex initialized by `init_locks` (the engine initializes the
+        // locks once per boot before any process of that boot uses them, see `LOCK_EPOCH`);
+        // the guard keeps the mapping alive while it holds the mutex.
+        let died = unsafe { mutex::lock(map.base().add(off).cast()) }
+            .map_err(|e| SharedError::io(&file.path, "lock", e))?;
+        Ok(StripeGuard {
+            map,
+            off,
+            owner_died: died,
+            _thread: core::marker::PhantomData,
+        })
+    }
+
+    /// Takes stripe `s`'s lock, waiting for it: here the state file's `flock`.
+    #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+    pub(super) fn lock_stripe(
+        &self,
+        _s: usize,
+        file: &mut StateLock,
+    ) -> Result<StripeGuard, SharedError> {
+        Ok(StripeGuard {
+            _file: file.lock(true)?,
+            owner_died: false,
+            _thread: core::marker::PhantomData,
+        })
+    }
+
+    /// Takes every stripe's lock, in stripe order (the only order in which a process ever holds
+    /// more than one).
+    pub(super) fn lock_all(&self, file: &mut StateLock) -> Result<AllStripes, SharedError> {
+        let n = if LOCK_KIND == 0 { 1 } else { self.stripes() };
+        let mut guards = Vec::with_capacity(n);
+        for s in 0..n {
+            guards.push(self.lock_stripe(s, file)?);
+        }
+        Ok(AllStripes { _guards: guards })
+    }
+
+    /// Initializes every stripe's lock (unlocked). Only while no process uses them: the first
+    /// opener of a boot, under the file's exclusive `flock` (see `LOCK_EPOCH`).
+    pub(super) fn init_locks(&self) -> io::Result<()> {
+        #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+        for s in 0..self.stripes() {
+            let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
+            // SAFETY: stripe `s`'s block is inside the mapping and 8-aligned (checked in `new`),
+            // with `LOCK_MAX` bytes for the mutex; by the contract above nobody uses it.
+            unsafe { mutex::init(self.state.base().add(off).cast())? };
+        }
+        Ok(())
+    }
+
     /// Saves tenant `t`'s record, counter cells and the audit slots its next call may write
-    /// into the journal. Only under the exclusive lock.
-    pub(super) fn journal_save(&self, t: u32) {
+    /// into stripe `s`'s journal. Only under that stripe's lock.
+    pub(super) fn journal_save(&self, s: usize, t: u32) {
         let (Some(rec), Some(jrec)) = (
             Self::at::<TenantRecord>(&self.state, self.st.tenants, t as usize),
-            Self::at::<TenantRecord>(&self.state, self.st.journal_record, 0),
+            Self::at::<TenantRecord>(&self.state, self.st.journal_record, s),
         ) else {
             return;
         };
         // SAFETY: inside their regions (checked in `new`), aligned, not overlapping; no other
-        // process writes the state while this one holds the exclusive lock, and no reference into
-        // it is alive outside engine calls.
+        // process writes this tenant or this journal while this one holds the stripe's lock,
+        // and no reference into them is alive outside engine calls.
         let r = unsafe {
             ptr::write(jrec, ptr::read(rec));
             ptr::read(rec)
         };
-        self.copy_cells(t, true);
-        self.copy_audit(t, r.audit_written, true);
+        self.copy_cells(s, t, true);
+        self.copy_audit(s, t, r.audit_written, true);
     }
 
-    /// Puts tenant `t`'s journaled before-image back. Only under the exclusive lock.
-    pub(super) fn journal_restore(&self, t: u32) {
+    /// Puts tenant `t`'s before-image back from stripe `s`'s journal. Only under that stripe's
+    /// lock.
+    pub(super) fn journal_restore(&self, s: usize, t: u32) {
         let (Some(rec), Some(jrec)) = (
             Self::at::<TenantRecord>(&self.state, self.st.tenants, t as usize),
-            Self::at::<TenantRecord>(&self.state, self.st.journal_record, 0),
+            Self::at::<TenantRecord>(&self.state, self.st.journal_record, s),
         ) else {
             return;
         };
@@ -647,16 +947,16 @@ impl MappedStorage {
             ptr::write(rec, r);
             r
         };
-        self.copy_cells(t, false);
-        self.copy_audit(t, r.audit_written, false);
+        self.copy_cells(s, t, false);
+        self.copy_audit(s, t, r.audit_written, false);
     }
 
-    fn copy_cells(&self, t: u32, save: bool) {
+    fn copy_cells(&self, s: usize, t: u32, save: bool) {
         let base = t as usize * self.stride;
         for k in 0..self.stride {
             let (Some(cell), Some(j)) = (
                 Self::at::<u32>(&self.state, self.st.counters, base + k),
-                Self::at::<u32>(&self.state, self.st.journal_cells, k),
+                Self::at::<u32>(&self.state, self.st.journal_cells, s * self.stride + k),
             ) else {
                 return;
             };
@@ -666,14 +966,14 @@ impl MappedStorage {
         }
     }
 
-    fn copy_audit(&self, t: u32, written: u32, save: bool) {
+    fn copy_audit(&self, s: usize, t: u32, written: u32, save: bool) {
         let depth = self.depth.max(1);
         let base = t as usize * depth;
-        for k in 0..self.st.journal_audit.len {
+        for k in 0..self.slots {
             let slot = base + (written as usize + k) % depth;
             let (Some(a), Some(j)) = (
                 Self::at::<Event>(&self.state, self.st.audit, slot),
-                Self::at::<Event>(&self.state, self.st.journal_audit, k),
+                Self::at::<Event>(&self.state, self.st.journal_audit, s * self.slots + k),
             ) else {
                 return;
             };
