@@ -56,6 +56,21 @@
 #define OG_EVENTS_MAX 8
 
 /**
+ * `og_ip.family`: no address.
+ */
+#define OG_IP_NONE 0
+
+/**
+ * `og_ip.family`: IPv4, the first 4 bytes of `og_ip.bytes`.
+ */
+#define OG_IP_V4 4
+
+/**
+ * `og_ip.family`: IPv6, all 16 bytes of `og_ip.bytes`.
+ */
+#define OG_IP_V6 6
+
+/**
  * The result of every fallible call. `OG_RESULT_OK` (0) is success; everything else is an
  * error whose number never changes between releases.
  *
@@ -296,6 +311,21 @@ typedef struct og_event {
 typedef void (*og_event_callback)(void *userdata, const struct og_event *event);
 
 /**
+ * An IP address in binary form, network byte order (as in `struct in_addr` / `in6_addr`).
+ */
+typedef struct og_ip {
+  /**
+   * `OG_IP_NONE`, `OG_IP_V4` or `OG_IP_V6`; any other value is
+   * `OG_RESULT_INVALID_PARAMETER`.
+   */
+  uint32_t family;
+  /**
+   * The address: `bytes[0..4]` for IPv4, `bytes[0..16]` for IPv6.
+   */
+  uint8_t bytes[16];
+} og_ip;
+
+/**
  * One outbound message, as the mail server sees it. Zero-initialise it, then fill in what
  * you know; every pointer may be NULL except as noted.
  */
@@ -333,6 +363,12 @@ typedef struct og_message {
    * Number of recipients (counted by rules that count recipients); 0 counts as 1.
    */
   uint32_t recipients;
+  /**
+   * Connecting client's IP address in binary form, for callers that hold it so (libmilter's
+   * `hostaddr`, a `sockaddr`): no text to parse. Family `OG_IP_NONE` (zero) when absent; at
+   * most one of `client_ip` and `client_addr` may be given (`OG_RESULT_INVALID_PARAMETER`).
+   */
+  struct og_ip client_addr;
 } og_message;
 
 /**

@@ -9,6 +9,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::sync::RwLock;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use outguard_benches::cabi::{hot_query, policy, rust_engine, CMessage, Handle};
@@ -30,9 +31,25 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("check-hot-rust", &size), |b| {
                 b.iter(|| rust.check(black_box(NOW), black_box(&m)).accepted())
             });
+            // What a threaded Rust server pays: the same engine behind a `RwLock`, read-locked
+            // per check (the C handle's design).
+            let locked = RwLock::new(rust_engine(&text));
+            g.bench_function(BenchmarkId::new("check-hot-rust-rwlock", &size), |b| {
+                b.iter(|| {
+                    locked
+                        .read()
+                        .expect("lock")
+                        .check(black_box(NOW), black_box(&m))
+                        .accepted()
+                })
+            });
             let cm = CMessage::of(&hot);
             let m = cm.c();
             g.bench_function(BenchmarkId::new("check-hot-c", &size), |b| {
+                b.iter(|| h.check(black_box(NOW), black_box(&m)))
+            });
+            let m = cm.c_binary();
+            g.bench_function(BenchmarkId::new("check-hot-c-binary", &size), |b| {
                 b.iter(|| h.check(black_box(NOW), black_box(&m)))
             });
         }
@@ -46,6 +63,10 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("check-stream-c", &size), |b| {
             let mut cur = Cursor::new(QUERIES);
             b.iter(|| h.check(black_box(NOW), &cm[cur.independent()].c()))
+        });
+        g.bench_function(BenchmarkId::new("check-stream-c-binary", &size), |b| {
+            let mut cur = Cursor::new(QUERIES);
+            b.iter(|| h.check(black_box(NOW), &cm[cur.independent()].c_binary()))
         });
     }
     g.finish();

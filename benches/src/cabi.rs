@@ -7,7 +7,8 @@ use std::ptr;
 
 use outguard::policy::{HeapEngine, Policy};
 use outguard_ffi::{
-    og_decision, og_engine, og_engine_check, og_engine_free, og_message, og_result,
+    og_decision, og_engine, og_engine_check, og_engine_free, og_ip, og_message, og_result,
+    OG_IP_V4, OG_IP_V6,
 };
 
 use crate::fixture::{self, Query};
@@ -89,6 +90,7 @@ pub struct CMessage {
     mail_from: String,
     tenant: CString,
     ip: CString,
+    addr: og_ip,
 }
 
 impl CMessage {
@@ -98,6 +100,20 @@ impl CMessage {
             mail_from: q.mail_from.clone(),
             tenant: CString::new(q.tenant.as_str()).expect("no NUL"),
             ip: CString::new(q.ip.to_string()).expect("no NUL"),
+            addr: match q.ip {
+                std::net::IpAddr::V4(a) => {
+                    let mut bytes = [0u8; 16];
+                    bytes[..4].copy_from_slice(&a.octets());
+                    og_ip {
+                        family: OG_IP_V4,
+                        bytes,
+                    }
+                }
+                std::net::IpAddr::V6(a) => og_ip {
+                    family: OG_IP_V6,
+                    bytes: a.octets(),
+                },
+            },
         }
     }
 
@@ -113,6 +129,18 @@ impl CMessage {
             client_ip: self.ip.as_ptr(),
             flags: 0,
             recipients: 1,
+            client_addr: og_ip::default(),
+        }
+    }
+
+    /// The `og_message` pointing into it, with the client address in binary form
+    /// (`client_addr`) instead of text, as a milter holding a `sockaddr` sends it.
+    #[inline]
+    pub fn c_binary(&self) -> og_message {
+        og_message {
+            client_ip: ptr::null(),
+            client_addr: self.addr,
+            ..self.c()
         }
     }
 }
@@ -128,6 +156,7 @@ mod tests {
         let (h, e) = (Handle::new(&text), rust_engine(&text));
         for q in queries(10, 100, 1) {
             assert!(h.check(NOW, &CMessage::of(&q).c()));
+            assert!(h.check(NOW, &CMessage::of(&q).c_binary()));
             assert!(e.check(NOW, &q.message()).accepted());
         }
     }

@@ -82,14 +82,22 @@ impl EventSink {
     }
 }
 
-/// The core's view of a C message (borrowed; no allocation).
+/// The core's view of a C message (borrowed; no allocation). Inlined: returned through memory,
+/// the ~100-byte `Message` costs store-forwarding stalls worth more than the conversion.
+#[inline(always)]
 pub(crate) fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
     if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
         return Err(og_result::InvalidParameter);
     }
-    let client_ip = match ffi::opt_text(m.client_ip)? {
-        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| og_result::InvalidIp)?),
-        None => None,
+    let client_ip = match (ffi::opt_text(m.client_ip)?, m.client_addr.family) {
+        (None, OG_IP_NONE) => None,
+        (None, OG_IP_V4) => {
+            let b = &m.client_addr.bytes;
+            Some(IpAddr::from([b[0], b[1], b[2], b[3]]))
+        }
+        (None, OG_IP_V6) => Some(IpAddr::from(m.client_addr.bytes)),
+        (Some(s), OG_IP_NONE) => Some(s.parse::<IpAddr>().map_err(|_| og_result::InvalidIp)?),
+        _ => return Err(og_result::InvalidParameter),
     };
     Ok(Message {
         mail_from: ffi::bytes(m.mail_from, m.mail_from_len)?,
@@ -102,6 +110,35 @@ pub(crate) fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
         dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
         recipients: m.recipients,
     })
+}
+
+/// Runs `f` on the core's view of a C message with its U-labels turned into A-labels (the core
+/// only knows ASCII domains). An ASCII message, the usual case, goes through as it is: no
+/// copy, no allocation.
+#[inline]
+pub(crate) fn with_message<R>(
+    m: &og_message,
+    f: impl FnOnce(&Message<'_>) -> Result<R, og_result>,
+) -> Result<R, og_result> {
+    let raw = message(m)?;
+    if raw.mail_from.is_ascii()
+        && raw.auth_user.is_none_or(str::is_ascii)
+        && raw.cert_domain.is_none_or(str::is_ascii)
+    {
+        f(&raw)
+    } else {
+        with_converted(raw, f)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn with_converted<R>(
+    raw: Message<'_>,
+    f: impl FnOnce(&Message<'_>) -> Result<R, og_result>,
+) -> Result<R, og_result> {
+    let names = ascii_names(&raw);
+    f(&with_ascii(raw, &names))
 }
 
 /// A-label copies of a message's names when they carry U-labels (the core only knows ASCII
@@ -303,12 +340,10 @@ pub extern "C" fn og_engine_check(
         let h = ffi::input(engine)?;
         let m = ffi::input(message)?;
         let out = ffi::out(out_decision)?;
-        let raw = self::message(m)?;
-        let names = ascii_names(&raw);
-        let msg = with_ascii(raw, &names);
-        let d = h.read().engine.check(now, &msg);
-        out.write(og_decision::from(&d));
-        Ok(())
+        with_message(m, |msg| {
+            out.write(og_decision::from(&h.read().engine.check(now, msg)));
+            Ok(())
+        })
     })
 }
 
@@ -338,13 +373,12 @@ pub extern "C" fn og_engine_record(
         let m = ffi::input(message)?;
         let mut sink = EventSink::new(events, events_len, out_events_n)?;
         let verdict = verdict_from_c(verdict)?;
-        let raw = self::message(m)?;
-        let names = ascii_names(&raw);
-        let msg = with_ascii(raw, &names);
-        let mut inner = h.write();
-        let evs = inner.engine.record(now, &msg, verdict)?;
-        sink.push_all(inner.callback.as_ref(), &evs);
-        drop(inner);
+        with_message(m, |msg| {
+            let mut inner = h.write();
+            let evs = inner.engine.record(now, msg, verdict)?;
+            sink.push_all(inner.callback.as_ref(), &evs);
+            Ok(())
+        })?;
         sink.finish();
         Ok(())
     })
@@ -374,13 +408,12 @@ pub extern "C" fn og_engine_evaluate(
         let out = ffi::out(out_decision)?;
         let mut sink = EventSink::new(events, events_len, out_events_n)?;
         let verdict = verdict_from_c(verdict)?;
-        let raw = self::message(m)?;
-        let names = ascii_names(&raw);
-        let msg = with_ascii(raw, &names);
-        let mut inner = h.write();
-        let (d, evs) = inner.engine.evaluate(now, &msg, verdict);
-        sink.push_all(inner.callback.as_ref(), &evs);
-        drop(inner);
+        let d = with_message(m, |msg| {
+            let mut inner = h.write();
+            let (d, evs) = inner.engine.evaluate(now, msg, verdict);
+            sink.push_all(inner.callback.as_ref(), &evs);
+            Ok(d)
+        })?;
         out.write(og_decision::from(&d));
         sink.finish();
         Ok(())

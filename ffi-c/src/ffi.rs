@@ -121,6 +121,7 @@ pub(crate) fn text<'a>(p: *const c_char) -> Result<&'a str, og_result> {
 }
 
 /// An optional NUL-terminated UTF-8 string (NULL: absent).
+#[inline]
 pub(crate) fn opt_text<'a>(p: *const c_char) -> Result<Option<&'a str>, og_result> {
     if p.is_null() {
         return Ok(None);

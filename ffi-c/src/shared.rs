@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use outguard::shared::{self, SharedEngine, SharedError};
 use outguard::TenantId;
 
-use crate::engine::{ascii_names, with_ascii};
+use crate::engine::with_message;
 use crate::error::og_result;
 use crate::ffi::{self, Out, OutSlice};
 use crate::panic::guard;
@@ -298,10 +298,9 @@ pub extern "C" fn og_shared_engine_check(
     with_engine(engine, |e| {
         let m = ffi::input(message)?;
         let out = ffi::out(out_decision)?;
-        let raw = crate::engine::message(m)?;
-        let names = ascii_names(&raw);
-        let msg = with_ascii(raw, &names);
-        Ok(e.check(now, &msg).map(|d| out.write(og_decision::from(&d))))
+        with_message(m, |msg| {
+            Ok(e.check(now, msg).map(|d| out.write(og_decision::from(&d))))
+        })
     })
 }
 
@@ -327,11 +326,10 @@ pub extern "C" fn og_shared_engine_record(
         let mut evs = ffi::out_slice(events, events_len)?;
         let out_n = ffi::opt_out(out_events_n);
         let verdict = verdict_from_c(verdict)?;
-        let raw = crate::engine::message(m)?;
-        let names = ascii_names(&raw);
-        let msg = with_ascii(raw, &names);
-        Ok(e.record(now, &msg, verdict)
-            .map(|ev| write_events(&mut evs, out_n, &ev)))
+        with_message(m, |msg| {
+            Ok(e.record(now, msg, verdict)
+                .map(|ev| write_events(&mut evs, out_n, &ev)))
+        })
     })
 }
 
@@ -354,13 +352,12 @@ pub extern "C" fn og_shared_engine_evaluate(
         let mut evs = ffi::out_slice(events, events_len)?;
         let out_n = ffi::opt_out(out_events_n);
         let verdict = verdict_from_c(verdict)?;
-        let raw = crate::engine::message(m)?;
-        let names = ascii_names(&raw);
-        let msg = with_ascii(raw, &names);
-        Ok(e.evaluate(now, &msg, verdict).map(|(d, ev)| {
-            out.write(og_decision::from(&d));
-            write_events(&mut evs, out_n, &ev);
-        }))
+        with_message(m, |msg| {
+            Ok(e.evaluate(now, msg, verdict).map(|(d, ev)| {
+                out.write(og_decision::from(&d));
+                write_events(&mut evs, out_n, &ev);
+            }))
+        })
     })
 }
 

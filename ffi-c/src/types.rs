@@ -145,6 +145,28 @@ pub struct og_message {
     pub flags: u32,
     /// Number of recipients (counted by rules that count recipients); 0 counts as 1.
     pub recipients: u32,
+    /// Connecting client's IP address in binary form, for callers that hold it so (libmilter's
+    /// `hostaddr`, a `sockaddr`): no text to parse. Family `OG_IP_NONE` (zero) when absent; at
+    /// most one of `client_ip` and `client_addr` may be given (`OG_RESULT_INVALID_PARAMETER`).
+    pub client_addr: og_ip,
+}
+
+/// `og_ip.family`: no address.
+pub const OG_IP_NONE: u32 = 0;
+/// `og_ip.family`: IPv4, the first 4 bytes of `og_ip.bytes`.
+pub const OG_IP_V4: u32 = 4;
+/// `og_ip.family`: IPv6, all 16 bytes of `og_ip.bytes`.
+pub const OG_IP_V6: u32 = 6;
+
+/// An IP address in binary form, network byte order (as in `struct in_addr` / `in6_addr`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct og_ip {
+    /// `OG_IP_NONE`, `OG_IP_V4` or `OG_IP_V6`; any other value is
+    /// `OG_RESULT_INVALID_PARAMETER`.
+    pub family: u32,
+    /// The address: `bytes[0..4]` for IPv4, `bytes[0..16]` for IPv6.
+    pub bytes: [u8; 16],
 }
 
 /// A tenant's counters against their limits.
@@ -445,6 +467,7 @@ impl From<&Counters> for og_counters {
 }
 
 impl From<&Decision> for og_decision {
+    #[inline]
     fn from(d: &Decision) -> og_decision {
         og_decision {
             accepted: d.accepted(),

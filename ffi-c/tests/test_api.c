@@ -3,6 +3,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "common.h"
 
 static const char BAD_UTF8[] = "\xff\xfe";
@@ -410,6 +412,24 @@ static void test_check(void) {
   m.client_ip = "2001:db8:bad::25";
   OK(og_engine_check(e, NOW, &m, &d));
   CHECK(d.reason == OG_REASON_LOW_REPUTATION_IP && d.rule == OG_RULE_LOW_REPUTATION_IP);
+  /* the same addresses in binary form (og_message.client_addr) decide the same */
+  m = msg_for("contoso", "alice@contoso.com");
+  m.client_addr.family = OG_IP_V6;
+  CHECK(inet_pton(AF_INET6, "2001:db8:bad::25", m.client_addr.bytes) == 1);
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.reason == OG_REASON_LOW_REPUTATION_IP && d.rule == OG_RULE_LOW_REPUTATION_IP);
+  m = msg_for(NULL, "bob@contoso.com");
+  m.client_addr.family = OG_IP_V4;
+  CHECK(inet_pton(AF_INET, "203.0.113.77", m.client_addr.bytes) == 1);
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.attribution == OG_ATTRIBUTION_IP_CONNECTOR && d.tenant == idx);
+  /* only the first 4 bytes count for IPv4 */
+  memset(m.client_addr.bytes + 4, 0xEE, 12);
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.attribution == OG_ATTRIBUTION_IP_CONNECTOR && d.tenant == idx);
+  m.client_addr.family = OG_IP_V6; /* 203.0.113.77 read as an IPv6 address: no connector */
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.attribution != OG_ATTRIBUTION_IP_CONNECTOR);
 
   /* errors: nothing is written to the decision */
   og_decision untouched;
@@ -421,6 +441,16 @@ static void test_check(void) {
   EXPECT(og_engine_check(e, NOW, &m, NULL), OG_RESULT_NULL_PARAMETER);
   m.client_ip = "300.1.2.3";
   EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_IP);
+  /* client_addr: an unknown family, or given together with client_ip */
+  m = msg_for("contoso", "alice@contoso.com");
+  m.client_addr.family = 5;
+  EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_PARAMETER);
+  EXPECT(og_engine_record(e, NOW, &m, OG_VERDICT_CLEAN, NULL, 0, NULL), OG_RESULT_INVALID_PARAMETER);
+  m.client_addr.family = OG_IP_V4;
+  m.client_ip = "203.0.113.77";
+  EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_PARAMETER);
+  m = msg_for("contoso", "alice@contoso.com");
+  m.client_ip = "300.1.2.3";
   m.client_ip = BAD_UTF8;
   EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
   m = msg_for(BAD_UTF8, "alice@contoso.com");

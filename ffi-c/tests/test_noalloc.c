@@ -51,7 +51,7 @@ void *memalign(size_t align, size_t size) {
 
 int main(void) {
   og_engine *e = new_engine(POLICY);
-  og_message msgs[6];
+  og_message msgs[7];
   msgs[0] = msg_for("contoso", "alice@contoso.com");
   msgs[1] = msg_for("contoso", "x@unregistered.example");
   msgs[2] = msg_for(NULL, "alice@contoso.com");
@@ -61,6 +61,9 @@ int main(void) {
   msgs[4] = msg_for(NULL, "not an address");
   msgs[5] = msg_for(NULL, "bob@contoso.com");
   msgs[5].auth_user = "bob@contoso.com";
+  msgs[6] = msg_for(NULL, "alice@contoso.com"); /* 203.0.113.5, binary */
+  msgs[6].client_addr.family = OG_IP_V4;
+  memcpy(msgs[6].client_addr.bytes, (const uint8_t[]){203, 0, 113, 5}, 4);
   og_decision d;
   static uint8_t snap[1 << 16];
   size_t n;
@@ -71,7 +74,7 @@ int main(void) {
   atomic_store(&counting, 1);
   long decisions = 0;
   for (int i = 0; i < 100000; i++) {
-    OK(og_engine_check(e, NOW, &msgs[i % 6], &d));
+    OK(og_engine_check(e, NOW, &msgs[i % 7], &d));
     decisions++;
   }
   long after_check = atomic_load(&allocations);

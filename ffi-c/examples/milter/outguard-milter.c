@@ -47,8 +47,7 @@
  * kernel hands a process-directed signal to the main thread first when it is waiting for
  * it. Should libmilter take one anyway, smfi_main returns and the state is still saved.
  */
-#define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* pthread_setattr_default_np */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -150,14 +149,15 @@ static og_result reload_policy(char *msg, size_t len) {
 
 struct session {
   unsigned long noreply; /* SMFIP_NR_* steps the MTA agreed not to wait for */
-  char client_ip[INET6_ADDRSTRLEN];
+  char client_ip[INET6_ADDRSTRLEN]; /* from the connect step, for the log */
+  og_ip client_addr;                /* the same, binary, for og_message */
   /* the current message */
   bool in_message;
   char mail_from[MAX_ADDR];
   size_t mail_from_len;
   char auth_user[256];
   char cert_domain[256];
-  char message_ip[INET6_ADDRSTRLEN];
+  char message_ip[INET6_ADDRSTRLEN]; /* {client_addr} at MAIL FROM, when the MTA sent it */
   uint32_t recipients;
   og_verdict verdict;
 };
@@ -209,7 +209,10 @@ static og_message message_of(const struct session *s) {
   m.mail_from_len = s->mail_from_len;
   m.auth_user = s->auth_user[0] ? s->auth_user : NULL;
   m.cert_domain = s->cert_domain[0] ? s->cert_domain : NULL;
-  m.client_ip = s->message_ip[0] ? s->message_ip : NULL;
+  if (s->message_ip[0])
+    m.client_ip = s->message_ip;
+  else
+    m.client_addr = s->client_addr; /* binary: nothing to parse */
   m.recipients = s->recipients;
   return m;
 }
@@ -219,7 +222,9 @@ static og_message message_of(const struct session *s) {
 /* Keeps the milter's cost per message low: the MTA sends neither HELO, end-of-header, body,
  * DATA nor unknown commands, and does not wait for replies to connect, RCPT and headers
  * (outguard decides at MAIL FROM and counts at end of message; everything else only
- * collects). */
+ * collects). When the MTA lets the milter choose its macros, the connect step is skipped too
+ * ({client_addr} then comes with MAIL FROM), and RCPT and end of message carry only the
+ * queue id: every command costs libmilter a poll and two reads. */
 static const unsigned long WANT_NO = SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOBODY | SMFIP_NODATA |
                                      SMFIP_NOUNKNOWN;
 static const unsigned long WANT_NR = SMFIP_NR_CONN | SMFIP_NR_RCPT | SMFIP_NR_HDR;
@@ -232,15 +237,19 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
   struct session *s = session_of(ctx);
   if (s == NULL) return SMFIS_TEMPFAIL;
   *pf0 = 0; /* no message modifications */
-  *pf1 = f1 & (WANT_NO | WANT_NR);
+  unsigned long want = WANT_NO | WANT_NR;
+  if ((f0 & SMFIF_SETSYMLIST) &&
+      smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {client_addr} {cert_subject} i") ==
+          MI_SUCCESS) {
+    *pf0 |= SMFIF_SETSYMLIST;
+    want |= SMFIP_NOCONNECT;
+    smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");
+    smfi_setsymlist(ctx, SMFIM_EOM, "i");
+  }
+  *pf1 = f1 & want;
   s->noreply = f1 & WANT_NR;
   *pf2 = 0;
   *pf3 = 0;
-  if (f0 & SMFIF_SETSYMLIST) {
-    *pf0 |= SMFIF_SETSYMLIST;
-    smfi_setsymlist(ctx, SMFIM_CONNECT, "{client_addr}");
-    smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {client_addr} {cert_subject} i");
-  }
   return SMFIS_CONTINUE;
 }
 
@@ -254,13 +263,18 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *addr) {
   struct session *s = session_of(ctx);
   if (s == NULL) return SMFIS_TEMPFAIL;
   s->client_ip[0] = '\0';
+  memset(&s->client_addr, 0, sizeof s->client_addr);
   if (addr != NULL) {
     if (addr->sa_family == AF_INET) {
-      inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)addr)->sin_addr, s->client_ip,
-                sizeof s->client_ip);
+      const struct in_addr *a = &((struct sockaddr_in *)(void *)addr)->sin_addr;
+      s->client_addr.family = OG_IP_V4;
+      memcpy(s->client_addr.bytes, a, 4);
+      inet_ntop(AF_INET, a, s->client_ip, sizeof s->client_ip);
     } else if (addr->sa_family == AF_INET6) {
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)addr)->sin6_addr, s->client_ip,
-                sizeof s->client_ip);
+      const struct in6_addr *a = &((struct sockaddr_in6 *)(void *)addr)->sin6_addr;
+      s->client_addr.family = OG_IP_V6;
+      memcpy(s->client_addr.bytes, a, 16);
+      inet_ntop(AF_INET6, a, s->client_ip, sizeof s->client_ip);
     }
   }
   reset_message(s);
@@ -280,7 +294,6 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv) {
   copy_macro(s->cert_domain, sizeof s->cert_domain, smfi_getsymval(ctx, "{cert_subject}"));
   /* {client_addr} at MAIL FROM follows XCLIENT; the connect address is the fallback. */
   copy_macro(s->message_ip, sizeof s->message_ip, smfi_getsymval(ctx, "{client_addr}"));
-  if (s->message_ip[0] == '\0') copy_macro(s->message_ip, sizeof s->message_ip, s->client_ip);
   normalise_ip(s->message_ip);
 
   og_message m = message_of(s);
@@ -291,6 +304,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv) {
     logf_("ignoring unreadable client data (%s): ip=%s auth=%s", og_result_message(r),
           s->message_ip, s->auth_user);
     s->message_ip[0] = s->cert_domain[0] = '\0';
+    memset(&s->client_addr, 0, sizeof s->client_addr);
     if (r == OG_RESULT_INVALID_UTF8) s->auth_user[0] = '\0';
     m = message_of(s);
     r = og_engine_check(engine, now_unix(), &m, &d);
@@ -304,7 +318,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv) {
   if (!d.accepted) {
     const char *qid = smfi_getsymval(ctx, "i");
     logf_("reject from=%.*s tenant=%s ip=%s auth=%s class=%s: %s%s%s", (int)s->mail_from_len,
-          s->mail_from, id, s->message_ip[0] ? s->message_ip : "-",
+          s->mail_from, id, s->message_ip[0] ? s->message_ip : s->client_ip[0] ? s->client_ip : "-",
           s->auth_user[0] ? s->auth_user : "-",
           d.sender_class ? og_sender_class_name(d.sender_class) : "-", og_reason_reply(d.reason),
           qid ? " queue_id=" : "", qid ? qid : "");
@@ -607,6 +621,16 @@ int main(int argc, char **argv) {
   if (strncmp(conn, "unix:", 5) == 0 || strncmp(conn, "local:", 6) == 0)
     smfi_opensocket(true); /* remove a stale socket */
 
+  /* libmilter starts its threads with default attributes; our callbacks need little stack.
+   * Small stacks stay in glibc's stack cache, so a thread per SMTP session costs no mmap. The
+   * admin thread, which may reload a large policy, keeps the usual 8 MiB. */
+  pthread_attr_t small, big;
+  pthread_attr_init(&small);
+  pthread_attr_setstacksize(&small, 256 * 1024);
+  pthread_setattr_default_np(&small);
+  pthread_attr_init(&big);
+  pthread_attr_setstacksize(&big, 8 * 1024 * 1024);
+
   pthread_t admin_tid, milter_tid;
   if (admin_path != NULL) {
     admin_fd = open_admin(admin_path);
@@ -614,7 +638,7 @@ int main(int argc, char **argv) {
       logf_("cannot listen on admin socket %s: %s", admin_path, strerror(errno));
       return 1;
     }
-    pthread_create(&admin_tid, NULL, admin_loop, NULL);
+    pthread_create(&admin_tid, &big, admin_loop, NULL);
     pthread_detach(admin_tid);
   }
   if (pthread_create(&milter_tid, NULL, milter_thread, NULL) != 0) {
