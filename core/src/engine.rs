@@ -1697,6 +1697,22 @@ impl<S: Storage> Engine<S> {
     /// slots its lookups will need (tenant index, domain, low-reputation probes, then tenant
     /// records and counters), so their cache misses overlap instead of following one another.
     pub fn check_batch(&self, now: u64, msgs: &[Message<'_>], out: &mut [Decision]) -> usize {
+        self.check_groups(|_| now, msgs, out)
+    }
+
+    /// [`Engine::check_batch`] with a time per message: `msgs[i]` is decided at `now[i]`.
+    /// Decides `min(now.len(), msgs.len(), out.len())` messages and returns that count.
+    pub fn check_batch_at(&self, now: &[u64], msgs: &[Message<'_>], out: &mut [Decision]) -> usize {
+        let n = now.len().min(msgs.len());
+        self.check_groups(|i| now[i], &msgs[..n], out)
+    }
+
+    fn check_groups(
+        &self,
+        now: impl Fn(usize) -> u64,
+        msgs: &[Message<'_>],
+        out: &mut [Decision],
+    ) -> usize {
         const GROUP: usize = 16;
         let n = msgs.len().min(out.len());
         let v = self.view();
@@ -1713,8 +1729,12 @@ impl<S: Storage> Engine<S> {
                 sink ^= v.touch_second(m, &self.cap);
             }
             core::hint::black_box(sink);
-            for (d, m) in out[start..end].iter_mut().zip(&msgs[start..end]) {
-                *d = self.check(now, m);
+            for (i, (d, m)) in out[start..end]
+                .iter_mut()
+                .zip(&msgs[start..end])
+                .enumerate()
+            {
+                *d = self.check(now(start + i), m);
             }
             start = end;
         }

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Per-call cost of the Python binding, with baselines measured in the same run.
+"""Per-call cost of the Python binding over the core, with the core measured in the same run.
 
-    python python/bench/overhead.py [--tenants N] [--batch N]
+    python python/bench/overhead.py [--tenants N] [--batch N] [--repeat N]
 
-Prints, in nanoseconds:
-- a no-op method call of the extension (``len(engine)``: the PyO3 call floor) and an empty
-  Python function call;
-- scalar ``check`` with two keyword fields (the usual analysis-script call), and with all ten;
-- batch ``check_batch`` and ``replay`` per message (column conversion + GIL-released loop),
-  from Python lists of strings;
-- the same batch with the conversion excluded is not measurable from Python: the Rust side
-  of that figure is the core's own ``check`` benchmark (benches/).
+Prints, in nanoseconds (best of several repeats; the machine is shared, so compare figures
+within one run, not across runs):
 
-The machine is shared: compare ratios within one run, not absolute numbers across runs.
+- floors: an empty Python function call, a no-op extension method (``len(engine)``), and a
+  no-op extension method with ``check``'s signature called with the same arguments
+  (``Engine._call_floor``: the interpreter's call plus PyO3's argument handling, nothing
+  converted, ``None`` returned);
+- scalar ``check``: Python time per call, the core ``Engine::check`` of the same message timed
+  in a loop inside Rust (``Engine._core_check_ns``), and the difference (the overhead);
+- batch ``check_batch`` and ``replay`` per message, for each input form (lists, numpy arrays,
+  pyarrow arrays when pyarrow is installed), beside the core's part of the same batch timed
+  inside Rust (``Engine._core_batch_ns``: ``check_batch_at`` over the converted messages, or
+  the ``evaluate`` loop), and the difference per message; then the cost of taking the
+  results out (``Replay.array`` and the list-returning columns).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import platform
 import timeit
+from typing import Any, Callable
 
 import outguard
 
@@ -33,61 +38,113 @@ def policy(tenants: int) -> outguard.Policy:
     return outguard.Policy.from_toml("\n".join(lines), "bench.toml")
 
 
-def per_call(stmt: str, env: dict[str, object], number: int) -> float:
-    t = min(timeit.repeat(stmt, globals=env, number=number, repeat=5))
+def per_call(stmt: str, env: dict[str, object], number: int, repeat: int) -> float:
+    t = min(timeit.repeat(stmt, globals=env, number=number, repeat=repeat))
     return t / number * 1e9
+
+
+def best(f: Callable[[], Any], repeat: int) -> float:
+    return min(timeit.repeat(f, number=1, repeat=repeat))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tenants", type=int, default=1_000)
     ap.add_argument("--batch", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
-    eng = outguard.Engine(policy(a.tenants))
-    n = a.batch
-    times = [NOW + i for i in range(n)]
-    senders = [f"u{i % 50}@t{i % a.tenants}.example" for i in range(n)]
-    tenants = [f"t{i % a.tenants}" for i in range(n)]
+    pol = policy(a.tenants)
+    eng = outguard.Engine(pol)
+    rep = a.repeat
+    print(
+        f"outguard {outguard.__version__} on {platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}; {a.tenants} tenants, batches of {a.batch}; best of {rep}"
+    )
 
     def noop() -> None:
         pass
 
     env: dict[str, object] = {"eng": eng, "noop": noop, "NOW": NOW}
-    rows = [
-        ("empty Python function call", per_call("noop()", env, 200_000)),
-        ("extension no-op call (len(engine))", per_call("len(eng)", env, 200_000)),
-        ("check(now, mail_from, tenant=)", per_call("eng.check(NOW, 'a@t1.example', tenant='t1')", env, 100_000)),
+    print("floors")
+    for name, stmt in [
+        ("empty Python function call", "noop()"),
+        ("extension no-op call (len(engine))", "len(eng)"),
+        ("no-op with check's signature, 2 fields", "eng._call_floor(NOW, 'a@t1.example', tenant='t1')"),
         (
-            "check with all ten fields",
-            per_call(
-                "eng.check(NOW, 'a@t1.example', tenant='t1', client_ip='203.0.113.5', auth_user='a@t1.example',"
-                " cert_domain=None, forwarded=False, spf_pass=False, dkim_pass=False, recipients=1)",
-                env,
-                50_000,
-            ),
+            "no-op with check's signature, 10 fields",
+            "eng._call_floor(NOW, 'a@t1.example', tenant='t1', client_ip='203.0.113.5', auth_user='a@t1.example',"
+            " cert_domain=None, forwarded=False, spf_pass=False, dkim_pass=False, recipients=1)",
         ),
-        ("evaluate(now, mail_from, tenant=)", per_call("eng.evaluate(NOW, 'a@t1.example', tenant='t1')", env, 50_000)),
+    ]:
+        print(f"  {name:<44} {per_call(stmt, env, 200_000, rep):9.1f} ns")
+
+    print("scalar check            python      core  overhead")
+    scalar: list[tuple[str, str, dict[str, Any]]] = [
+        ("check(now, mail_from, tenant=)", "eng.check(NOW, 'a@t1.example', tenant='t1')", {"tenant": "t1"}),
+        (
+            "check, all ten fields",
+            "eng.check(NOW, 'a@t1.example', tenant='t1', client_ip='203.0.113.5', auth_user='a@t1.example',"
+            " cert_domain=None, forwarded=False, spf_pass=False, dkim_pass=False, recipients=1)",
+            {"tenant": "t1", "client_ip": "203.0.113.5", "auth_user": "a@t1.example"},
+        ),
+        ("check, attributed by auth_user", "eng.check(NOW, 'a@t1.example', auth_user='a@t1.example')", {"auth_user": "a@t1.example"}),
     ]
-    env.update(times=times, senders=senders, tenants=tenants)
-    batch_check = min(timeit.repeat("eng.check_batch(times, senders, tenant=tenants)", globals=env, number=1, repeat=3))
-    rows.append(("check_batch, per message", batch_check / n * 1e9))
-    fresh = {"outguard": outguard, "pol": policy(a.tenants), "times": times, "senders": senders, "tenants": tenants}
-    rep = min(
-        timeit.repeat(
-            "eng.replay(times, senders, tenant=tenants)",
-            setup="eng = outguard.Engine(pol)",
-            globals=fresh,
-            number=1,
-            repeat=3,
+    for name, stmt, kw in scalar:
+        py_ns = per_call(stmt, env, 100_000, rep)
+        core_ns = eng._core_check_ns(200_000, rep, NOW, "a@t1.example", **kw)
+        print(f"  {name:<32} {py_ns:8.1f} {core_ns:9.1f} {py_ns - core_ns:9.1f} ns")
+
+    n = a.batch
+    times = [NOW + i for i in range(n)]
+    senders = [f"u{i % 50}@t{i % a.tenants}.example" for i in range(n)]
+    tenants = [f"t{i % a.tenants}" for i in range(n)]
+    forms: list[tuple[str, Any, Any, Any]] = [("lists", times, senders, tenants)]
+    try:
+        import numpy as np
+
+        forms.append(("numpy (int64, U)", np.array(times, dtype=np.int64), np.array(senders), np.array(tenants)))
+        forms.append(
+            ("numpy (uint64, S)", np.array(times, dtype=np.uint64), np.array(senders, dtype="S"), np.array(tenants, dtype="S"))
         )
-    )
-    rows.append(("replay (evaluate), per message", rep / n * 1e9))
-    print(f"outguard {outguard.__version__} on {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()}; {a.tenants} tenants, batches of {n}")
-    for name, ns in rows:
-        print(f"  {name:<40} {ns:9.1f} ns")
-    floor = rows[1][1]
-    print(f"  scalar check overhead over the extension call floor: {rows[2][1] - floor:.1f} ns")
+    except ImportError:
+        print("  (numpy not installed)")
+    try:
+        import pyarrow as pa
+
+        forms.append(("pyarrow (int64, string)", pa.array(times, pa.int64()), pa.array(senders), pa.array(tenants)))
+        forms.append(
+            ("pyarrow (large_string)", pa.array(times, pa.int64()), pa.array(senders, pa.large_string()),
+             pa.array(tenants, pa.large_string()))
+        )
+    except ImportError:
+        print("  (pyarrow not installed)")
+
+    print("batch, per message      python      core  overhead")
+    for form, t, s, ten in forms:
+        py_ns = best(lambda: eng.check_batch(t, s, tenant=ten), rep) / n * 1e9
+        core_ns = eng._core_batch_ns(rep, False, t, s, tenant=ten)
+        print(f"  check_batch, {form:<24} {py_ns:7.1f} {core_ns:9.1f} {py_ns - core_ns:9.1f} ns")
+    for form, t, s, ten in forms[:1] + forms[-1:]:
+        times_py: list[float] = []
+        times_core: list[float] = []
+        for _ in range(max(1, rep // 2)):
+            e1 = outguard.Engine(pol)
+            times_py.append(best(lambda: e1.replay(t, s, tenant=ten), 1) / n * 1e9)
+            e2 = outguard.Engine(pol)
+            times_core.append(e2._core_batch_ns(1, True, t, s, tenant=ten))
+        py_ns, core_ns = min(times_py), min(times_core)
+        print(f"  replay, {form:<29} {py_ns:7.1f} {core_ns:9.1f} {py_ns - core_ns:9.1f} ns")
+
+    r = eng.check_batch(*forms[-1][1:3], tenant=forms[-1][3])
+    print("taking results out, per message")
+    for name, f in [
+        ("Replay.array('accepted')", lambda: r.array("accepted")),
+        ("Replay.array('code') (codes)", lambda: r.array("code")),
+        ("Replay.array('tenant') (codes)", lambda: r.array("tenant")),
+        ("Replay.accepted (list)", lambda: r.accepted),
+        ("Replay.tenant (list)", lambda: r.tenant),
+    ]:
+        print(f"  {name:<44} {best(f, rep) / n * 1e9:9.2f} ns")
 
 
 if __name__ == "__main__":

@@ -114,12 +114,15 @@ fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> String {
 
 /// A verdict from its name (`"clean"`, `"spam"`, `"bulk"`, `"phish"`, `"malware"`).
 pub fn verdict(s: &str) -> PyResult<Verdict> {
-    Verdict::from_name(s).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "unknown verdict {s:?}; expected one of {}",
-            names(&Verdict::ALL, Verdict::name)
-        ))
-    })
+    Verdict::from_name(s).ok_or_else(|| PyValueError::new_err(unknown_verdict(s)))
+}
+
+/// The message for a verdict name that is not one.
+pub fn unknown_verdict(s: &str) -> String {
+    format!(
+        "unknown verdict {s:?}; expected one of {}",
+        names(&Verdict::ALL, Verdict::name)
+    )
 }
 
 const RULES: [Rule; 3] = [
@@ -283,70 +286,4 @@ pub fn recipients(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
             obj.repr().map(|r| r.to_string()).unwrap_or_default()
         ))
     })
-}
-
-/// One column of a batch: a sequence with one value per message, or one value for all.
-pub enum Column<'py> {
-    Absent,
-    Scalar(Bound<'py, PyAny>),
-    Values(Vec<Bound<'py, PyAny>>),
-}
-
-impl<'py> Column<'py> {
-    /// Reads a column argument. Sequences are read through `to_pylist()` (pyarrow),
-    /// `tolist()` (numpy, pandas) or iteration, so none of those packages is needed.
-    /// `str`, `bytes`, numbers, bools and `None` are one value for every message.
-    pub fn new(obj: Option<&Bound<'py, PyAny>>, what: &str) -> PyResult<Column<'py>> {
-        let Some(obj) = obj else {
-            return Ok(Column::Absent);
-        };
-        if obj.is_none() {
-            return Ok(Column::Absent);
-        }
-        if obj.is_instance_of::<PyString>()
-            || obj.is_instance_of::<PyBytes>()
-            || obj.is_instance_of::<PyBool>()
-            || obj.is_instance_of::<PyFloat>()
-            || obj.extract::<i64>().is_ok()
-        {
-            return Ok(Column::Scalar(obj.clone()));
-        }
-        let seq = if obj.hasattr("to_pylist")? {
-            obj.call_method0("to_pylist")?
-        } else if obj.hasattr("tolist")? {
-            obj.call_method0("tolist")?
-        } else {
-            obj.clone()
-        };
-        let iter = seq.try_iter().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{what}: expected a sequence (list, numpy array, pandas or pyarrow column) or \
-                 one value, got {}",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let mut out = Vec::new();
-        for item in iter {
-            out.push(item?);
-        }
-        Ok(Column::Values(out))
-    }
-
-    pub fn len(&self) -> Option<usize> {
-        match self {
-            Column::Values(v) => Some(v.len()),
-            _ => None,
-        }
-    }
-
-    pub fn get(&self, i: usize) -> Option<&Bound<'py, PyAny>> {
-        match self {
-            Column::Absent => None,
-            Column::Scalar(s) => Some(s),
-            Column::Values(v) => v.get(i),
-        }
-    }
 }

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, TryLockError};
 
 use outguard::policy::{snapshot, HeapEngine, RestoreError};
-use outguard::{Error, Event as CoreEvent, TenantId, Verdict};
+use outguard::{Error, Event as CoreEvent, Message, TenantId, Verdict};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::convert::{self, Column, OwnedMessage};
+use crate::columns::{self, Columns, Text};
+use crate::convert::{self, OwnedMessage};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::policy::Policy;
 use crate::types::{
@@ -152,6 +153,49 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    fn read_columns(
+        &self,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        verdict: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+        count: bool,
+    ) -> PyResult<Columns> {
+        let now = columns::times(now)?;
+        let cols = Columns {
+            n: now.len(),
+            now,
+            mail_from: columns::text(Some(mail_from), "mail_from", columns::mail_from_one)?,
+            verdict: if count {
+                columns::text(verdict, "verdict", columns::plain_one("verdict"))?
+            } else {
+                Text::Absent
+            },
+            tenant: columns::text(tenant, "tenant", columns::plain_one("tenant"))?,
+            client_ip: columns::text(client_ip, "client_ip", columns::ip_one)?,
+            auth_user: columns::text(auth_user, "auth_user", columns::idna_one("auth_user"))?,
+            cert_domain: columns::text(
+                cert_domain,
+                "cert_domain",
+                columns::idna_one("cert_domain"),
+            )?,
+            forwarded: columns::flags(forwarded, "forwarded")?,
+            spf_pass: columns::flags(spf_pass, "spf_pass")?,
+            dkim_pass: columns::flags(dkim_pass, "dkim_pass")?,
+            recipients: columns::counts(recipients)?,
+        };
+        cols.check_lengths()?;
+        Ok(cols)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
         py: Python<'_>,
@@ -168,163 +212,142 @@ impl Engine {
         recipients: Option<&Bound<'_, PyAny>>,
         count: bool,
     ) -> PyResult<Replay> {
-        // 1. Every column into Rust vectors, with the GIL held.
-        let now_col = Column::new(Some(now), "now")?;
-        let n = now_col.len().ok_or_else(|| {
-            PyValueError::new_err("now: expected a sequence of times, one per message")
-        })?;
-        let cols = [
-            ("mail_from", Column::new(Some(mail_from), "mail_from")?),
-            ("verdict", Column::new(verdict, "verdict")?),
-            ("tenant", Column::new(tenant, "tenant")?),
-            ("client_ip", Column::new(client_ip, "client_ip")?),
-            ("auth_user", Column::new(auth_user, "auth_user")?),
-            ("cert_domain", Column::new(cert_domain, "cert_domain")?),
-            ("forwarded", Column::new(forwarded, "forwarded")?),
-            ("spf_pass", Column::new(spf_pass, "spf_pass")?),
-            ("dkim_pass", Column::new(dkim_pass, "dkim_pass")?),
-            ("recipients", Column::new(recipients, "recipients")?),
-        ];
-        for (name, c) in &cols {
-            if let Some(len) = c.len() {
-                if len != n {
-                    return Err(PyValueError::new_err(format!(
-                        "{name} has {len} values but now has {n}: every column needs one value \
-                         per message"
-                    )));
-                }
-            }
-        }
-        let [mail_from, verdict, tenant, client_ip, auth_user, cert_domain, forwarded, spf_pass, dkim_pass, recipients] =
-            cols.map(|(_, c)| c);
-        let at = |name: &str, i: usize, e: PyErr| -> PyErr {
-            let msg = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
-            let msg = msg
-                .strip_prefix(&format!("{name}: "))
-                .unwrap_or(&msg)
-                .to_owned();
-            if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
-                pyo3::exceptions::PyTypeError::new_err(format!("{name}[{i}]: {msg}"))
+        // 1. Every column read, with the GIL held (in place or copied: see columns.rs).
+        let cols = self.read_columns(
+            now,
+            mail_from,
+            verdict,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+            count,
+        )?;
+        // 2. Messages built and decided with the GIL released. `cols` (which may hold Arrow
+        // arrays whose release needs Python) is dropped afterwards, with the GIL held.
+        let r = py.detach(|| {
+            let prep = cols.prepare(count)?;
+            let msgs = cols.messages(&prep)?;
+            Ok(if count {
+                self.evaluate_all(&cols.now, &msgs, &prep.verdicts)
             } else {
-                PyValueError::new_err(format!("{name}[{i}]: {msg}"))
-            }
-        };
-        let mut times = Vec::with_capacity(n);
-        let mut msgs = Vec::with_capacity(n);
-        let mut verdicts = Vec::with_capacity(if count { n } else { 0 });
-        for i in 0..n {
-            let t = now_col.get(i).expect("column length checked");
-            times.push(convert::time(t, "now").map_err(|e| at("now", i, e))?);
-            let text = |c: &Column<'_>, name: &str| -> PyResult<Option<String>> {
-                c.get(i)
-                    .map(|o| convert::opt_text(o, name))
-                    .transpose()
-                    .map(Option::flatten)
-                    .map_err(|e| at(name, i, e))
-            };
-            let flag = |c: &Column<'_>, name: &str| -> PyResult<bool> {
-                c.get(i)
-                    .map(|o| convert::flag(o, name))
-                    .transpose()
-                    .map(|b| b.unwrap_or(false))
-                    .map_err(|e| at(name, i, e))
-            };
-            msgs.push(OwnedMessage {
-                mail_from: match mail_from.get(i) {
-                    Some(o) => convert::mail_from(o).map_err(|e| at("mail_from", i, e))?,
-                    None => Vec::new(),
-                },
-                tenant: text(&tenant, "tenant")?,
-                client_ip: convert::opt_ip(client_ip.get(i)).map_err(|e| at("client_ip", i, e))?,
-                auth_user: convert::idna_text(text(&auth_user, "auth_user")?),
-                cert_domain: convert::idna_text(text(&cert_domain, "cert_domain")?),
-                forwarded: flag(&forwarded, "forwarded")?,
-                spf_pass: flag(&spf_pass, "spf_pass")?,
-                dkim_pass: flag(&dkim_pass, "dkim_pass")?,
-                recipients: match recipients.get(i) {
-                    Some(o) => convert::recipients(o).map_err(|e| at("recipients", i, e))?,
-                    None => 1,
-                },
-            });
-            if count {
-                let v = match text(&verdict, "verdict")? {
-                    None => Verdict::Clean,
-                    Some(s) => convert::verdict(&s).map_err(|e| at("verdict", i, e))?,
-                };
-                verdicts.push(v);
-            }
-        }
-
-        // 2. The whole loop with the GIL released, in time order (stable for equal times).
-        let run = || {
-            let order: Option<Vec<usize>> = if times.windows(2).all(|w| w[0] <= w[1]) {
-                None
-            } else {
-                let mut o: Vec<usize> = (0..n).collect();
-                o.sort_by_key(|&i| times[i]);
-                Some(o)
-            };
-            let at = |k: usize| order.as_ref().map_or(k, |o| o[k]);
-            let mut done = Vec::with_capacity(n);
-            let mut events: Vec<(usize, CoreEvent)> = Vec::new();
-            let mut names: HashMap<u32, String> = HashMap::new();
-            fn name(names: &mut HashMap<u32, String>, e: &HeapEngine, t: TenantId) {
-                names
-                    .entry(t.0)
-                    .or_insert_with(|| e.tenant_name(t).to_owned());
-            }
-            if count {
-                let mut g = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-                let e: &mut HeapEngine = &mut g;
-                for k in 0..n {
-                    let i = at(k);
-                    let (d, evs) = e.evaluate(times[i], &msgs[i].as_message(), verdicts[i]);
-                    done.push(d);
-                    if let Some(t) = d.tenant {
-                        name(&mut names, e, t);
-                    }
-                    for ev in evs {
-                        name(&mut names, e, ev.tenant());
-                        events.push((i, ev));
-                    }
-                }
-            } else {
-                let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-                for k in 0..n {
-                    let i = at(k);
-                    let d = g.check(times[i], &msgs[i].as_message());
-                    done.push(d);
-                    if let Some(t) = d.tenant {
-                        name(&mut names, &g, t);
-                    }
-                }
-            }
-            // Back to input order.
-            let decisions = match &order {
-                None => done,
-                Some(o) => {
-                    let mut pos = vec![0usize; n];
-                    for (k, &i) in o.iter().enumerate() {
-                        pos[i] = k;
-                    }
-                    pos.iter().map(|&k| done[k]).collect()
-                }
-            };
-            let events = events
-                .into_iter()
-                .map(|(i, ev)| {
-                    let tenant = names.get(&ev.tenant).cloned().unwrap_or_default();
-                    (i, EventData { ev, tenant })
-                })
-                .collect();
-            Replay {
-                decisions,
-                names,
-                events,
-            }
-        };
-        Ok(py.detach(run))
+                self.check_all(&cols.now, &msgs)
+            })
+        });
+        drop(cols);
+        r
     }
+
+    /// `check` of every message, through the core's batch call (order does not matter:
+    /// nothing is counted).
+    fn check_all(&self, now: &[u64], msgs: &[Message<'_>]) -> Replay {
+        let mut out = vec![NO_DECISION; msgs.len()];
+        let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        g.check_batch_at(now, msgs, &mut out);
+        let names = tenant_names(&g, out.iter().filter_map(|d| d.tenant));
+        Replay {
+            decisions: out,
+            names,
+            events: Vec::new(),
+        }
+    }
+
+    /// `evaluate` of every message in time order (stable for equal times), answered in input
+    /// order.
+    fn evaluate_all(&self, now: &[u64], msgs: &[Message<'_>], verdicts: &[Verdict]) -> Replay {
+        let n = msgs.len();
+        let order: Option<Vec<usize>> = if now.windows(2).all(|w| w[0] <= w[1]) {
+            None
+        } else {
+            let mut o: Vec<usize> = (0..n).collect();
+            o.sort_by_key(|&i| now[i]);
+            Some(o)
+        };
+        let at = |k: usize| order.as_ref().map_or(k, |o| o[k]);
+        let mut out = vec![NO_DECISION; n];
+        let mut events: Vec<(usize, CoreEvent)> = Vec::new();
+        let mut g = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let e: &mut HeapEngine = &mut g;
+        for k in 0..n {
+            let i = at(k);
+            let (d, evs) = e.evaluate(now[i], &msgs[i], verdicts[i]);
+            out[i] = d;
+            events.extend(evs.into_iter().map(|ev| (i, ev)));
+        }
+        let names = tenant_names(
+            e,
+            out.iter()
+                .filter_map(|d| d.tenant)
+                .chain(events.iter().map(|(_, ev)| ev.tenant())),
+        );
+        drop(g);
+        let events = events
+            .into_iter()
+            .map(|(i, ev)| {
+                let tenant = names.get(&ev.tenant).cloned().unwrap_or_default();
+                (i, EventData { ev, tenant })
+            })
+            .collect();
+        Replay {
+            decisions: out,
+            names,
+            events,
+        }
+    }
+}
+
+/// The best of `repeat` timings of `iterations` runs of `f`, in nanoseconds per run.
+fn best_ns(repeat: u32, iterations: u32, mut f: impl FnMut()) -> f64 {
+    (0..repeat.max(1))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / iterations.max(1) as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A decision to fill a result vector with before the core writes it.
+const NO_DECISION: outguard::Decision = outguard::Decision {
+    reason: None,
+    monitored: None,
+    tenant: None,
+    attribution: None,
+    sender_class: None,
+    counters: outguard::Counters {
+        total: 0,
+        suspicious: 0,
+        unregistered: 0,
+        min_messages: 0,
+        min_suspicious: 0,
+        max_ratio_ppm: 0,
+        warn_ratio_ppm: 0,
+        limit: 0,
+    },
+    block_ends: None,
+};
+
+/// The ids of the distinct tenants among `ids` (a flag per tenant index: no hashing per
+/// message).
+fn tenant_names(
+    e: &HeapEngine,
+    ids: impl Iterator<Item = TenantId> + Clone,
+) -> HashMap<u32, String> {
+    let max = ids.clone().map(|t| t.0 as usize + 1).max().unwrap_or(0);
+    let mut seen = vec![false; max];
+    let mut names = HashMap::new();
+    for t in ids {
+        if !std::mem::replace(&mut seen[t.0 as usize], true) {
+            names.insert(t.0, e.tenant_name(t).to_owned());
+        }
+    }
+    names
 }
 
 /// The exception for a `record` the core refused: a message of no tenant, or an unparsable
@@ -569,6 +592,134 @@ impl Engine {
             recipients,
             false,
         )
+    }
+
+    /// Benchmark support (python/bench/overhead.py): nanoseconds per core `Engine::check` of
+    /// this message (converted once, outside the timing), best of `repeat` runs of
+    /// `iterations` calls, under the read lock as `check` takes it.
+    #[pyo3(signature = (iterations, repeat, now, mail_from, *, tenant=None, client_ip=None,
+                        auth_user=None, cert_domain=None, forwarded=false, spf_pass=false,
+                        dkim_pass=false, recipients=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn _core_check_ns(
+        &self,
+        py: Python<'_>,
+        iterations: u32,
+        repeat: u32,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<String>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<String>,
+        cert_domain: Option<String>,
+        forwarded: bool,
+        spf_pass: bool,
+        dkim_pass: bool,
+        recipients: u32,
+    ) -> PyResult<f64> {
+        let (now, msg) = Fields {
+            now,
+            mail_from,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+        }
+        .message()?;
+        Ok(py.detach(|| {
+            let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            best_ns(repeat, iterations, || {
+                std::hint::black_box(g.check(
+                    std::hint::black_box(now),
+                    std::hint::black_box(&msg.as_message()),
+                ));
+            })
+        }))
+    }
+
+    /// Benchmark support: a method with `check`'s signature that converts nothing and
+    /// returns `None` (the floor of a call with these arguments).
+    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
+                        recipients=None))]
+    #[allow(clippy::too_many_arguments, unused_variables)]
+    fn _call_floor(
+        &self,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+    ) {
+    }
+
+    /// Benchmark support: nanoseconds per message of the core's part of `check_batch`
+    /// (`count=False`: `Engine::check_batch_at`) or `replay` (`count=True`: `evaluate` in
+    /// time order; this changes the engine's counters) over these columns, read and converted
+    /// once outside the timing. Best of `repeat` runs (one run when counting).
+    #[pyo3(signature = (repeat, count, now, mail_from, verdict=None, tenant=None, client_ip=None,
+                        auth_user=None, cert_domain=None, forwarded=None, spf_pass=None,
+                        dkim_pass=None, recipients=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _core_batch_ns(
+        &self,
+        py: Python<'_>,
+        repeat: u32,
+        count: bool,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        verdict: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
+        let cols = self.read_columns(
+            now,
+            mail_from,
+            verdict,
+            tenant,
+            client_ip,
+            auth_user,
+            cert_domain,
+            forwarded,
+            spf_pass,
+            dkim_pass,
+            recipients,
+            count,
+        )?;
+        let r = py.detach(|| -> PyResult<f64> {
+            let prep = cols.prepare(count)?;
+            let msgs = cols.messages(&prep)?;
+            let n = msgs.len().max(1) as f64;
+            Ok(if count {
+                best_ns(1, 1, || {
+                    std::hint::black_box(self.evaluate_all(&cols.now, &msgs, &prep.verdicts));
+                }) / n
+            } else {
+                let mut out = vec![NO_DECISION; msgs.len()];
+                let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+                best_ns(repeat, 1, || {
+                    g.check_batch_at(&cols.now, std::hint::black_box(&msgs), &mut out);
+                    std::hint::black_box(&out);
+                }) / n
+            })
+        });
+        drop(cols);
+        r
     }
 
     /// Releases a tenant's block of `rule` (`"tenant_threshold"`/`"5.7.705"`,

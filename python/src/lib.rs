@@ -9,6 +9,8 @@
 //! - `policy.rs`, `engine.rs`: `Policy` and `Engine`;
 //! - `text.rs`: explanations and NDRs.
 
+mod buffers;
+mod columns;
 mod convert;
 mod engine;
 mod error;

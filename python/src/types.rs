@@ -903,6 +903,91 @@ impl Replay {
     }
 }
 
+/// The values a categorical column can take, in code order (code 0 is `None`). Fixed per
+/// column, so codes mean the same in every batch.
+fn categories_of(name: &str) -> Option<Vec<&'static str>> {
+    use outguard::Attribution as A;
+    let mut v: Vec<&'static str> = match name {
+        "code" | "monitored" => Reason::ALL.iter().map(|r| r.enhanced_code()).collect(),
+        "reason" => Reason::ALL.iter().map(|r| r.name()).collect(),
+        "rule" => [
+            Rule::TenantThreshold,
+            Rule::UnregisteredDomain,
+            Rule::LowReputationIp,
+        ]
+        .iter()
+        .map(|r| r.name())
+        .collect(),
+        "attribution" => [A::Explicit, A::AuthUser, A::Certificate, A::IpConnector]
+            .iter()
+            .map(|a| a.name())
+            .collect(),
+        "sender_class" => [
+            SenderClass::Registered,
+            SenderClass::Exempt,
+            SenderClass::Unregistered,
+            SenderClass::Null,
+        ]
+        .iter()
+        .map(|c| c.name())
+        .collect(),
+        _ => return None,
+    };
+    let mut seen = Vec::new();
+    v.retain(|s| {
+        let new = !seen.contains(s);
+        seen.push(*s);
+        new
+    });
+    Some(v)
+}
+
+/// `array.array(typecode, data)`.
+fn py_array<'py>(py: Python<'py>, typecode: &str, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    py.import(pyo3::intern!(py, "array"))?
+        .getattr(pyo3::intern!(py, "array"))?
+        .call1((typecode, pyo3::types::PyBytes::new(py, data)))
+}
+
+impl Replay {
+    /// A categorical column's codes (0 for `None`, `k` for `categories_of(name)[k - 1]`).
+    fn codes(&self, name: &str) -> Option<Vec<u8>> {
+        let cats = categories_of(name)?;
+        let f: fn(&outguard::Decision) -> Option<&'static str> = match name {
+            "code" => |d| d.code(),
+            "reason" => |d| d.reason.map(Reason::name),
+            "rule" => |d| rule_name(d.rule()),
+            "attribution" => |d| d.attribution.map(|a| a.name()),
+            "sender_class" => |d| d.sender_class.map(SenderClass::name),
+            _ => |d| d.monitored.map(Reason::enhanced_code),
+        };
+        let mut last: Option<(&'static str, u8)> = None;
+        Some(
+            self.decisions
+                .iter()
+                .map(|d| match f(d) {
+                    None => 0,
+                    Some(s) => match last {
+                        Some((l, k)) if std::ptr::eq(l, s) => k,
+                        _ => {
+                            let k = cats.iter().position(|c| *c == s).map_or(0, |p| p + 1) as u8;
+                            last = Some((s, k));
+                            k
+                        }
+                    },
+                })
+                .collect(),
+        )
+    }
+
+    /// The tenant ids of this batch in code order (code 0 is `None`).
+    fn tenant_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.names.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 #[pymethods]
 impl Replay {
     /// The column names, in `to_dict()` order.
@@ -998,6 +1083,112 @@ impl Replay {
         let d = PyDict::new(py);
         for c in COLUMNS {
             d.set_item(c, self.column(py, c)?)?;
+        }
+        Ok(d)
+    }
+    /// One column as an `array.array` (no Python object per message): `accepted` as `"B"`
+    /// (0/1); `total`, `suspicious`, `unregistered`, `limit` as `"I"`; `block_ends` as `"Q"`
+    /// (0: none, 2**64 - 1: until release); the text columns as codes (`"B"`, `"I"` for
+    /// `tenant`): 0 for `None`, `k` for `categories(name)[k]`.
+    fn array<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let ds = &self.decisions;
+        let u32s = |f: fn(&outguard::Decision) -> u32| -> Vec<u8> {
+            ds.iter().flat_map(|d| f(d).to_ne_bytes()).collect()
+        };
+        match name {
+            "accepted" => {
+                let v: Vec<u8> = ds.iter().map(|d| d.accepted() as u8).collect();
+                py_array(py, "B", &v)
+            }
+            "total" => py_array(py, "I", &u32s(|d| d.counters.total)),
+            "suspicious" => py_array(py, "I", &u32s(|d| d.counters.suspicious)),
+            "unregistered" => py_array(py, "I", &u32s(|d| d.counters.unregistered)),
+            "limit" => py_array(py, "I", &u32s(|d| d.counters.limit)),
+            "block_ends" => {
+                let v: Vec<u8> = ds
+                    .iter()
+                    .flat_map(|d| {
+                        match d.block_ends {
+                            None => 0,
+                            Some(BlockEnd::OnRelease) => u64::MAX,
+                            Some(BlockEnd::At(t)) => t,
+                        }
+                        .to_ne_bytes()
+                    })
+                    .collect();
+                py_array(py, "Q", &v)
+            }
+            "tenant" => {
+                let ids = self.tenant_ids();
+                let v: Vec<u8> = ds
+                    .iter()
+                    .flat_map(|d| {
+                        d.tenant
+                            .and_then(|t| ids.binary_search(&t.0).ok())
+                            .map_or(0u32, |k| k as u32 + 1)
+                            .to_ne_bytes()
+                    })
+                    .collect();
+                py_array(py, "I", &v)
+            }
+            other => match self.codes(other) {
+                Some(v) => py_array(py, "B", &v),
+                None => Err(PyKeyError::new_err(format!(
+                    "no column {other:?}; columns are {}",
+                    COLUMNS.join(", ")
+                ))),
+            },
+        }
+    }
+    /// The values of a text column's codes in `array(name)`: `categories(name)[k]` for code
+    /// `k`, `None` first. Fixed for every column but `tenant` (this batch's tenants, by id).
+    fn categories(&self, name: &str) -> PyResult<Vec<Option<String>>> {
+        let mut out = vec![None];
+        if name == "tenant" {
+            out.extend(self.tenant_ids().iter().map(|i| self.names.get(i).cloned()));
+            return Ok(out);
+        }
+        match categories_of(name) {
+            Some(c) => {
+                out.extend(c.into_iter().map(|s| Some(s.to_owned())));
+                Ok(out)
+            }
+            None => Err(PyKeyError::new_err(format!(
+                "{name:?} is not a text column; text columns are code, reason, rule, tenant, \
+                 attribution, sender_class, monitored"
+            ))),
+        }
+    }
+    /// Every column as a numpy array (numpy is needed): `accepted` bool; counters `uint32`;
+    /// `block_ends` `uint64` (as in `array`); text columns as object arrays that share the
+    /// category strings (no string is made per message).
+    fn to_numpy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let np = py.import("numpy").map_err(|_| {
+            pyo3::exceptions::PyImportError::new_err(
+                "Replay.to_numpy needs numpy (pip install numpy); Replay.array works without it",
+            )
+        })?;
+        let d = PyDict::new(py);
+        for c in COLUMNS {
+            let arr = self.array(py, c)?;
+            let v = match c {
+                "accepted" => np
+                    .call_method1("frombuffer", (arr, "u1"))?
+                    .call_method1("astype", ("bool",))?,
+                "total" | "suspicious" | "unregistered" | "limit" => {
+                    np.call_method1("frombuffer", (arr, "u4"))?
+                }
+                "block_ends" => np.call_method1("frombuffer", (arr, "u8"))?,
+                _ => {
+                    let codes = np.call_method1(
+                        "frombuffer",
+                        (arr, if c == "tenant" { "u4" } else { "u1" }),
+                    )?;
+                    let cats = np.call_method1("array", (self.categories(c)?, "object"))?;
+                    cats.get_item(codes)?
+                }
+            };
+            d.set_item(c, v)?;
         }
         Ok(d)
     }

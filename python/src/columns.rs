@@ -1,0 +1,773 @@
+//! The columns of a batch (`Engine.check_batch`, `Engine.replay`), read into Rust without a
+//! Python object per value wherever the input allows it:
+//! - Arrow arrays and streams (pyarrow, pandas with Arrow-backed or `str` dtypes, polars...)
+//!   through the Arrow C Data Interface, read in place (`buffers.rs`);
+//! - numpy arrays of numbers, bools and fixed-width `S`/`U` strings, copied in one pass;
+//! - lists of `str`, read with one `"\0".join(...)` (one C loop and one UTF-8 buffer), and
+//!   lists of ints through `array.array` (one C loop);
+//! - anything else (lists of mixed types, `None`s, datetimes, `ipaddress` objects...) one
+//!   value at a time, with the scalar call's conversions.
+//!
+//! Text stays as bytes in its column until the GIL is released; there the messages are built
+//! (UTF-8 checked, IDNA applied to non-ASCII values, IP addresses parsed) and lent to the core.
+//! Every value means what it means in a scalar call: a column only changes how it is read.
+
+use std::net::IpAddr;
+
+use outguard::{Message, Verdict};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PyString, PyTuple};
+
+use crate::buffers::{self, ArrowChunk, Kind, NdValues, Validity, Values};
+use crate::convert;
+
+/// The error for value `i` of column `name`.
+fn at(name: &str, i: usize, msg: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("{name}[{i}]: {msg}"))
+}
+
+/// Re-labels an error of a scalar conversion with the column and index.
+fn relabel(py: Python<'_>, name: &str, i: usize, e: PyErr) -> PyErr {
+    let msg = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
+    let msg = msg.strip_prefix(&format!("{name}: ")).unwrap_or(&msg);
+    if e.is_instance_of::<PyTypeError>(py) {
+        PyTypeError::new_err(format!("{name}[{i}]: {msg}"))
+    } else {
+        at(name, i, msg)
+    }
+}
+
+fn is_one_value(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyBytes>()
+        || obj.is_instance_of::<PyBool>()
+        || obj.is_instance_of::<PyFloat>()
+        || obj.extract::<i64>().is_ok()
+}
+
+fn not_a_column(obj: &Bound<'_, PyAny>, what: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{what}: expected a sequence (list, numpy array, pandas or pyarrow column) or one \
+         value, got {}",
+        obj.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    ))
+}
+
+/// A column's values as Python objects (the general path): `to_pylist()` (pyarrow types
+/// this crate does not read directly), `tolist()` (numpy, pandas) or iteration.
+fn objects<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let seq = if obj.hasattr("to_pylist")? {
+        obj.call_method0("to_pylist")?
+    } else if obj.hasattr("tolist")? {
+        obj.call_method0("tolist")?
+    } else {
+        obj.clone()
+    };
+    let iter = seq.try_iter().map_err(|_| not_a_column(obj, what))?;
+    iter.collect()
+}
+
+/// A column in one of the forms read without Python objects.
+enum Fast {
+    Arrow(Vec<ArrowChunk>),
+    Nd(NdValues),
+}
+
+fn fast(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<Fast>> {
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    // An exporter may fail (pandas without pyarrow, a type Arrow cannot hold): the general
+    // path then reads the column, and reports its problems value by value.
+    if obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")? {
+        if let Ok(Some(chunks)) = buffers::import_arrow(obj) {
+            return Ok(Some(Fast::Arrow(chunks)));
+        }
+    }
+    let py = obj.py();
+    let label = |e: PyErr| PyValueError::new_err(format!("{what}{}", e.value(py)));
+    if let Some(v) = buffers::read_ndarray(obj).map_err(label)? {
+        return Ok(Some(Fast::Nd(v)));
+    }
+    if !obj.hasattr("__array_interface__")? && obj.hasattr("__array__")? {
+        if let Ok(arr) = obj.call_method0("__array__") {
+            if let Some(v) = buffers::read_ndarray(&arr).map_err(label)? {
+                return Ok(Some(Fast::Nd(v)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+// --- Text columns -------------------------------------------------------------------------------
+
+/// A text column: its values as bytes, `None` for missing ones.
+pub enum Text {
+    Absent,
+    /// One value for every message.
+    One(Option<Vec<u8>>),
+    /// Arrow chunks, read in place. `text`: `str` values (else `bytes`).
+    Arrow {
+        chunks: Vec<ArrowChunk>,
+        text: bool,
+    },
+    /// Values one after another in `data`; value `i` ends at `ends[i]`; `missing` values are
+    /// `None`. `ready`: values were already converted as the scalar call converts them.
+    Owned {
+        data: Vec<u8>,
+        ends: Vec<usize>,
+        missing: Vec<bool>,
+        text: bool,
+        ready: bool,
+    },
+}
+
+impl Text {
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            Text::Absent | Text::One(_) => None,
+            Text::Arrow { chunks, .. } => Some(chunks.iter().map(ArrowChunk::len).sum()),
+            Text::Owned { ends, .. } => Some(ends.len()),
+        }
+    }
+
+    /// Whether values are `str` that were not converted yet (IDNA may apply).
+    fn raw_text(&self) -> bool {
+        match self {
+            Text::Arrow { text, .. } => *text,
+            Text::Owned { text, ready, .. } => *text && !ready,
+            _ => false,
+        }
+    }
+
+    /// Calls `f(i, value)` for every message `i < n` (nothing for an absent column).
+    pub fn each<'a>(
+        &'a self,
+        name: &str,
+        n: usize,
+        mut f: impl FnMut(usize, Option<&'a [u8]>) -> PyResult<()>,
+    ) -> PyResult<()> {
+        match self {
+            Text::Absent => Ok(()),
+            Text::One(v) => (0..n).try_for_each(|i| f(i, v.as_deref())),
+            Text::Owned {
+                data,
+                ends,
+                missing,
+                ..
+            } => {
+                let mut start = 0;
+                for (i, &end) in ends.iter().enumerate() {
+                    let v = if missing.get(i).copied().unwrap_or(false) {
+                        None
+                    } else {
+                        Some(&data[start..end])
+                    };
+                    f(i, v)?;
+                    start = end;
+                }
+                Ok(())
+            }
+            Text::Arrow { chunks, .. } => {
+                let mut base = 0;
+                for c in chunks {
+                    let valid = c.validity()?;
+                    let values = c.values()?;
+                    for j in 0..c.len() {
+                        let v = if valid.is_valid(j) {
+                            Some(values.bytes(j).ok_or_else(|| {
+                                at(name, base + j, "Arrow value out of its buffer")
+                            })?)
+                        } else {
+                            None
+                        };
+                        f(base + j, v)?;
+                    }
+                    base += c.len();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Values that need converting before the core sees them, with their conversions:
+    /// non-ASCII `str` values of fields the scalar call converts with IDNA.
+    fn conversions(
+        &self,
+        name: &str,
+        n: usize,
+        convert: fn(&str) -> Option<String>,
+    ) -> PyResult<Vec<(usize, Vec<u8>)>> {
+        if !self.raw_text() {
+            return Ok(Vec::new());
+        }
+        if let Text::Arrow { chunks, .. } = self {
+            // The common case: all of it ASCII, checked a buffer at a time.
+            let ascii = chunks.iter().all(|c| {
+                c.values()
+                    .ok()
+                    .and_then(|v| v.data().map(<[u8]>::is_ascii))
+                    .unwrap_or(false)
+            });
+            if ascii {
+                return Ok(Vec::new());
+            }
+        }
+        let mut out = Vec::new();
+        self.each(name, n, |i, v| {
+            if let Some(b) = v.filter(|b| !b.is_ascii()) {
+                let s = std::str::from_utf8(b).map_err(|_| at(name, i, "not valid UTF-8"))?;
+                if let Some(c) = convert(s) {
+                    out.push((i, c.into_bytes()));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Reads a text column. `convert` is the scalar call's conversion of one Python value
+/// (used by the general path; its result is final).
+pub fn text<'py>(
+    obj: Option<&Bound<'py, PyAny>>,
+    what: &str,
+    convert: impl Fn(&Bound<'py, PyAny>) -> PyResult<Option<Vec<u8>>>,
+) -> PyResult<Text> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Text::Absent);
+    };
+    let py = obj.py();
+    if is_one_value(obj) {
+        return Ok(Text::One(
+            convert(obj).map_err(|e| relabel(py, what, 0, e))?,
+        ));
+    }
+    match fast(obj, what)? {
+        Some(Fast::Arrow(chunks)) => {
+            let kinds: Vec<Kind> = chunks.iter().map(ArrowChunk::kind).collect();
+            if kinds.iter().all(|k| *k == Kind::Utf8) || kinds.iter().all(|k| *k == Kind::Binary) {
+                let text = kinds.first() != Some(&Kind::Binary);
+                return Ok(Text::Arrow { chunks, text });
+            }
+            return Err(PyTypeError::new_err(format!(
+                "{what}: expected an Arrow string or binary column, got {kinds:?}"
+            )));
+        }
+        Some(Fast::Nd(NdValues::Strings { text, data, ends })) => {
+            return Ok(Text::Owned {
+                data,
+                ends,
+                missing: Vec::new(),
+                text,
+                ready: false,
+            });
+        }
+        Some(Fast::Nd(_)) => {
+            return Err(PyTypeError::new_err(format!(
+                "{what}: expected strings, got a numeric array (dtype {})",
+                obj.getattr("dtype")
+                    .and_then(|d| d.str().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )));
+        }
+        None => {}
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        if let Some(t) = joined(list)? {
+            return Ok(t);
+        }
+    }
+    let values = objects(obj, what)?;
+    let mut data = Vec::new();
+    let mut ends = Vec::with_capacity(values.len());
+    let mut missing = vec![false; values.len()];
+    for (i, o) in values.iter().enumerate() {
+        match convert(o).map_err(|e| relabel(py, what, i, e))? {
+            Some(v) => data.extend_from_slice(&v),
+            None => missing[i] = true,
+        }
+        ends.push(data.len());
+    }
+    Ok(Text::Owned {
+        data,
+        ends,
+        missing,
+        text: true,
+        ready: true,
+    })
+}
+
+/// A list of `str` as one `"\0".join(...)`: one C loop over the list and one UTF-8 buffer
+/// instead of a temporary per value. `None` when the list holds anything but `str`, or a
+/// value with a NUL in it, or one that is not UTF-8 (the general path takes those).
+fn joined(list: &Bound<'_, PyList>) -> PyResult<Option<Text>> {
+    let py = list.py();
+    let n = list.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    let sep = pyo3::intern!(py, "\0");
+    let Ok(all) = sep.call_method1(pyo3::intern!(py, "join"), (list,)) else {
+        return Ok(None);
+    };
+    let Ok(all) = all.cast_into::<PyString>() else {
+        return Ok(None);
+    };
+    let Ok(bytes) = all.encode_utf8() else {
+        return Ok(None);
+    };
+    let b = bytes.as_bytes();
+    let mut ends = Vec::with_capacity(n);
+    let mut data = Vec::with_capacity(b.len() + 1 - n);
+    for part in b.split(|&c| c == 0) {
+        data.extend_from_slice(part);
+        ends.push(data.len());
+    }
+    if ends.len() != n {
+        return Ok(None);
+    }
+    Ok(Some(Text::Owned {
+        data,
+        ends,
+        missing: Vec::new(),
+        text: true,
+        ready: false,
+    }))
+}
+
+// --- Numeric columns ----------------------------------------------------------------------------
+
+/// A column of numbers or flags: one value, or one per message.
+pub enum Many<T> {
+    One(T),
+    Each(Vec<T>),
+}
+
+impl<T: Copy> Many<T> {
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            Many::One(_) => None,
+            Many::Each(v) => Some(v.len()),
+        }
+    }
+    #[inline]
+    pub fn get(&self, i: usize) -> T {
+        match self {
+            Many::One(v) => *v,
+            Many::Each(v) => v[i],
+        }
+    }
+}
+
+/// A numeric value read in place: what it was, or a missing value.
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+    Missing,
+}
+
+fn nums_of(chunks: &[ArrowChunk], what: &str) -> PyResult<Vec<Num>> {
+    let mut out = Vec::with_capacity(chunks.iter().map(ArrowChunk::len).sum());
+    for c in chunks {
+        let valid = c.validity()?;
+        let Values::Fixed { bytes, bit_offset } = c.values()? else {
+            return Err(PyTypeError::new_err(format!(
+                "{what}: expected numbers, got an Arrow {:?} column",
+                c.kind()
+            )));
+        };
+        for j in 0..c.len() {
+            out.push(if !valid.is_valid(j) {
+                Num::Missing
+            } else {
+                match c.kind() {
+                    Kind::Bool => Num::Bool(Validity::Bits(bytes, bit_offset).is_valid(j)),
+                    Kind::Int { bytes: w, signed } => {
+                        let w = w as usize;
+                        let mut v = [0u8; 8];
+                        v[..w].copy_from_slice(&bytes[j * w..j * w + w]);
+                        let u = u64::from_le_bytes(v);
+                        if signed {
+                            let s = 64 - 8 * w as u32;
+                            Num::Int(((u << s) as i64) >> s)
+                        } else {
+                            Num::UInt(u)
+                        }
+                    }
+                    Kind::Float { bytes: 8 } => {
+                        let mut v = [0u8; 8];
+                        v.copy_from_slice(&bytes[j * 8..j * 8 + 8]);
+                        Num::Float(f64::from_le_bytes(v))
+                    }
+                    Kind::Float { .. } => {
+                        let mut v = [0u8; 4];
+                        v.copy_from_slice(&bytes[j * 4..j * 4 + 4]);
+                        Num::Float(f32::from_le_bytes(v) as f64)
+                    }
+                    _ => Num::Missing,
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A list of ints through `array.array` (one C loop); `None` for anything else.
+fn int_list(list: &Bound<'_, PyList>, code: &str) -> Option<Vec<i64>> {
+    let py = list.py();
+    let array = py.import("array").ok()?.getattr("array").ok()?;
+    // bools are ints to array.array, but not to the scalar call's `now`.
+    let arr = array.call1((code, list)).ok()?;
+    let b = arr.call_method0("tobytes").ok()?;
+    let b = b.cast::<PyBytes>().ok()?.as_bytes();
+    Some(
+        b.chunks_exact(8)
+            .map(|c| i64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect(),
+    )
+}
+
+/// Reads a numeric column with `one` (the scalar conversion, for the general path) and
+/// `num` (for values read in place).
+fn numbers<'py, T: Copy>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    one: impl Fn(&Bound<'py, PyAny>) -> PyResult<T>,
+    num: impl Fn(Num) -> Result<T, String>,
+    from_ints: bool,
+) -> PyResult<Many<T>> {
+    let py = obj.py();
+    if is_one_value(obj) {
+        return Ok(Many::One(one(obj).map_err(|e| relabel(py, what, 0, e))?));
+    }
+    let each = |v: Vec<Num>| -> PyResult<Many<T>> {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, x)| num(x).map_err(|m| at(what, i, m)))
+            .collect::<PyResult<Vec<T>>>()
+            .map(Many::Each)
+    };
+    match fast(obj, what)? {
+        Some(Fast::Arrow(chunks)) => return each(nums_of(&chunks, what)?),
+        Some(Fast::Nd(v)) => {
+            return each(match v {
+                NdValues::Ints(v) => v.into_iter().map(Num::Int).collect(),
+                NdValues::UInts(v) => v.into_iter().map(Num::UInt).collect(),
+                NdValues::Floats(v) => v.into_iter().map(Num::Float).collect(),
+                NdValues::Bools(v) => v.into_iter().map(Num::Bool).collect(),
+                NdValues::Strings { .. } => {
+                    return Err(PyTypeError::new_err(format!(
+                        "{what}: expected numbers, got a string array"
+                    )))
+                }
+            })
+        }
+        None => {}
+    }
+    if from_ints {
+        if let Ok(list) = obj.cast::<PyList>() {
+            let no_bools = list.iter().all(|o| !o.is_instance_of::<PyBool>());
+            if no_bools {
+                if let Some(v) = int_list(list, "q") {
+                    return each(v.into_iter().map(Num::Int).collect());
+                }
+            }
+        }
+    }
+    objects(obj, what)?
+        .iter()
+        .enumerate()
+        .map(|(i, o)| one(o).map_err(|e| relabel(py, what, i, e)))
+        .collect::<PyResult<Vec<T>>>()
+        .map(Many::Each)
+}
+
+/// The `now` column (required; one value per message).
+pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    let m = numbers(
+        obj,
+        "now",
+        |o| convert::time(o, "now"),
+        |x| match x {
+            Num::Int(v) if v >= 0 => Ok(v as u64),
+            Num::Int(v) => Err(format!("{v} is negative; Unix times start at 0")),
+            Num::UInt(v) => Ok(v),
+            Num::Float(f) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => Ok(f as u64),
+            Num::Float(f) => Err(format!(
+                "{f} is not a Unix time (seconds since 1970, not negative)"
+            )),
+            Num::Bool(_) => Err("expected Unix seconds, got a bool".into()),
+            Num::Missing => Err("missing time".into()),
+        },
+        true,
+    )?;
+    match m {
+        Many::Each(v) => Ok(v),
+        Many::One(_) => Err(PyValueError::new_err(
+            "now: expected a sequence of times, one per message",
+        )),
+    }
+}
+
+/// A flag column (`None`: false for every message).
+pub fn flags(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Many<bool>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Many::One(false));
+    };
+    numbers(
+        obj,
+        what,
+        |o| convert::flag(o, what),
+        |x| match x {
+            Num::Bool(b) => Ok(b),
+            Num::Missing | Num::Int(0) | Num::UInt(0) => Ok(false),
+            Num::Int(1) | Num::UInt(1) => Ok(true),
+            Num::Int(v) => Err(format!("expected a bool, got {v}")),
+            Num::UInt(v) => Err(format!("expected a bool, got {v}")),
+            Num::Float(f) => Err(format!("expected a bool, got {f}")),
+        },
+        false,
+    )
+}
+
+/// The recipients column (`None`: 1 for every message).
+pub fn counts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Many<u32>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Many::One(1));
+    };
+    let bad = |v: &dyn std::fmt::Display| format!("expected a count (0 ..= 4294967295), got {v}");
+    numbers(
+        obj,
+        "recipients",
+        convert::recipients,
+        |x| match x {
+            Num::Missing => Ok(1),
+            Num::Int(v) => u32::try_from(v).map_err(|_| bad(&v)),
+            Num::UInt(v) => u32::try_from(v).map_err(|_| bad(&v)),
+            Num::Bool(b) => Ok(b as u32),
+            Num::Float(f) => Err(bad(&f)),
+        },
+        true,
+    )
+}
+
+// --- Messages -----------------------------------------------------------------------------------
+
+/// Every column of a batch, read; the messages are built from it with the GIL released.
+pub struct Columns {
+    pub n: usize,
+    pub now: Vec<u64>,
+    pub mail_from: Text,
+    pub verdict: Text,
+    pub tenant: Text,
+    pub client_ip: Text,
+    pub auth_user: Text,
+    pub cert_domain: Text,
+    pub forwarded: Many<bool>,
+    pub spf_pass: Many<bool>,
+    pub dkim_pass: Many<bool>,
+    pub recipients: Many<u32>,
+}
+
+fn opt_bytes(v: Option<String>) -> Option<Vec<u8>> {
+    v.map(String::into_bytes)
+}
+
+/// The general path's conversions of one value, as the scalar call makes them.
+pub fn mail_from_one(o: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    convert::mail_from(o).map(Some)
+}
+pub fn plain_one(name: &'static str) -> impl Fn(&Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    move |o| convert::opt_text(o, name).map(opt_bytes)
+}
+pub fn idna_one(name: &'static str) -> impl Fn(&Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    move |o| convert::opt_text(o, name).map(|v| opt_bytes(convert::idna_text(v)))
+}
+pub fn ip_one(o: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    // Addresses given as objects (ipaddress) become their text; parsed with the rest.
+    if o.is_none() {
+        return Ok(None);
+    }
+    if let Ok(s) = o.cast::<PyString>() {
+        return Ok(Some(s.encode_utf8()?.as_bytes().to_vec()));
+    }
+    if o.is_instance_of::<PyFloat>() && o.extract::<f64>().is_ok_and(f64::is_nan) {
+        return Ok(None);
+    }
+    convert::ip(o).map(|ip| Some(ip.to_string().into_bytes()))
+}
+
+fn idna_address(s: &str) -> Option<String> {
+    outguard::policy::idna::address_to_ascii(s)
+}
+fn idna_any(s: &str) -> Option<String> {
+    outguard::policy::idna::address_to_ascii(s)
+        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
+}
+
+/// IDNA conversions, consumed in message order.
+struct Converted<'a> {
+    list: &'a [(usize, Vec<u8>)],
+    next: usize,
+}
+
+impl<'a> Converted<'a> {
+    fn new(list: &'a [(usize, Vec<u8>)]) -> Self {
+        Converted { list, next: 0 }
+    }
+    #[inline]
+    fn get(&mut self, i: usize, v: Option<&'a [u8]>) -> Option<&'a [u8]> {
+        match self.list.get(self.next) {
+            Some((k, c)) if *k == i => {
+                self.next += 1;
+                Some(c)
+            }
+            _ => v,
+        }
+    }
+}
+
+/// The conversions a batch needs, made before its messages borrow them.
+pub struct Prepared {
+    mail_from: Vec<(usize, Vec<u8>)>,
+    auth_user: Vec<(usize, Vec<u8>)>,
+    cert_domain: Vec<(usize, Vec<u8>)>,
+    pub ips: Vec<Option<IpAddr>>,
+    pub verdicts: Vec<Verdict>,
+}
+
+fn utf8<'a>(name: &str, i: usize, b: &'a [u8]) -> PyResult<&'a str> {
+    std::str::from_utf8(b).map_err(|_| at(name, i, "not valid UTF-8"))
+}
+
+impl Columns {
+    /// Checks that every column has one value per message.
+    pub fn check_lengths(&self) -> PyResult<()> {
+        let n = self.n;
+        let lens = [
+            ("mail_from", self.mail_from.len()),
+            ("verdict", self.verdict.len()),
+            ("tenant", self.tenant.len()),
+            ("client_ip", self.client_ip.len()),
+            ("auth_user", self.auth_user.len()),
+            ("cert_domain", self.cert_domain.len()),
+            ("forwarded", self.forwarded.len()),
+            ("spf_pass", self.spf_pass.len()),
+            ("dkim_pass", self.dkim_pass.len()),
+            ("recipients", self.recipients.len()),
+        ];
+        for (name, len) in lens {
+            if let Some(len) = len.filter(|&l| l != n) {
+                return Err(PyValueError::new_err(format!(
+                    "{name} has {len} values but now has {n}: every column needs one value \
+                     per message"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Conversions (IDNA, IP addresses, verdicts); runs without the GIL.
+    pub fn prepare(&self, verdicts: bool) -> PyResult<Prepared> {
+        let n = self.n;
+        let mut ips = Vec::new();
+        if !matches!(self.client_ip, Text::Absent) {
+            ips.reserve(n);
+            self.client_ip.each("client_ip", n, |i, v| {
+                let ip = match v {
+                    None => None,
+                    Some(b) => {
+                        let s = utf8("client_ip", i, b)?;
+                        if s.is_empty() {
+                            None
+                        } else {
+                            Some(s.trim().parse::<IpAddr>().map_err(|_| {
+                                at("client_ip", i, format!("invalid IP address {s:?}"))
+                            })?)
+                        }
+                    }
+                };
+                ips.push(ip);
+                Ok(())
+            })?;
+        }
+        let mut vs = Vec::new();
+        if verdicts {
+            vs = vec![Verdict::Clean; n];
+            self.verdict.each("verdict", n, |i, v| {
+                if let Some(b) = v.filter(|b| !b.is_empty()) {
+                    let s = utf8("verdict", i, b)?;
+                    vs[i] = Verdict::from_name(s)
+                        .ok_or_else(|| at("verdict", i, convert::unknown_verdict(s)))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(Prepared {
+            mail_from: self.mail_from.conversions("mail_from", n, idna_address)?,
+            auth_user: self.auth_user.conversions("auth_user", n, idna_any)?,
+            cert_domain: self.cert_domain.conversions("cert_domain", n, idna_any)?,
+            ips,
+            verdicts: vs,
+        })
+    }
+
+    /// The messages, borrowing the columns and the conversions; runs without the GIL.
+    pub fn messages<'a>(&'a self, p: &'a Prepared) -> PyResult<Vec<Message<'a>>> {
+        let n = self.n;
+        let mut msgs = vec![
+            Message {
+                recipients: 1,
+                ..Message::default()
+            };
+            n
+        ];
+        let mut c = Converted::new(&p.mail_from);
+        self.mail_from.each("mail_from", n, |i, v| {
+            msgs[i].mail_from = c.get(i, v).unwrap_or(b"");
+            Ok(())
+        })?;
+        // tenant: "" is no tenant.
+        self.tenant.each("tenant", n, |i, v| {
+            if let Some(b) = v.filter(|b| !b.is_empty()) {
+                msgs[i].tenant = Some(utf8("tenant", i, b)?);
+            }
+            Ok(())
+        })?;
+        for (t, conv, name, auth) in [
+            (&self.auth_user, &p.auth_user, "auth_user", true),
+            (&self.cert_domain, &p.cert_domain, "cert_domain", false),
+        ] {
+            let mut c = Converted::new(conv);
+            t.each(name, n, |i, v| {
+                if let Some(b) = c.get(i, v).filter(|b| !b.is_empty()) {
+                    let s = Some(utf8(name, i, b)?);
+                    if auth {
+                        msgs[i].auth_user = s;
+                    } else {
+                        msgs[i].cert_domain = s;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for (i, m) in msgs.iter_mut().enumerate() {
+            if let Some(ip) = p.ips.get(i) {
+                m.client_ip = *ip;
+            }
+            m.forwarded = self.forwarded.get(i);
+            m.spf_pass = self.spf_pass.get(i);
+            m.dkim_pass = self.dkim_pass.get(i);
+            m.recipients = self.recipients.get(i);
+        }
+        Ok(msgs)
+    }
+}

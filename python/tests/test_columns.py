@@ -1,0 +1,216 @@
+"""Batch columns in every input form decide as the scalar calls do; bad columns raise."""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import pytest
+
+import outguard
+from conftest import NOW
+
+# A mix of every outcome: registered, unregistered (5.7.750 after 3), unattributed, invalid,
+# null sender, IDNA senders and logins, low-reputation IPs, connectors, forwarding.
+SENDERS = [
+    "a@contoso.com",
+    "x@evil.example",
+    "y@evil.example",
+    "bad address",
+    "",
+    "jörg@bücher.example",
+    "b@sub.contoso.com",
+    "z@trial.example",
+    "x@evil.example",
+    "q@other.example",
+    "w@contoso.net",
+    "<>",
+]
+TENANTS: list[str | None] = ["contoso", "contoso", "contoso", "contoso", "contoso", "contoso", None, None, "contoso", None, "contoso", "lapsed"]
+IPS: list[str | None] = ["203.0.113.5", None, "198.51.100.9", None, "", "2001:db8::1", "198.51.100.7", None, None, "203.0.113.77", None, None]
+AUTH: list[str | None] = [None, None, None, None, None, None, None, "z@trial.example", None, None, "w@bücher.example", None]
+FWD = [False, False, False, False, False, False, False, False, True, True, False, False]
+SPF = [False, False, False, False, False, False, False, False, True, True, False, False]
+RCPT = [1, 2, 1, 1, 3, 1, 1, 1, 1, 1, 1, 7]
+N = len(SENDERS)
+TIMES = [NOW + 7 * i for i in range(N)]
+
+
+def scalar(engine: outguard.Engine, i: int) -> outguard.Decision:
+    return engine.check(
+        TIMES[i],
+        SENDERS[i],
+        tenant=TENANTS[i],
+        client_ip=IPS[i],
+        auth_user=AUTH[i],
+        forwarded=FWD[i],
+        spf_pass=SPF[i],
+        recipients=RCPT[i],
+    )
+
+
+def expected(engine: outguard.Engine) -> dict[str, list[Any]]:
+    ds = [scalar(engine, i) for i in range(N)]
+    return {c: [d.to_dict()[c] if c not in ("total", "suspicious", "unregistered", "limit") else getattr(d.counters, c) for d in ds] for c in outguard.Replay.columns}
+
+
+@pytest.fixture
+def primed(policy: outguard.Policy) -> outguard.Engine:
+    """An engine with counts, so that decisions depend on the time and the tenant."""
+    e = outguard.Engine(policy)
+    for i in range(5):
+        e.evaluate(NOW + i, f"u{i}@evil.example", tenant="contoso")
+    return e
+
+
+def check_all_forms(engine: outguard.Engine, cols: dict[str, Any]) -> None:
+    want = expected(engine)
+    r = engine.check_batch(cols["now"], cols["mail_from"], tenant=cols["tenant"], client_ip=cols["client_ip"],
+                           auth_user=cols["auth_user"], forwarded=cols["forwarded"], spf_pass=cols["spf_pass"],
+                           recipients=cols["recipients"])
+    got = r.to_dict()
+    for c in outguard.Replay.columns:
+        assert got[c] == want[c], c
+
+
+def test_lists_match_scalar(primed: outguard.Engine) -> None:
+    check_all_forms(primed, {"now": TIMES, "mail_from": SENDERS, "tenant": TENANTS, "client_ip": IPS, "auth_user": AUTH,
+                             "forwarded": FWD, "spf_pass": SPF, "recipients": RCPT})
+
+
+def test_numpy_matches_scalar(primed: outguard.Engine) -> None:
+    np = pytest.importorskip("numpy")
+    text = lambda v: np.array(["" if x is None else x for x in v])  # noqa: E731
+    for tdtype in (np.int64, np.uint64, np.float64):
+        check_all_forms(primed, {
+            "now": np.array(TIMES, dtype=tdtype), "mail_from": text(SENDERS), "tenant": text(TENANTS),
+            "client_ip": text(IPS), "auth_user": text(AUTH), "forwarded": np.array(FWD),
+            "spf_pass": np.array(SPF, dtype=np.int8), "recipients": np.array(RCPT, dtype=np.uint16),
+        })
+    # Bytes (S) columns, and a strided view.
+    ascii_senders = [s if s.isascii() else "k@contoso.com" for s in SENDERS]
+    e2 = primed
+    r = e2.check_batch(np.array(TIMES)[::1], np.array(ascii_senders, dtype="S"), tenant=np.array(["" if t is None else t for t in TENANTS], dtype="S"))
+    assert r.code == [e2.check(TIMES[i], ascii_senders[i], tenant=TENANTS[i]).code for i in range(N)]
+    wide = np.repeat(np.array(TIMES), 2)[::2]  # not contiguous
+    assert not wide.flags["C_CONTIGUOUS"]
+    assert e2.check_batch(wide, SENDERS, tenant=TENANTS).code == [e2.check(TIMES[i], SENDERS[i], tenant=TENANTS[i]).code for i in range(N)]
+
+
+def test_arrow_matches_scalar(primed: outguard.Engine) -> None:
+    pa = pytest.importorskip("pyarrow")
+    for string in (pa.string(), pa.large_string(), pa.string_view()):
+        check_all_forms(primed, {
+            "now": pa.array(TIMES, pa.int64()), "mail_from": pa.array(SENDERS, string), "tenant": pa.array(TENANTS, string),
+            "client_ip": pa.array(IPS, string), "auth_user": pa.array(AUTH, string), "forwarded": pa.array(FWD),
+            "spf_pass": pa.array(SPF), "recipients": pa.array(RCPT, pa.uint32()),
+        })
+    # Chunked columns, and slices (an offset into the buffers).
+    half = N // 2
+    chunked = {
+        "now": pa.chunked_array([TIMES[:half], TIMES[half:]], pa.uint64()),
+        "mail_from": pa.chunked_array([SENDERS[:half], SENDERS[half:]]),
+        "tenant": pa.array([None, None] + TENANTS, pa.string()).slice(2),
+        "client_ip": pa.chunked_array([IPS[:3], IPS[3:]]),
+        "auth_user": pa.array(AUTH),
+        "forwarded": pa.array([True] + FWD).slice(1),
+        "spf_pass": pa.array(SPF),
+        "recipients": pa.array(RCPT),
+    }
+    check_all_forms(primed, chunked)
+
+
+def test_pandas_matches_scalar(primed: outguard.Engine) -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"now": TIMES, "mail_from": SENDERS, "tenant": TENANTS, "client_ip": IPS, "auth_user": AUTH,
+                       "forwarded": FWD, "spf_pass": SPF, "recipients": RCPT})
+    check_all_forms(primed, {c: df[c] for c in df.columns})
+    obj = df.astype(object)
+    check_all_forms(primed, {c: obj[c] for c in obj.columns})
+
+
+def test_replay_forms_agree(policy: outguard.Policy) -> None:
+    np = pytest.importorskip("numpy")
+    n = 300
+    times = [NOW + i // 3 for i in range(n)]
+    senders = [f"u{i}@evil{i % 4}.example" if i % 3 else "a@contoso.com" for i in range(n)]
+    verdicts = ["spam" if i % 7 == 0 else "clean" for i in range(n)]
+    ref = outguard.Engine(policy)
+    serial = [ref.evaluate(times[i], senders[i], tenant="contoso", verdict=verdicts[i]) for i in range(n)]
+    forms: list[tuple[Any, Any, Any]] = [(times, senders, verdicts), (np.array(times), np.array(senders), np.array(verdicts))]
+    try:
+        import pyarrow as pa
+
+        forms.append((pa.array(times), pa.array(senders), pa.array(verdicts)))
+    except ImportError:
+        pass
+    for t, s, v in forms:
+        e = outguard.Engine(policy)
+        r = e.replay(t, s, tenant="contoso", verdict=v)
+        assert r.code == [d.code for d in serial]
+        assert [ev.kind for ev in r.events] == [ev.kind for d in serial for ev in d.events]
+        assert e.snapshot() == ref.snapshot()
+
+
+def test_columnar_results(primed: outguard.Engine) -> None:
+    r = primed.check_batch(TIMES, SENDERS, tenant=TENANTS, client_ip=IPS, auth_user=AUTH)
+    for c in outguard.Replay.columns:
+        a = r.array(c)
+        assert isinstance(a, array.array) and len(a) == N
+        if c in ("accepted",):
+            assert [bool(x) for x in a] == r[c]
+        elif c in ("total", "suspicious", "unregistered", "limit"):
+            assert list(a) == r[c]
+        elif c == "block_ends":
+            assert [None if x == 0 else "release" if x == 2**64 - 1 else x for x in a] == r[c]
+        else:
+            cats = r.categories(c)
+            assert [cats[k] for k in a] == r[c], c
+    assert r.categories("code")[0] is None and "5.7.750" in r.categories("code")
+    with pytest.raises(KeyError):
+        r.array("nope")
+    np = pytest.importorskip("numpy")
+    d = r.to_numpy()
+    assert d["accepted"].dtype == np.bool_ and d["accepted"].tolist() == r.accepted
+    assert d["code"].tolist() == r.code and d["tenant"].tolist() == r.tenant
+    assert d["total"].dtype == np.uint32 and d["total"].tolist() == r.total
+
+
+def test_bad_columns_raise(primed: outguard.Engine) -> None:
+    e = primed
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValueError, match="tenant has 2 values but now has 3"):
+        e.check_batch(np.array([NOW] * 3), np.array(["a@contoso.com"] * 3), tenant=np.array(["contoso"] * 2))
+    with pytest.raises(TypeError, match="mail_from: expected strings"):
+        e.check_batch(np.array([NOW]), np.array([1.5]))
+    with pytest.raises(TypeError, match="now: expected numbers"):
+        e.check_batch(np.array(["x"]), ["a@contoso.com"])
+    with pytest.raises(ValueError, match=r"now\[1\]: -5 is negative"):
+        e.check_batch(np.array([NOW, -5]), ["a@contoso.com"] * 2)
+    with pytest.raises(ValueError, match=r"tenant\[1\]: not valid UTF-8"):
+        e.check_batch([NOW, NOW], ["a@contoso.com"] * 2, tenant=np.array([b"contoso", b"\xff\xfe"], dtype="S"))
+    with pytest.raises(ValueError, match=r"forwarded\[0\]: expected a bool, got 2"):
+        e.check_batch([NOW], ["a@contoso.com"], forwarded=np.array([2]))
+    with pytest.raises(ValueError, match=r"recipients\[0\]"):
+        e.check_batch([NOW], ["a@contoso.com"], recipients=np.array([-1]))
+    with pytest.raises(ValueError, match=r"client_ip\[0\]: invalid IP address"):
+        e.check_batch(np.array([NOW]), np.array(["a@contoso.com"]), client_ip=np.array(["nope"]))
+    with pytest.raises(ValueError, match=r"verdict\[0\]: unknown verdict"):
+        e.replay([NOW], ["a@contoso.com"], verdict=np.array(["tasty"]))
+    with pytest.raises(TypeError, match=r"now\[0\]: expected Unix seconds"):
+        e.check_batch(np.array([[NOW]]), ["a@contoso.com"])  # 2-D: read as objects, each a row
+    pa = pytest.importorskip("pyarrow")
+    bad = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(np.array([0, 7, 9], dtype=np.int32).tobytes()), pa.py_buffer(b"contoso\xff\xfe")])
+    with pytest.raises(ValueError, match=r"tenant\[1\]: not valid UTF-8"):
+        e.check_batch([NOW, NOW], ["a@contoso.com"] * 2, tenant=bad)
+    with pytest.raises(ValueError, match=r"mail_from\[1\]: not valid UTF-8"):
+        e.check_batch([NOW, NOW], bad)
+    with pytest.raises(ValueError, match="has 2 values but now has 3"):
+        e.check_batch(pa.array([NOW] * 3), pa.array(["a@contoso.com"] * 2))
+    with pytest.raises(TypeError, match="tenant: expected an Arrow string"):
+        e.check_batch([NOW], ["a@contoso.com"], tenant=pa.array([1]))
+    with pytest.raises(ValueError, match=r"now\[0\]: missing time"):
+        e.check_batch(pa.array([None], pa.int64()), ["a@contoso.com"])
+    # Types the reader does not know go through Python objects, as before.
+    dict_col = pa.array(["contoso", "contoso"]).dictionary_encode()
+    assert e.check_batch([NOW, NOW], ["a@contoso.com"] * 2, tenant=dict_col).tenant == ["contoso", "contoso"]
