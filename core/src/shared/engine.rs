@@ -248,8 +248,10 @@ impl SharedEngine {
                 .st()
                 .header_u64(header::LOCK_EPOCH)
                 .load(Ordering::Acquire);
-            // A process that cannot read the boot id accepts locks initialized in any boot.
-            word == epoch || (epoch == EPOCH_UNKNOWN && word != 0)
+            // Where either side could not read the boot id, two processes of one boot may
+            // disagree on it: never reinitialize then (locks in use must never be), at the
+            // risk of meeting a lock left held by a previous boot (a wait that times out).
+            word == epoch || (word != 0 && (epoch == EPOCH_UNKNOWN || word == EPOCH_UNKNOWN))
         };
         if current(self) {
             return Ok(());

@@ -54,8 +54,10 @@
 //! in the file by a process that no longer exists. The state header therefore records the boot
 //! (a hash of the kernel's boot id) in which the locks were initialized: the first process of
 //! a boot to open the file rolls back every unfinished write and initializes all locks, under
-//! the file's exclusive `flock`; every other process of that boot finds the boot current. A
-//! process that cannot read the boot id (no `/proc`) uses the locks as they are. A wait for a
+//! the file's exclusive `flock`; every other process of that boot finds the boot current. Where
+//! the boot id cannot be read (no `/proc`), the locks are used as they are and never
+//! reinitialized (two processes of one boot must never disagree), so a lock left held at a
+//! power cut then makes its stripe's calls fail after the wait below. A wait for a
 //! stripe lock gives up with an error after 10 seconds (writers hold one for microseconds). All
 //! processes using a state file must run on one kernel (containers of one host are fine).
 //! Where robust mutexes are not available (other Unix systems), every stripe's lock is the
