@@ -613,28 +613,6 @@ fn idna_any(s: &str) -> Option<String> {
         .or_else(|| outguard::policy::idna::domain_to_ascii(s))
 }
 
-/// IDNA conversions, consumed in message order.
-struct Converted<'a> {
-    list: &'a [(usize, Vec<u8>)],
-    next: usize,
-}
-
-impl<'a> Converted<'a> {
-    fn new(list: &'a [(usize, Vec<u8>)]) -> Self {
-        Converted { list, next: 0 }
-    }
-    #[inline]
-    fn get(&mut self, i: usize, v: Option<&'a [u8]>) -> Option<&'a [u8]> {
-        match self.list.get(self.next) {
-            Some((k, c)) if *k == i => {
-                self.next += 1;
-                Some(c)
-            }
-            _ => v,
-        }
-    }
-}
-
 /// The conversions a batch needs, made before its messages borrow them.
 pub struct Prepared {
     mail_from: Vec<(usize, Vec<u8>)>,
@@ -720,54 +698,169 @@ impl Columns {
         })
     }
 
-    /// The messages, borrowing the columns and the conversions; runs without the GIL.
-    pub fn messages<'a>(&'a self, p: &'a Prepared) -> PyResult<Vec<Message<'a>>> {
-        let n = self.n;
-        let mut msgs = vec![
-            Message {
-                recipients: 1,
-                ..Message::default()
-            };
-            n
-        ];
-        let mut c = Converted::new(&p.mail_from);
-        self.mail_from.each("mail_from", n, |i, v| {
-            msgs[i].mail_from = c.get(i, v).unwrap_or(b"");
-            Ok(())
-        })?;
-        // tenant: "" is no tenant.
-        self.tenant.each("tenant", n, |i, v| {
-            if let Some(b) = v.filter(|b| !b.is_empty()) {
-                msgs[i].tenant = Some(utf8("tenant", i, b)?);
-            }
-            Ok(())
-        })?;
-        for (t, conv, name, auth) in [
-            (&self.auth_user, &p.auth_user, "auth_user", true),
-            (&self.cert_domain, &p.cert_domain, "cert_domain", false),
-        ] {
-            let mut c = Converted::new(conv);
-            t.each(name, n, |i, v| {
-                if let Some(b) = c.get(i, v).filter(|b| !b.is_empty()) {
-                    let s = Some(utf8(name, i, b)?);
-                    if auth {
-                        msgs[i].auth_user = s;
-                    } else {
-                        msgs[i].cert_domain = s;
-                    }
+    /// A reader of the messages, borrowing the columns and the conversions; runs without
+    /// the GIL.
+    pub fn reader<'a>(&'a self, p: &'a Prepared) -> PyResult<Reader<'a>> {
+        Ok(Reader {
+            cols: self,
+            p,
+            mail_from: self.mail_from.view()?,
+            tenant: self.tenant.view()?,
+            auth_user: self.auth_user.view()?,
+            cert_domain: self.cert_domain.view()?,
+        })
+    }
+}
+
+/// One part of a text column, as slices.
+struct PartView<'a> {
+    start: usize,
+    valid: Validity<'a>,
+    missing: &'a [bool],
+    values: PartValues<'a>,
+}
+
+enum PartValues<'a> {
+    Arrow(Values<'a>),
+    Owned { data: &'a [u8], ends: &'a [usize] },
+}
+
+/// A text column with O(1) access to value `i` (a lookup among its chunks).
+pub struct TextView<'a> {
+    one: Option<Option<&'a [u8]>>,
+    parts: Vec<PartView<'a>>,
+}
+
+impl Text {
+    fn view(&self) -> PyResult<TextView<'_>> {
+        let mut v = TextView {
+            one: None,
+            parts: Vec::new(),
+        };
+        match self {
+            Text::Absent => v.one = Some(None),
+            Text::One(x) => v.one = Some(x.as_deref()),
+            Text::Owned {
+                data,
+                ends,
+                missing,
+                ..
+            } => v.parts.push(PartView {
+                start: 0,
+                valid: Validity::All,
+                missing,
+                values: PartValues::Owned { data, ends },
+            }),
+            Text::Arrow { chunks, .. } => {
+                let mut start = 0;
+                for c in chunks {
+                    v.parts.push(PartView {
+                        start,
+                        valid: c.validity()?,
+                        missing: &[],
+                        values: PartValues::Arrow(c.values()?),
+                    });
+                    start += c.len();
                 }
-                Ok(())
-            })?;
-        }
-        for (i, m) in msgs.iter_mut().enumerate() {
-            if let Some(ip) = p.ips.get(i) {
-                m.client_ip = *ip;
             }
-            m.forwarded = self.forwarded.get(i);
-            m.spf_pass = self.spf_pass.get(i);
-            m.dkim_pass = self.dkim_pass.get(i);
-            m.recipients = self.recipients.get(i);
         }
-        Ok(msgs)
+        Ok(v)
+    }
+}
+
+impl<'a> TextView<'a> {
+    #[inline]
+    fn get(&self, name: &str, i: usize) -> PyResult<Option<&'a [u8]>> {
+        if let Some(one) = self.one {
+            return Ok(one);
+        }
+        let k = if self.parts.len() == 1 {
+            0
+        } else {
+            self.parts.partition_point(|p| p.start <= i) - 1
+        };
+        let p = &self.parts[k];
+        let j = i - p.start;
+        if !p.valid.is_valid(j) || p.missing.get(j).copied().unwrap_or(false) {
+            return Ok(None);
+        }
+        match &p.values {
+            PartValues::Owned { data, ends } => {
+                let from = if j == 0 { 0 } else { ends[j - 1] };
+                Ok(Some(&data[from..ends[j]]))
+            }
+            PartValues::Arrow(v) => v
+                .bytes(j)
+                .map(Some)
+                .ok_or_else(|| at(name, i, "Arrow value out of its buffer")),
+        }
+    }
+}
+
+/// Builds message `i` of a batch on demand (so a batch is decided a group at a time, with
+/// its messages in cache, instead of all of them being built first).
+pub struct Reader<'a> {
+    cols: &'a Columns,
+    p: &'a Prepared,
+    mail_from: TextView<'a>,
+    tenant: TextView<'a>,
+    auth_user: TextView<'a>,
+    cert_domain: TextView<'a>,
+}
+
+/// The conversion of value `i`, if it has one (`list` is sorted by index).
+#[inline]
+fn converted<'a>(list: &'a [(usize, Vec<u8>)], i: usize, v: Option<&'a [u8]>) -> Option<&'a [u8]> {
+    if list.is_empty() {
+        return v;
+    }
+    match list.binary_search_by_key(&i, |(k, _)| *k) {
+        Ok(k) => Some(&list[k].1),
+        Err(_) => v,
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// Message `i`.
+    pub fn message(&self, i: usize) -> PyResult<Message<'a>> {
+        let c = self.cols;
+        let p = self.p;
+        let text = |name: &str, v: Option<&'a [u8]>| -> PyResult<Option<&'a str>> {
+            match v.filter(|b| !b.is_empty()) {
+                None => Ok(None),
+                Some(b) => utf8(name, i, b).map(Some),
+            }
+        };
+        Ok(Message {
+            mail_from: converted(&p.mail_from, i, self.mail_from.get("mail_from", i)?)
+                .unwrap_or(b""),
+            tenant: text("tenant", self.tenant.get("tenant", i)?)?,
+            client_ip: p.ips.get(i).copied().flatten(),
+            auth_user: text(
+                "auth_user",
+                converted(&p.auth_user, i, self.auth_user.get("auth_user", i)?),
+            )?,
+            cert_domain: text(
+                "cert_domain",
+                converted(&p.cert_domain, i, self.cert_domain.get("cert_domain", i)?),
+            )?,
+            forwarded: c.forwarded.get(i),
+            spf_pass: c.spf_pass.get(i),
+            dkim_pass: c.dkim_pass.get(i),
+            recipients: c.recipients.get(i),
+        })
+    }
+
+    /// Messages `range` into `out` (cleared first).
+    pub fn messages(
+        &self,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<Message<'a>>,
+    ) -> PyResult<()> {
+        out.clear();
+        for i in range {
+            out.push(self.message(i)?);
+        }
+        Ok(())
     }
 }

@@ -14,7 +14,8 @@ use outguard::policy::{snapshot, HeapEngine, RestoreError};
 use outguard::{Error, Event as CoreEvent, Message, TenantId, Verdict};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::Borrowed;
 
 use crate::columns::{self, Columns, Text};
 use crate::convert::{self, OwnedMessage};
@@ -76,6 +77,165 @@ impl Fields<'_, '_> {
                 recipients: self.recipients,
             },
         ))
+    }
+}
+
+/// `check`'s parameters in order (`fastcall.rs` matches arguments to them).
+pub(crate) const CHECK_ARGS: [&str; 10] = [
+    "now",
+    "mail_from",
+    "tenant",
+    "client_ip",
+    "auth_user",
+    "cert_domain",
+    "forwarded",
+    "spf_pass",
+    "dkim_pass",
+    "recipients",
+];
+/// How many of them may be given by position.
+pub(crate) const CHECK_POSITIONAL: usize = 2;
+
+/// The UTF-8 bytes of an optional `str` argument (`None`: absent), kept in a temporary
+/// bytes object the message borrows (the stable ABI of 3.9 has no borrowed UTF-8 view).
+fn opt_utf8<'py>(
+    obj: Option<Borrowed<'_, 'py, PyAny>>,
+    what: &str,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    match obj {
+        None => Ok(None),
+        Some(o) if o.is_none() => Ok(None),
+        Some(o) => match o.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.encode_utf8()?)),
+            Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{what}: expected str or None, got {}",
+                o.get_type().name()?
+            ))),
+        },
+    }
+}
+
+/// A non-empty text field as `&str`, in A-labels when it has U-labels.
+fn field<'a>(
+    b: &'a Option<Bound<'_, PyBytes>>,
+    idna: fn(&str) -> Option<String>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let b = b.as_ref()?.as_bytes();
+    if b.is_empty() {
+        return None;
+    }
+    // Text from `encode_utf8` is UTF-8.
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_ascii() {
+        return Some(s.into());
+    }
+    Some(idna(s).map_or(s.into(), Into::into))
+}
+
+fn idna_any(s: &str) -> Option<String> {
+    outguard::policy::idna::address_to_ascii(s)
+        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
+}
+
+impl Engine {
+    /// `check` from its arguments in `CHECK_ARGS` order (the fast call path, `fastcall.rs`).
+    /// Converts each field as the PyO3 method does, borrowing text rather than copying it.
+    pub(crate) fn check_args<'py>(
+        &self,
+        py: Python<'py>,
+        a: &[Option<Borrowed<'_, 'py, PyAny>>; 10],
+    ) -> PyResult<Bound<'py, Decision>> {
+        let need = |k: usize| {
+            a[k].ok_or_else(|| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "check() missing required argument '{}'",
+                    CHECK_ARGS[k]
+                ))
+            })
+        };
+        let now = convert::time(&need(0)?.to_owned(), "now")?;
+        let mf = need(1)?;
+        let mf_text = if mf.is_instance_of::<PyString>() {
+            opt_utf8(Some(mf), "mail_from")?
+        } else {
+            None
+        };
+        let mail_from: std::borrow::Cow<'_, [u8]> = match &mf_text {
+            Some(t) => {
+                let b = t.as_bytes();
+                match std::str::from_utf8(b)
+                    .ok()
+                    .filter(|s| !s.is_ascii())
+                    .and_then(outguard::policy::idna::address_to_ascii)
+                {
+                    Some(a) => a.into_bytes().into(),
+                    None => b.into(),
+                }
+            }
+            None => match mf.cast::<PyBytes>() {
+                Ok(b) => b.as_bytes().to_vec().into(),
+                Err(_) => convert::mail_from(&mf.to_owned())?.into(),
+            },
+        };
+        let tenant = opt_utf8(a[2], "tenant")?;
+        let auth_user = opt_utf8(a[4], "auth_user")?;
+        let cert_domain = opt_utf8(a[5], "cert_domain")?;
+        let flag = |k: usize| -> PyResult<bool> {
+            match a[k] {
+                None => Ok(false),
+                Some(o) if o.is_none() => Ok(false),
+                Some(o) => o.extract::<bool>().map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(format!(
+                        "{}: expected a bool, got {}",
+                        CHECK_ARGS[k],
+                        o.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ))
+                }),
+            }
+        };
+        let client_ip = match a[3] {
+            None => None,
+            Some(o) => convert::opt_ip(Some(&o))?,
+        };
+        let recipients = match a[9] {
+            None => 1,
+            Some(o) => o.extract::<u32>().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "recipients: expected a count (0 ..= 4294967295), got {}",
+                    o.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?,
+        };
+        let no_idna: fn(&str) -> Option<String> = |_| None;
+        let tenant_s = field(&tenant, no_idna);
+        let auth_s = field(&auth_user, idna_any);
+        let cert_s = field(&cert_domain, idna_any);
+        let msg = Message {
+            mail_from: &mail_from,
+            tenant: tenant_s.as_deref(),
+            client_ip,
+            auth_user: auth_s.as_deref(),
+            cert_domain: cert_s.as_deref(),
+            forwarded: flag(6)?,
+            spf_pass: flag(7)?,
+            dkim_pass: flag(8)?,
+            recipients,
+        };
+        let (d, name) = self.read(py, |e| {
+            let d = e.check(now, &msg);
+            (d, d.tenant.map(|t| e.tenant_name(t).to_owned()))
+        });
+        Bound::new(
+            py,
+            Decision {
+                d,
+                tenant: name,
+                events: Vec::new(),
+            },
+        )
     }
 }
 
@@ -231,12 +391,15 @@ impl Engine {
         // arrays whose release needs Python) is dropped afterwards, with the GIL held.
         let r = py.detach(|| {
             let prep = cols.prepare(count)?;
-            let msgs = cols.messages(&prep)?;
-            Ok(if count {
-                self.evaluate_all(&cols.now, &msgs, &prep.verdicts)
+            let reader = cols.reader(&prep)?;
+            if count {
+                // Every message first: a bad value refuses the batch before anything counts.
+                let mut msgs = Vec::new();
+                reader.messages(0..cols.n, &mut msgs)?;
+                Ok(self.evaluate_all(&cols.now, &msgs, &prep.verdicts))
             } else {
-                self.check_all(&cols.now, &msgs)
-            })
+                self.check_all(&cols.now, &reader)
+            }
         });
         drop(cols);
         r
@@ -244,16 +407,24 @@ impl Engine {
 
     /// `check` of every message, through the core's batch call (order does not matter:
     /// nothing is counted).
-    fn check_all(&self, now: &[u64], msgs: &[Message<'_>]) -> Replay {
-        let mut out = vec![NO_DECISION; msgs.len()];
+    fn check_all(&self, now: &[u64], reader: &columns::Reader<'_>) -> PyResult<Replay> {
+        // A group's messages are built, then decided by the core while still in cache.
+        const GROUP: usize = 256;
+        let n = now.len();
+        let mut out = vec![NO_DECISION; n];
+        let mut msgs = Vec::with_capacity(GROUP.min(n));
         let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        g.check_batch_at(now, msgs, &mut out);
+        for start in (0..n).step_by(GROUP) {
+            let end = (start + GROUP).min(n);
+            reader.messages(start..end, &mut msgs)?;
+            g.check_batch_at(&now[start..end], &msgs, &mut out[start..end]);
+        }
         let names = tenant_names(&g, out.iter().filter_map(|d| d.tenant));
-        Replay {
+        Ok(Replay {
             decisions: out,
             names,
             events: Vec::new(),
-        }
+        })
     }
 
     /// `evaluate` of every message in time order (stable for equal times), answered in input
@@ -703,7 +874,8 @@ impl Engine {
         )?;
         let r = py.detach(|| -> PyResult<f64> {
             let prep = cols.prepare(count)?;
-            let msgs = cols.messages(&prep)?;
+            let mut msgs = Vec::new();
+            cols.reader(&prep)?.messages(0..cols.n, &mut msgs)?;
             let n = msgs.len().max(1) as f64;
             Ok(if count {
                 best_ns(1, 1, || {

@@ -7,13 +7,16 @@
 //! - `convert.rs`: Python arguments to core values;
 //! - `types.rs`: frozen value classes (`Decision`, `Event`, `Replay`, ...);
 //! - `policy.rs`, `engine.rs`: `Policy` and `Engine`;
-//! - `text.rs`: explanations and NDRs.
+//! - `text.rs`: explanations and NDRs;
+//! - `columns.rs`: batch columns; `buffers.rs`: Arrow and numpy memory (unsafe, audited);
+//! - `fastcall.rs`: `Engine.check` without PyO3's argument handling (unsafe, audited).
 
 mod buffers;
 mod columns;
 mod convert;
 mod engine;
 mod error;
+mod fastcall;
 mod policy;
 mod shared;
 mod text;
@@ -26,6 +29,7 @@ fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(m)?;
     m.add_class::<policy::Policy>()?;
     m.add_class::<engine::Engine>()?;
+    fastcall::install(m.py(), &m.py().get_type::<engine::Engine>())?;
     m.add_class::<shared::SharedEngine>()?;
     m.add_class::<types::Decision>()?;
     m.add_class::<types::Event>()?;
