@@ -214,3 +214,50 @@ def test_bad_columns_raise(primed: outguard.Engine) -> None:
     # Types the reader does not know go through Python objects, as before.
     dict_col = pa.array(["contoso", "contoso"]).dictionary_encode()
     assert e.check_batch([NOW, NOW], ["a@contoso.com"] * 2, tenant=dict_col).tenant == ["contoso", "contoso"]
+
+
+CALL_CHECKS = """
+import outguard
+from conftest import NOW, SCENARIO
+e = outguard.Engine(outguard.Policy.from_toml(SCENARIO, "s.toml"))
+d = e.check(NOW, "a@contoso.com", tenant="contoso", client_ip="203.0.113.5", recipients=2)
+assert (d.accepted, d.tenant, d.attribution) == (True, "contoso", "explicit"), d
+kw = {"ten" + "ant": "con" + "toso", "auth_" + "user": None}  # names made at run time
+assert e.check(NOW, mail_from="x@evil.example", **kw).tenant == "contoso"
+assert e.check(now=NOW, mail_from="jörg@bücher.example", auth_user="a@contoso.com").tenant == "contoso"
+for args, kwargs, msg in [
+    ((NOW, "a@contoso.com", "contoso"), {}, "takes 2 positional arguments but 3 were given"),
+    ((NOW,), {}, "missing required argument 'mail_from'"),
+    ((NOW, "a@contoso.com"), {"tenat": "x"}, "unexpected keyword argument 'tenat'"),
+    ((NOW, "a@contoso.com"), {"now": NOW}, "multiple values for argument 'now'"),
+    ((NOW, "a@contoso.com"), {"tenant": 5}, "tenant: expected str or None, got int"),
+    ((NOW, "a@contoso.com"), {"forwarded": "yes"}, "forwarded: expected a bool"),
+    ((NOW, 5), {}, "mail_from: expected str or bytes"),
+]:
+    try:
+        e.check(*args, **kwargs)
+    except TypeError as err:
+        assert msg in str(err), (msg, str(err))
+    else:
+        raise AssertionError(msg)
+try:
+    e.check(NOW, "a@contoso.com", recipients=-1)
+except ValueError as err:
+    assert "recipients" in str(err)
+else:
+    raise AssertionError("recipients")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("convention", ["default", "varargs"])
+def test_check_call_conventions(convention: str) -> None:
+    """Engine.check's own argument handling, in both calling conventions."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, OUTGUARD_CHECK_CALL=convention, PYTHONPATH=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", CALL_CHECKS], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
