@@ -47,12 +47,12 @@ transport="${MILTER_TRANSPORT:-unix}"
 if [ "$transport" = unix ]; then
   chmod 755 "$d"                       # smtpd runs as postfix: it must reach the socket
   milter_conn="unix:$d/milter.sock"
-  "$milter_bin" "$d/policy.toml" "$milter_conn" 2>"$d/milter.log" & pids+=($!)
+  "$milter_bin" "$d/policy.toml" "$milter_conn" 2>"$d/milter.log" & pids+=($!); milter_pid=$!
   for _ in $(seq 100); do [ -S "$d/milter.sock" ] && break; sleep 0.05; done
   chmod 666 "$d/milter.sock"
   smtpd_milter="$milter_conn"
 else
-  "$milter_bin" "$d/policy.toml" "inet:$milter_port@127.0.0.1" 2>"$d/milter.log" & pids+=($!)
+  "$milter_bin" "$d/policy.toml" "inet:$milter_port@127.0.0.1" 2>"$d/milter.log" & pids+=($!); milter_pid=$!
   wait_port "$milter_port"
   smtpd_milter="inet:127.0.0.1:$milter_port"
 fi
@@ -79,9 +79,14 @@ run() { # port -> seconds
   echo "$t1 - $t0" | bc -l
 }
 run "$without_port" >/dev/null; run "$with_port" >/dev/null # warm-up
-tw=0; to=0
+# CPU seconds (user + system) the milter process has used so far.
+milter_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$milter_pid/stat"; }
+tw=0; to=0; mcpu=0; ratios=()
 for r in $(seq "$rounds"); do
-  a=$(run "$without_port"); b=$(run "$with_port")
+  a=$(run "$without_port")
+  c0=$(milter_cpu); b=$(run "$with_port"); c1=$(milter_cpu)
+  mcpu=$(echo "$mcpu + $c1 - $c0" | bc -l)
+  ratios+=("$(echo "$a / $b" | bc -l)")
   to=$(echo "$to + $a" | bc -l); tw=$(echo "$tw + $b" | bc -l)
   printf 'round %d: postfix alone %.0f msg/s, with outguard-milter %.0f msg/s\n' "$r" \
     "$(echo "$messages / $a" | bc -l)" "$(echo "$messages / $b" | bc -l)"
@@ -92,4 +97,8 @@ echo "machine: $(nproc) CPUs, $(uname -r); $messages messages x $rounds rounds, 
 printf 'postfix alone:            %8.0f msg/s\n' "$alone"
 printf 'postfix + outguard-milter: %7.0f msg/s\n' "$with"
 printf 'ratio:                    %8.3f (target >= 0.9)\n' "$(echo "$with / $alone" | bc -l)"
+median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+printf 'median of the per-round ratios: %.3f\n' "$median"
+printf 'milter process CPU: %.0f us per message (user + system, its own process only)\n' \
+  "$(echo "$mcpu * 1000000 / ($rounds * $messages)" | bc -l)"
 if grep -q reject "$d/milter.log"; then echo "warning: the milter rejected mail during the benchmark"; fi
