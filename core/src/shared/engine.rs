@@ -13,7 +13,9 @@ use super::format::{
     self, open_image, open_state, sync_dir, temp_sibling, write_state_file, ImageFile, StateFile,
     StateInfo,
 };
-use super::sys::{header, stripe, AllStripes, MappedStorage, Source, StateLock, StripeGuard};
+use super::sys::{
+    crash, header, stripe, AllStripes, MappedStorage, Source, StateLock, StripeGuard,
+};
 use super::{FileKind, SharedError};
 use crate::storage::{
     TenantRecord, RULE_BLOCKED, RULE_MANUAL, RULE_WARNED, TENANT_LAPSED, TENANT_LICENSED,
@@ -163,6 +165,17 @@ impl SharedEngine {
     }
 
     fn assemble(image: ImageFile, state: StateFile) -> Result<SharedEngine, SharedError> {
+        let mut e = SharedEngine::assemble_unprepared(image, state)?;
+        e.prepare_locks()?;
+        Ok(e)
+    }
+
+    /// The engine over an opened pair, before the stripe locks are made usable (see
+    /// `prepare_locks`): nothing may lock a stripe yet.
+    fn assemble_unprepared(
+        image: ImageFile,
+        state: StateFile,
+    ) -> Result<SharedEngine, SharedError> {
         let cap = image.meta.capacity;
         let layout = cap.layout();
         let storage = MappedStorage::new(
@@ -181,7 +194,7 @@ impl SharedEngine {
         })?;
         let engine = Engine::from_parts(storage, image.meta)?;
         engine.storage().set_source(Source::Shadow);
-        let mut e = SharedEngine {
+        let e = SharedEngine {
             engine,
             lock: StateLock::new(state.file, &state.path),
             image_path: image.path,
@@ -191,7 +204,6 @@ impl SharedEngine {
             epoch: 0,
         };
         e.check_stripes()?;
-        e.prepare_locks()?;
         Ok(e)
     }
 
@@ -235,36 +247,81 @@ impl SharedEngine {
         }
     }
 
-    /// Makes the stripe locks usable in this boot. The locks are process-shared mutexes in the
-    /// file; a mutex held when the machine went down stays "held" in the file, by a process
-    /// that no longer exists. So the first process of each boot to open the file (the header
-    /// records the boot, see `LOCK_EPOCH`) rolls back every unfinished write, repairs the
-    /// sequence numbers and initializes the locks, under the file's exclusive `flock`; every
-    /// other process of the boot opens after it and finds the epoch current.
+    /// Makes the stripe locks usable, and registers this engine as a user of the file.
+    ///
+    /// The locks are process-shared mutexes in the file. A mutex held by a process that is gone
+    /// without the kernel marking it (the machine went down, the file was copied while in use,
+    /// a process lost its robust list) stays "held" in the file forever, and must be
+    /// reinitialized, but never while any process may hold or wait for it. So every engine
+    /// holds the file's `flock` *shared* for as long as it is open (on its own open file
+    /// description; a forked child shares its parent's), and an opener that can take it
+    /// *exclusively* without waiting has proved that no other engine has the file open: it
+    /// rolls back every unfinished write, publishes every committed one, initializes all locks
+    /// and records the boot (`LOCK_EPOCH`, cleared first so that a reset killed half way is
+    /// done again), then turns its lock into a shared one. An opener that cannot takes the
+    /// lock shared (waiting for a reset in progress) and uses the locks as they are.
+    ///
+    /// Where stripe locks are the `flock` itself, nothing in the file outlives a process: the
+    /// first opener of a boot rolls back unfinished writes under the exclusive lock.
     fn prepare_locks(&mut self) -> Result<(), SharedError> {
-        let epoch = boot_epoch();
-        let current = |e: &SharedEngine| {
-            let word = e
+        if super::sys::LOCK_KIND == 0 {
+            return self.prepare_flock();
+        }
+        let start = std::time::Instant::now();
+        loop {
+            if self.lock.try_exclusive()? {
+                let reset = self.reset_locks(false);
+                crash::point("reset:done");
+                reset?;
+                return self.lock.share();
+            }
+            self.lock.share()?;
+            if self
                 .st()
                 .header_u64(header::LOCK_EPOCH)
-                .load(Ordering::Acquire);
-            // Where either side could not read the boot id, two processes of one boot may
-            // disagree on it: never reinitialize then (locks in use must never be), at the
-            // risk of meeting a lock left held by a previous boot (a wait that times out).
-            word == epoch || (word != 0 && (epoch == EPOCH_UNKNOWN || word == EPOCH_UNKNOWN))
-        };
-        if current(self) {
-            return Ok(());
+                .load(Ordering::Acquire)
+                != 0
+            {
+                return Ok(());
+            }
+            // The locks were never initialized, or a reset was killed half way: whoever is
+            // alone next does it. Everyone who meets this lets go and tries again.
+            self.lock.unlock();
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(SharedError::io(
+                    &self.state_path,
+                    "initialize locks",
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the stripe locks stayed uninitialized for 10 s",
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let _g = self.lock.lock(true)?;
-        if current(self) {
-            return Ok(());
-        }
+    }
+
+    /// Only while no other engine has the file open (its `flock` held exclusively): rolls back
+    /// every unfinished write, makes every sequence number even (every tenant's with `all`, or
+    /// when the boot changed; otherwise those of the tenants the journals name, the only ones a
+    /// dead writer can have left odd), initializes every stripe lock and records the boot.
+    fn reset_locks(&mut self, all: bool) -> Result<(), SharedError> {
+        let epoch = boot_epoch();
+        let word = self.st().header_u64(header::LOCK_EPOCH);
+        let all = all || word.load(Ordering::Acquire) != epoch;
+        word.store(0, Ordering::Release);
+        crash::point("reset:started");
         for s in 0..self.st().stripes() {
             self.recover_stripe(s)?;
         }
-        for t in 0..self.st().tenants() as u32 {
-            self.repair_seq(t);
+        if all {
+            for t in 0..self.st().tenants() as u32 {
+                self.repair_seq(t);
+            }
+        } else {
+            for s in 0..self.st().stripes() {
+                self.repair_journal_seq(s);
+            }
         }
         self.st()
             .init_locks()
@@ -276,17 +333,63 @@ impl SharedEngine {
         Ok(())
     }
 
+    /// `prepare_locks` where stripe locks are the file's `flock`: the first opener of a boot
+    /// rolls back unfinished writes under it (as every writer does anyway).
+    fn prepare_flock(&mut self) -> Result<(), SharedError> {
+        let epoch = boot_epoch();
+        let word = |e: &SharedEngine| {
+            e.st()
+                .header_u64(header::LOCK_EPOCH)
+                .load(Ordering::Acquire)
+        };
+        if word(self) == epoch {
+            return Ok(());
+        }
+        let _g = self.lock.lock(true)?;
+        if word(self) == epoch {
+            return Ok(());
+        }
+        self.reset_locks(true)
+    }
+
     fn st(&self) -> &MappedStorage {
         self.engine.storage()
     }
 
     // ----- superseded files ---------------------------------------------------------------
 
+    /// Whether the file was superseded by a migration (not counting one still pending).
     fn superseded(&self) -> bool {
         self.st()
             .header_u32(header::SUPERSEDED)
             .load(Ordering::Acquire)
-            != 0
+            == 1
+    }
+
+    /// `superseded`, under at least one stripe lock, settling a pending migration first.
+    /// A migration marks the file pending (with the new file's path and inode) before it
+    /// renames the new file into place, and superseded after, holding every stripe lock all
+    /// along; so a stripe lock holder that finds the file pending knows the migration died in
+    /// between, and finishes it (the new file is in place: superseded) or undoes it (it is not:
+    /// the file stays current). Holders of different stripes may settle at once: the first
+    /// decision wins.
+    fn settle_superseded(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let st = self.st();
+        let w = st.header_u32(header::SUPERSEDED);
+        if w.load(Ordering::Acquire) == 2 {
+            let by = st.superseded_by();
+            let (dev, ino) = (
+                st.header_u64(header::MIGRATE_DEV).load(Ordering::Acquire),
+                st.header_u64(header::MIGRATE_INO).load(Ordering::Acquire),
+            );
+            let renamed = !by.is_empty()
+                && fs::metadata(std::ffi::OsStr::from_bytes(&by))
+                    .is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+            let _ = w.compare_exchange(2, u32::from(renamed), Ordering::AcqRel, Ordering::Acquire);
+        }
+        w.load(Ordering::Acquire) == 1
     }
 
     fn ensure_current(&mut self) -> Result<(), SharedError> {
@@ -331,7 +434,7 @@ impl SharedEngine {
     fn lock_tenant(&mut self, t: u32) -> Result<Option<StripeGuard>, SharedError> {
         let s = self.st().stripe_of(t);
         let g = self.engine.storage().lock_stripe(s, &mut self.lock)?;
-        if self.superseded() {
+        if self.settle_superseded() {
             drop(g);
             self.follow()?;
             return Ok(None);
@@ -340,15 +443,8 @@ impl SharedEngine {
         if g.owner_died() {
             // The holder died outside the journaled part of a write: perhaps after committing
             // but before publishing, which leaves its tenant's sequence number odd over complete
-            // data. Its tenant is the one the stripe's journal names last.
-            if let Some(t) = self
-                .st()
-                .stripe_u32(s, stripe::JOURNAL_TENANT)
-                .map(|w| w.load(Ordering::Relaxed))
-                .filter(|&t| (t as usize) < self.st().tenants() && self.st().stripe_of(t) == s)
-            {
-                self.repair_seq(t);
-            }
+            // data.
+            self.repair_journal_seq(s);
         }
         Ok(Some(g))
     }
@@ -359,7 +455,7 @@ impl SharedEngine {
         for _ in 0..=MAX_HOPS {
             self.ensure_current()?;
             let g = self.engine.storage().lock_all(&mut self.lock)?;
-            if self.superseded() {
+            if self.settle_superseded() {
                 drop(g);
                 self.follow()?;
                 continue;
@@ -394,11 +490,14 @@ impl SharedEngine {
         let odd = seq.load(Ordering::Relaxed) | 1;
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
+        crash::point("recover:odd");
         st.journal_restore(s, t);
         fence(Ordering::SeqCst);
+        crash::point("recover:restored");
         if let Some(w) = st.stripe_u32(s, stripe::JOURNAL_STATE) {
             w.store(0, Ordering::Release);
         }
+        crash::point("recover:cleared");
         seq.store(odd.wrapping_add(1), Ordering::Release);
         if let Some(r) = st.stripe_u64(s, stripe::RECOVERIES) {
             r.store(r.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
@@ -417,6 +516,20 @@ impl SharedEngine {
             if s & 1 == 1 {
                 seq.store(s.wrapping_add(1), Ordering::Release);
             }
+        }
+    }
+
+    /// Under stripe `s`'s lock (or while nobody uses the locks): `repair_seq` for the tenant
+    /// the stripe's journal names last, the only tenant of the stripe whose sequence number a
+    /// writer (or a recovery) that died can have left odd.
+    fn repair_journal_seq(&self, s: usize) {
+        if let Some(t) = self
+            .st()
+            .stripe_u32(s, stripe::JOURNAL_TENANT)
+            .map(|w| w.load(Ordering::Relaxed))
+            .filter(|&t| (t as usize) < self.st().tenants() && self.st().stripe_of(t) == s)
+        {
+            self.repair_seq(t);
         }
     }
 
@@ -453,24 +566,29 @@ impl SharedEngine {
         jtenant.store(t, Ordering::Relaxed);
         jstate.store(1, Ordering::Release);
         fence(Ordering::SeqCst);
+        crash::point("write:journaled");
         // 2. Readers of this tenant wait from now on.
         let odd = seq.load(Ordering::Relaxed) | 1;
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
+        crash::point("write:odd");
         st.set_source(Source::Shared);
         // 3. The engine call.
         let r = op(&mut self.engine);
         let st = self.engine.storage();
         fence(Ordering::SeqCst);
+        crash::point("write:applied");
         // 4. Commit: from here on the write survives the death of this process.
         if let Some(w) = st.stripe_u32(s, stripe::JOURNAL_STATE) {
             w.store(0, Ordering::Release);
         }
+        crash::point("write:committed");
         // 5. Publish to readers.
         let now_seq = odd.wrapping_add(1);
         if let Some(seq) = st.seq(t) {
             seq.store(now_seq, Ordering::Release);
         }
+        crash::point("write:published");
         if let Some(w) = st.stripe_u64(s, stripe::WRITES) {
             w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         }
@@ -738,6 +856,7 @@ impl SharedEngine {
         let _g = self.lock_all()?;
         self.st().set_source(Source::Shared);
         let out = self.engine.restricted(now).collect();
+        crash::point("all:locked");
         self.st().set_source(Source::Shadow);
         Ok(out)
     }
@@ -755,6 +874,7 @@ impl SharedEngine {
             };
             self.st().set_source(Source::Shared);
             let out = self.engine.audit(t).copied().collect();
+            crash::point("audit:locked");
             self.st().set_source(Source::Shadow);
             return Ok(out);
         }
@@ -825,6 +945,78 @@ pub fn verify_state(image_path: &Path, state_path: &Path) -> Result<StateInfo, S
     Ok(h.info(state_path))
 }
 
+/// What [`repair_state`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairReport {
+    /// The state file.
+    pub state: StateInfo,
+    /// Stripe locks found held (by processes that are gone), now reset.
+    pub locks_reset: u32,
+    /// Unfinished writes rolled back from their stripe's journal.
+    pub rolled_back: u32,
+    /// Committed writes whose process died before publishing them to lock-free readers, now
+    /// published.
+    pub published: u32,
+}
+
+/// Repairs a state file that no process has open: resets every stripe lock (a lock left held
+/// by a process that is gone, without the kernel's owner-died mark, otherwise makes its
+/// stripe's calls fail after 10 s), rolls back every unfinished write, publishes every
+/// committed one and checks every tenant record against the image.
+///
+/// Safe whenever it succeeds: every open [`SharedEngine`] holds the state file's `flock`
+/// shared, and this takes it exclusively without waiting, so it refuses with
+/// [`SharedError::InUse`] while any process has the file open (stop them first). Opening an
+/// engine does the same repair by itself when no other process has the file open; this is for
+/// operators (and reports what it found).
+pub fn repair_state(image_path: &Path, state_path: &Path) -> Result<RepairReport, SharedError> {
+    let image = open_image(image_path)?;
+    let state = open_state(state_path, &image)?;
+    let h = format::read_state_header(state_path)?;
+    let mut e = SharedEngine::assemble_unprepared(image, state)?;
+    if !e.lock.try_exclusive()? {
+        return Err(SharedError::InUse {
+            path: state_path.to_path_buf(),
+        });
+    }
+    let mut report = RepairReport {
+        state: h.info(state_path),
+        locks_reset: 0,
+        rolled_back: 0,
+        published: 0,
+    };
+    for s in 0..e.st().stripes() {
+        let held = e
+            .st()
+            .probe_stripe(s)
+            .map_err(|err| SharedError::io(state_path, "probe lock", err))?;
+        report.locks_reset += u32::from(held);
+        report.rolled_back += u32::from(e.journal_of(s)?.is_some());
+    }
+    // Odd sequence numbers left by a death after a commit (a rollback makes its own even).
+    let rolled: Vec<u32> = (0..e.st().stripes())
+        .filter_map(|s| e.journal_of(s).ok().flatten())
+        .collect();
+    report.published = (0..e.st().tenants() as u32)
+        .filter(|t| !rolled.contains(t))
+        .filter(|&t| {
+            e.st()
+                .seq(t)
+                .is_some_and(|q| q.load(Ordering::Acquire) & 1 == 1)
+        })
+        .count() as u32;
+    e.reset_locks(true)?;
+    for t in 0..e.st().tenants() as u32 {
+        let st = e.st();
+        let (Some(rec), Some(image)) = (st.shared_record(t), st.shadow_record(t)) else {
+            return Err(e.corrupt(t, "record outside the file"));
+        };
+        check_record(&rec, &image).map_err(|d| e.corrupt(t, d))?;
+    }
+    e.sync()?;
+    Ok(report)
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (fs::metadata(a), fs::metadata(b)) {
@@ -869,10 +1061,11 @@ pub fn migrate(
         }
         by
     };
-    // The `flock` orders migrations of one file; the stripe locks keep writers out.
-    let _f = old.lock.lock(true)?;
+    // Every stripe lock keeps writers out and orders migrations of one file (the file's
+    // `flock` is not taken: every engine holds it shared while it has the file open).
     let _all = old.engine.storage().lock_all(&mut old.lock)?;
-    if old.superseded() {
+    crash::point("migrate:locked");
+    if old.settle_superseded() {
         return Err(SharedError::Superseded {
             path: old_state.to_path_buf(),
             by: None,
@@ -892,6 +1085,7 @@ pub fn migrate(
     let tmp = temp_sibling(new_state_path);
     let info = write_state_file(&image, &canonical, &tmp)?;
     let built = (|| {
+        use std::os::unix::fs::MetadataExt;
         let state = open_state(&tmp, &image)?;
         let mut fresh = SharedEngine::assemble(image, state)?;
         old.st().set_source(Source::Shared);
@@ -916,26 +1110,49 @@ pub fn migrate(
             .collect();
         fresh.sync()?;
         drop(fresh);
-        fs::rename(&tmp, new_state_path)
-            .map_err(|e| SharedError::io(new_state_path, "rename into place", e))?;
-        sync_dir(new_state_path)?;
-        Ok((carried, removed, added))
+        let m = fs::metadata(&tmp).map_err(|e| SharedError::io(&tmp, "stat", e))?;
+        Ok((carried, removed, added, m.dev(), m.ino()))
     })();
-    let (carried, removed, added) = match built {
+    let (carried, removed, added, dev, ino) = match built {
         Ok(r) => r,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
     };
+    // Pending: should this process die from here until the file is marked superseded, the
+    // next stripe lock holder finishes the migration or undoes it, by whether the new file
+    // (this inode) is at its path (see `settle_superseded`).
     {
         use std::os::unix::ffi::OsStrExt;
         let st = old.st();
         st.write_superseded_by(by.as_os_str().as_bytes());
+        st.header_u64(header::MIGRATE_DEV)
+            .store(dev, Ordering::Relaxed);
+        st.header_u64(header::MIGRATE_INO)
+            .store(ino, Ordering::Relaxed);
         st.header_u32(header::SUPERSEDED)
-            .store(1, Ordering::Release);
+            .store(2, Ordering::Release);
     }
+    let renamed = old.sync().and_then(|()| {
+        crash::point("migrate:pending");
+        fs::rename(&tmp, new_state_path)
+            .map_err(|e| SharedError::io(new_state_path, "rename into place", e))
+    });
+    if let Err(e) = renamed {
+        old.st()
+            .header_u32(header::SUPERSEDED)
+            .store(0, Ordering::Release);
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crash::point("migrate:renamed");
+    old.st()
+        .header_u32(header::SUPERSEDED)
+        .store(1, Ordering::Release);
+    let synced = sync_dir(new_state_path);
     old.sync()?;
+    synced?;
     Ok(MigrateReport {
         state: StateInfo {
             path: new_state_path.to_path_buf(),
@@ -1222,6 +1439,139 @@ mod tests {
         assert!(t0.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(total(&mut b), 2);
         verify_state(&image, &state).unwrap();
+    }
+
+    /// Runs `f` in a forked child and returns how the child ended: `Ok(code)` when it exited,
+    /// `Err(signal)` when a signal killed it (a crash point: SIGKILL).
+    fn in_child(f: impl FnOnce()) -> Result<i32, i32> {
+        // SAFETY: the child runs `f` (engine calls on its own engines) and leaves with `_exit`,
+        // never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        if libc::WIFSIGNALED(status) {
+            Err(libc::WTERMSIG(status))
+        } else {
+            Ok(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// Forks a child that opens its own engine, takes stripe 0's lock and keeps it (sleeping
+    /// until killed). Returns the child's pid once it holds the lock.
+    fn child_holding_stripe_0(image: &Path, state: &Path) -> libc::pid_t {
+        let mut fds = [0; 2];
+        // SAFETY: creates a pipe into a valid two-element array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only uses its own engine, writes one byte and sleeps until killed.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut c = SharedEngine::open(image, state).unwrap();
+            std::mem::forget(c.lock_tenant(0).unwrap().unwrap());
+            // SAFETY: writes one byte from a live buffer to our end of the pipe.
+            unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: reads one byte into a live buffer; closes our pipe ends.
+        unsafe {
+            assert_eq!(libc::read(fds[0], b.as_mut_ptr().cast(), 1), 1);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        pid
+    }
+
+    fn kill_and_reap(pid: libc::pid_t) {
+        // SAFETY: plain system calls on our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        }
+    }
+
+    /// A lock held by a live process is never reinitialized under it, whatever the lock epoch
+    /// in the header says: here a previous boot's, as a process that cannot read the boot id
+    /// (a chrooted mail server without /proc) accepts it and goes on using the locks, while
+    /// another process of the same boot that can read it opens the file.
+    #[test]
+    fn a_held_lock_is_never_reset_by_another_opener() {
+        let (_d, image, state) = setup("held");
+        let pid = child_holding_stripe_0(&image, &state);
+        {
+            let a = SharedEngine::open(&image, &state).unwrap();
+            a.st()
+                .header_u64(header::LOCK_EPOCH)
+                .store(12345, Ordering::Release);
+        }
+        let b = SharedEngine::open(&image, &state).unwrap();
+        let held = b.st().probe_stripe(0).unwrap();
+        kill_and_reap(pid);
+        assert!(
+            held || super::super::sys::LOCK_KIND == 0,
+            "the lock of a live holder was reset by an opener"
+        );
+    }
+
+    /// A lock left "held" in the file by a process that is gone, without the kernel's
+    /// owner-died mark (a file copied while in use, a process whose robust list was lost) and
+    /// without a reboot, is reset by the next process that opens the file while nobody else has
+    /// it open; the unfinished write is rolled back.
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    #[test]
+    fn a_lock_left_held_in_this_boot_is_reset_when_nobody_has_the_file_open() {
+        let (_d, image, state) = setup("stale");
+        {
+            let mut a = SharedEngine::open(&image, &state).unwrap();
+            a.record(1000, &msg(), Verdict::Clean).unwrap();
+        }
+        let r = in_child(|| {
+            let mut c = SharedEngine::open(&image, &state).unwrap();
+            let g = c.lock_tenant(0).unwrap().unwrap();
+            half_write(&mut c, 0, "contoso");
+            std::mem::forget(g);
+            // SAFETY: unregisters this thread's robust list (no owner-died mark at exit), exits.
+            unsafe {
+                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
+                libc::_exit(0)
+            }
+        });
+        assert_eq!(r, Ok(0));
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        let t0 = std::time::Instant::now();
+        let r = b.record(1000, &msg(), Verdict::Clean);
+        assert!(r.is_ok(), "{:?} after {:?}", r.err(), t0.elapsed());
+        assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(total(&mut b), 2, "the unfinished write was rolled back");
+        assert_eq!(b.info().recoveries, 1);
+    }
+
+    /// A migration killed right after it renamed the new state file into place: the processes
+    /// still on the old file must move to the new one (no count may go to a file nobody opens).
+    #[test]
+    fn a_migration_killed_after_the_rename_is_finished_by_the_next_locker() {
+        let (_d, image, state) = setup("migkill");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        let r = in_child(|| {
+            crash::arm("migrate:renamed");
+            let _ = migrate(&image, &state, &image, &state);
+        });
+        assert_eq!(r, Err(libc::SIGKILL));
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        let mut fresh = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(total(&mut fresh), 2, "a count went to the replaced file");
+        assert_eq!(total(&mut a), 2);
     }
 
     #[test]

@@ -741,7 +741,7 @@ fn parse_state_header(path: &Path, h: &[u8], size: u64) -> Result<StateHeader, S
         depth,
         superseded: get32(h, header::SUPERSEDED),
     };
-    if sh.superseded > 1 || get32(h, header::RESERVED) != 0 {
+    if sh.superseded > 2 || get32(h, header::RESERVED) != 0 {
         return Err(corrupt("flag words"));
     }
     Ok(sh)
@@ -797,7 +797,8 @@ pub(super) fn open_state(path: &Path, image: &ImageFile) -> Result<StateFile, Sh
         detail: "file too large",
     })?;
     let map = Mapping::file(&file, len, true).map_err(|e| SharedError::io(path, "map", e))?;
-    if header.superseded != 0 {
+    // 2: a migration is pending; it is settled under the stripe locks (see `migrate`).
+    if header.superseded == 1 {
         let by = superseded_by_of(&h);
         return Err(SharedError::Superseded {
             path: path.to_path_buf(),

@@ -105,7 +105,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-pub use engine::{migrate, verify_state, MigrateReport, SharedEngine, SharedInfo};
+pub use engine::{
+    migrate, repair_state, verify_state, MigrateReport, RepairReport, SharedEngine, SharedInfo,
+};
 pub use format::{
     compile, compile_policy, create_state, verify_image, ImageInfo, StateInfo, IMAGE_MAGIC,
     IMAGE_VERSION, STATE_MAGIC, STATE_VERSION,
@@ -231,6 +233,11 @@ pub enum SharedError {
         /// The file.
         path: PathBuf,
     },
+    /// [`repair_state`] refuses: a process has the state file open.
+    InUse {
+        /// The state file.
+        path: PathBuf,
+    },
     /// A path is too long to be recorded in a state header.
     PathTooLong {
         /// The path.
@@ -328,6 +335,11 @@ impl fmt::Display for SharedError {
             SharedError::Exists { path } => write!(
                 f,
                 "{}: a state file already exists (use migrate to move its state to a new image, or remove it)",
+                path.display()
+            ),
+            SharedError::InUse { path } => write!(
+                f,
+                "{}: the state file is open in a running process (stop every process using it, then repair)",
                 path.display()
             ),
             SharedError::PathTooLong { path } => write!(

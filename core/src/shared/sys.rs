@@ -34,6 +34,39 @@ use super::SharedError;
 use crate::storage::{ConnectorRecord, DomainEntry, Parts, PartsMut, RangeEntry, TenantRecord};
 use crate::{Event, RuleSetRecord, Storage};
 
+// ----- crash points -------------------------------------------------------------------------
+
+/// Named instants inside the write, recovery, reset and migration paths. In test builds, a
+/// thread that armed one (`crash::arm`, in a forked child) kills its process with SIGKILL when
+/// it gets there, so that every crash window is tested deterministically; elsewhere they cost
+/// nothing.
+pub(super) mod crash {
+    #[cfg(test)]
+    std::thread_local! {
+        static ARMED: core::cell::Cell<Option<&'static str>> = const { core::cell::Cell::new(None) };
+    }
+
+    /// Makes this thread die at `point`.
+    #[cfg(test)]
+    pub fn arm(point: &'static str) {
+        ARMED.with(|a| a.set(Some(point)));
+    }
+
+    /// A crash point.
+    #[cfg(test)]
+    pub fn point(name: &'static str) {
+        if ARMED.with(|a| a.get()) == Some(name) {
+            // SAFETY: plain system call; the process dies here, as if killed from outside.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+    }
+
+    /// A crash point (nothing outside tests).
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub fn point(_name: &'static str) {}
+}
+
 // ----- plain records ------------------------------------------------------------------------
 
 /// Record types whose bytes may be viewed as `&[u8]`: `#[repr(C)]`, integers only, no padding.
@@ -256,6 +289,43 @@ impl StateLock {
         }
     }
 
+    /// Takes the lock exclusively if no other open file description holds it, without waiting:
+    /// `Ok(false)` when one does. Where stripe locks are mutexes, every open engine holds the
+    /// lock shared for as long as it is open, so `Ok(true)` proves that no other engine has
+    /// the file open. Kept until [`Self::share`], [`Self::unlock`] or the file is closed.
+    pub fn try_exclusive(&self) -> Result<bool, SharedError> {
+        match self.raw(libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(SharedError::io(&self.path, "lock", e)),
+        }
+    }
+
+    /// Takes the lock shared, waiting for an exclusive holder (converting this description's
+    /// exclusive lock, if it holds one). Kept until the file is closed: see `try_exclusive`.
+    pub fn share(&self) -> Result<(), SharedError> {
+        self.raw(libc::LOCK_SH)
+            .map_err(|e| SharedError::io(&self.path, "lock", e))
+    }
+
+    /// Releases whatever this description holds.
+    pub fn unlock(&self) {
+        let _ = self.raw(libc::LOCK_UN);
+    }
+
+    fn raw(&self, op: libc::c_int) -> io::Result<()> {
+        loop {
+            // SAFETY: plain system call on an open descriptor.
+            if unsafe { libc::flock(self.file.as_raw_fd(), op) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
     /// A new open file description of the same file (not of whatever the path names now).
     fn reopen(&self) -> Result<File, SharedError> {
         let err = |e| SharedError::io(&self.path, "reopen after fork", e);
@@ -341,13 +411,20 @@ pub(super) struct StateRegions {
 
 /// Offsets of the mutable words of a state header.
 pub(super) mod header {
-    /// `u32`: 1 once the state file was superseded by a migration.
+    /// `u32`: 1 once the state file was superseded by a migration; 2 while a migration is
+    /// renaming the new file into place (it holds every stripe lock meanwhile).
     pub const SUPERSEDED: usize = 2048;
     /// `u32`: reserved, zero.
     pub const RESERVED: usize = 2052;
     /// `u64`: the boot the stripe locks were initialized in (a hash of the kernel's boot id;
-    /// 0: never initialized; 1: initialized by a process that could not read the boot id).
+    /// 0: never initialized, or an initialization is unfinished; 1: initialized by a process
+    /// that could not read the boot id).
     pub const LOCK_EPOCH: usize = 2056;
+    /// `u64` ×2: while a migration is pending (`SUPERSEDED` is 2), the device and inode of the
+    /// new state file it renames into place (`SUPERSEDED_BY`).
+    pub const MIGRATE_DEV: usize = 2064;
+    /// See `MIGRATE_DEV`.
+    pub const MIGRATE_INO: usize = 2072;
     /// `u32`: length of the superseding state file's path.
     pub const SUPERSEDED_BY_LEN: usize = 2080;
     /// The superseding state file's path (up to `MAX_PATH` bytes).
@@ -466,6 +543,34 @@ mod mutex {
                 "a stripe lock was held for more than 10 s (a process holding it is stopped, or \
                  the state file was copied while in use)",
             )),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    /// Whether `m` is held (by anyone, dead or alive), without waiting. A mutex whose owner
+    /// died is taken, made consistent and released again (it counts as held: the caller repairs
+    /// what its owner left).
+    ///
+    /// # Safety
+    /// As for [`lock`].
+    pub unsafe fn probe(m: *mut libc::pthread_mutex_t) -> io::Result<bool> {
+        // SAFETY: per the contract.
+        match unsafe { libc::pthread_mutex_trylock(m) } {
+            0 => {
+                // SAFETY: we hold `m`.
+                unsafe { libc::pthread_mutex_unlock(m) };
+                Ok(false)
+            }
+            libc::EBUSY | libc::ENOTRECOVERABLE => Ok(true),
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold `m` (EOWNERDEAD means the lock was acquired); releasing it
+                // consistent keeps it usable and takes it off this thread's robust list.
+                unsafe {
+                    check(libc::pthread_mutex_consistent(m))?;
+                    libc::pthread_mutex_unlock(m);
+                }
+                Ok(true)
+            }
             e => Err(io::Error::from_raw_os_error(e)),
         }
     }
@@ -899,6 +1004,22 @@ impl MappedStorage {
         Ok(AllStripes { _guards: guards })
     }
 
+    /// Whether stripe `s`'s lock is held, without waiting (see `mutex::probe`); always `false`
+    /// where stripes share the file's `flock`.
+    pub(super) fn probe_stripe(&self, s: usize) -> io::Result<bool> {
+        if s >= self.st.stripes.len {
+            return Err(io::Error::other("stripe out of range"));
+        }
+        #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+        {
+            let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
+            // SAFETY: as for `lock_stripe`.
+            unsafe { mutex::probe(self.state.base().add(off).cast()) }
+        }
+        #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+        Ok(false)
+    }
+
     /// Initializes every stripe's lock (unlocked). Only while no process uses them: the first
     /// opener of a boot, under the file's exclusive `flock` (see `LOCK_EPOCH`).
     pub(super) fn init_locks(&self) -> io::Result<()> {
@@ -908,6 +1029,9 @@ impl MappedStorage {
             // SAFETY: stripe `s`'s block is inside the mapping and 8-aligned (checked in `new`),
             // with `LOCK_MAX` bytes for the mutex; by the contract above nobody uses it.
             unsafe { mutex::init(self.state.base().add(off).cast())? };
+            if s == 0 {
+                crash::point("reset:partial");
+            }
         }
         Ok(())
     }
