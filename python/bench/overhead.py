@@ -6,10 +6,12 @@
 Prints, in nanoseconds (best of several repeats; the machine is shared, so compare figures
 within one run, not across runs):
 
-- floors: an empty Python function call, a no-op extension method (``len(engine)``), and a
+- floors: an empty Python function call, a no-op extension method (``len(engine)``), a
   no-op extension method with ``check``'s signature called with the same arguments
   (``Engine._call_floor``: the interpreter's call plus PyO3's argument handling, nothing
-  converted, ``None`` returned);
+  converted, ``None`` returned), the same through ``check``'s own hand-made call path
+  (``Engine._check_floor``: arguments matched to parameters, nothing converted), and that
+  path plus every argument converted into a message, not decided (``Engine._read_floor``);
 - scalar ``check``: Python time per call, the core ``Engine::check`` of the same message timed
   in a loop inside Rust (``Engine._core_check_ns``), and the difference (the overhead);
 - batch ``check_batch`` and ``replay`` per message, for each input form (lists, numpy arrays,
@@ -66,15 +68,20 @@ def main() -> None:
 
     env: dict[str, object] = {"eng": eng, "noop": noop, "NOW": NOW}
     print("floors")
+    ten = (
+        "(NOW, 'a@t1.example', tenant='t1', client_ip='203.0.113.5', auth_user='a@t1.example',"
+        " cert_domain=None, forwarded=False, spf_pass=False, dkim_pass=False, recipients=1)"
+    )
+    two = "(NOW, 'a@t1.example', tenant='t1')"
     for name, stmt in [
         ("empty Python function call", "noop()"),
         ("extension no-op call (len(engine))", "len(eng)"),
-        ("no-op with check's signature, 2 fields", "eng._call_floor(NOW, 'a@t1.example', tenant='t1')"),
-        (
-            "no-op with check's signature, 10 fields",
-            "eng._call_floor(NOW, 'a@t1.example', tenant='t1', client_ip='203.0.113.5', auth_user='a@t1.example',"
-            " cert_domain=None, forwarded=False, spf_pass=False, dkim_pass=False, recipients=1)",
-        ),
+        ("PyO3 no-op, check's signature, 2 fields", "eng._call_floor" + two),
+        ("PyO3 no-op, check's signature, 10 fields", "eng._call_floor" + ten),
+        ("check's call path, no-op, 2 fields", "eng._check_floor" + two),
+        ("check's call path, no-op, 10 fields", "eng._check_floor" + ten),
+        ("check's call path + conversions, 2 fields", "eng._read_floor" + two),
+        ("check's call path + conversions, 10 fields", "eng._read_floor" + ten),
     ]:
         print(f"  {name:<44} {per_call(stmt, env, 200_000, rep):9.1f} ns")
 

@@ -8,11 +8,13 @@
 //! that holds the lock during a batch (with the GIL released) can always finish.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
+use std::net::IpAddr;
 use std::sync::{PoisonError, RwLock, TryLockError};
 
 use outguard::policy::{snapshot, HeapEngine, RestoreError};
 use outguard::{Error, Event as CoreEvent, Message, TenantId, Verdict};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::Borrowed;
@@ -20,10 +22,11 @@ use pyo3::Borrowed;
 use crate::columns::{self, Columns, Text};
 use crate::convert::{self, OwnedMessage};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
+use crate::fastcall::{self, Utf8};
 use crate::policy::Policy;
 use crate::types::{
     event_list, Decision, EventData, ReloadReport, Replay, RestoreReport, Restriction,
-    SuspiciousConnector, TenantStatus,
+    SuspiciousConnector, TenantName, TenantStatus,
 };
 
 /// The engine: decides every message, counts accepted ones, keeps blocks and audit trails.
@@ -80,34 +83,34 @@ impl Fields<'_, '_> {
     }
 }
 
-/// `check`'s parameters in order (`fastcall.rs` matches arguments to them).
-pub(crate) const CHECK_ARGS: [&str; 10] = [
-    "now",
-    "mail_from",
-    "tenant",
-    "client_ip",
-    "auth_user",
-    "cert_domain",
-    "forwarded",
-    "spf_pass",
-    "dkim_pass",
-    "recipients",
-];
-/// How many of them may be given by position.
-pub(crate) const CHECK_POSITIONAL: usize = 2;
+/// Text argument bytes: lent by a `str` or `bytes`, or converted.
+enum Bytes<'a, 'py> {
+    Str(Utf8<'a, 'py>),
+    Lent(&'a [u8]),
+    Owned(Vec<u8>),
+}
 
-/// The UTF-8 bytes of an optional `str` argument (`None`: absent), kept in a temporary
-/// bytes object the message borrows (the stable ABI of 3.9 has no borrowed UTF-8 view).
-fn opt_utf8<'py>(
-    obj: Option<Borrowed<'_, 'py, PyAny>>,
+impl Bytes<'_, '_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Bytes::Str(s) => s.as_str().as_bytes(),
+            Bytes::Lent(b) => b,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// An optional `str` argument (`None`: absent), as `what` in errors.
+fn opt_str<'a, 'py>(
+    obj: Option<Borrowed<'a, 'py, PyAny>>,
     what: &str,
-) -> PyResult<Option<Bound<'py, PyBytes>>> {
+) -> PyResult<Option<(Borrowed<'a, 'py, PyString>, Utf8<'a, 'py>)>> {
     match obj {
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
         Some(o) => match o.cast::<PyString>() {
-            Ok(s) => Ok(Some(s.encode_utf8()?)),
-            Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            Ok(s) => Ok(Some((s, fastcall::utf8(s)?))),
+            Err(_) => Err(PyTypeError::new_err(format!(
                 "{what}: expected str or None, got {}",
                 o.get_type().name()?
             ))),
@@ -115,79 +118,95 @@ fn opt_utf8<'py>(
     }
 }
 
-/// A non-empty text field as `&str`, in A-labels when it has U-labels.
-fn field<'a>(
-    b: &'a Option<Bound<'_, PyBytes>>,
-    idna: fn(&str) -> Option<String>,
-) -> Option<std::borrow::Cow<'a, str>> {
-    let b = b.as_ref()?.as_bytes();
-    if b.is_empty() {
-        return None;
-    }
-    // Text from `encode_utf8` is UTF-8.
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_ascii() {
-        return Some(s.into());
-    }
-    Some(idna(s).map_or(s.into(), Into::into))
+/// A text field that IDNA may convert: the given text, and its conversion if it has one.
+struct IdnaField<'a, 'py> {
+    given: Option<Utf8<'a, 'py>>,
+    converted: Option<String>,
 }
 
-fn idna_any(s: &str) -> Option<String> {
-    outguard::policy::idna::address_to_ascii(s)
-        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
+impl<'a, 'py> IdnaField<'a, 'py> {
+    fn read(obj: Option<Borrowed<'a, 'py, PyAny>>, what: &str) -> PyResult<Self> {
+        let given = opt_str(obj, what)?.map(|(_, t)| t);
+        let converted = given
+            .as_ref()
+            .map(Utf8::as_str)
+            .filter(|s| !s.is_ascii())
+            .and_then(idna_any);
+        Ok(IdnaField { given, converted })
+    }
+    fn get(&self) -> Option<&str> {
+        match &self.converted {
+            Some(c) => Some(c),
+            None => self
+                .given
+                .as_ref()
+                .map(Utf8::as_str)
+                .filter(|s| !s.is_empty()),
+        }
+    }
 }
 
-impl Engine {
-    /// `check` from its arguments in `CHECK_ARGS` order (the fast call path, `fastcall.rs`).
-    /// Converts each field as the PyO3 method does, borrowing text rather than copying it.
-    pub(crate) fn check_args<'py>(
-        &self,
-        py: Python<'py>,
-        a: &[Option<Borrowed<'_, 'py, PyAny>>; 10],
-    ) -> PyResult<Bound<'py, Decision>> {
-        let need = |k: usize| {
-            a[k].ok_or_else(|| {
-                pyo3::exceptions::PyTypeError::new_err(format!(
-                    "check() missing required argument '{}'",
-                    CHECK_ARGS[k]
-                ))
-            })
+/// The message of a scalar call, read from its arguments (`fastcall::Args`), with text
+/// lent by the argument objects wherever it can be. Converts every field as the PyO3
+/// methods do (`Fields::message`).
+pub(crate) struct Scalar<'a, 'py> {
+    pub now: u64,
+    mail_from: Bytes<'a, 'py>,
+    /// The `tenant` argument (when a non-empty `str`) and its text.
+    tenant: Option<(Borrowed<'a, 'py, PyString>, Utf8<'a, 'py>)>,
+    client_ip: Option<IpAddr>,
+    auth_user: IdnaField<'a, 'py>,
+    cert_domain: IdnaField<'a, 'py>,
+    forwarded: bool,
+    spf_pass: bool,
+    dkim_pass: bool,
+    recipients: u32,
+    /// `verdict` (methods that take it; `"clean"` when not given).
+    pub verdict: Verdict,
+}
+
+fn missing(method: &str, k: usize) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{method}() missing required argument '{}'",
+        fastcall::NAMES[k]
+    ))
+}
+
+impl<'a, 'py> Scalar<'a, 'py> {
+    pub(crate) fn read(method: &str, a: &fastcall::Args<'a, 'py>) -> PyResult<Self> {
+        let now_obj = a[0].ok_or_else(|| missing(method, 0))?;
+        let now = match fastcall::small_uint(now_obj) {
+            Some(v) => v,
+            None => convert::time(&now_obj.to_owned(), "now")?,
         };
-        let now = convert::time(&need(0)?.to_owned(), "now")?;
-        let mf = need(1)?;
-        let mf_text = if mf.is_instance_of::<PyString>() {
-            opt_utf8(Some(mf), "mail_from")?
-        } else {
-            None
-        };
-        let mail_from: std::borrow::Cow<'_, [u8]> = match &mf_text {
-            Some(t) => {
-                let b = t.as_bytes();
-                match std::str::from_utf8(b)
-                    .ok()
-                    .filter(|s| !s.is_ascii())
-                    .and_then(outguard::policy::idna::address_to_ascii)
-                {
-                    Some(a) => a.into_bytes().into(),
-                    None => b.into(),
-                }
+        let mf = a[1].ok_or_else(|| missing(method, 1))?;
+        let mail_from = if let Ok(s) = mf.cast::<PyString>() {
+            let t = fastcall::utf8(s)?;
+            match Some(t.as_str())
+                .filter(|s| !s.is_ascii())
+                .and_then(outguard::policy::idna::address_to_ascii)
+            {
+                Some(c) => Bytes::Owned(c.into_bytes()),
+                None => Bytes::Str(t),
             }
-            None => match mf.cast::<PyBytes>() {
-                Ok(b) => b.as_bytes().to_vec().into(),
-                Err(_) => convert::mail_from(&mf.to_owned())?.into(),
-            },
+        } else if let Ok(b) = mf.cast::<PyBytes>() {
+            Bytes::Lent(fastcall::bytes_of(b))
+        } else {
+            Bytes::Owned(convert::mail_from(&mf.to_owned())?)
         };
-        let tenant = opt_utf8(a[2], "tenant")?;
-        let auth_user = opt_utf8(a[4], "auth_user")?;
-        let cert_domain = opt_utf8(a[5], "cert_domain")?;
+        let tenant = opt_str(a[2], "tenant")?.filter(|(_, t)| !t.as_str().is_empty());
+        let client_ip = match a[3] {
+            None => None,
+            Some(o) => convert::opt_ip(Some(&o))?,
+        };
         let flag = |k: usize| -> PyResult<bool> {
             match a[k] {
                 None => Ok(false),
                 Some(o) if o.is_none() => Ok(false),
                 Some(o) => o.extract::<bool>().map_err(|_| {
-                    pyo3::exceptions::PyTypeError::new_err(format!(
+                    PyTypeError::new_err(format!(
                         "{}: expected a bool, got {}",
-                        CHECK_ARGS[k],
+                        fastcall::NAMES[k],
                         o.get_type()
                             .name()
                             .map(|n| n.to_string())
@@ -195,10 +214,6 @@ impl Engine {
                     ))
                 }),
             }
-        };
-        let client_ip = match a[3] {
-            None => None,
-            Some(o) => convert::opt_ip(Some(&o))?,
         };
         let recipients = match a[9] {
             None => 1,
@@ -209,33 +224,195 @@ impl Engine {
                 ))
             })?,
         };
-        let no_idna: fn(&str) -> Option<String> = |_| None;
-        let tenant_s = field(&tenant, no_idna);
-        let auth_s = field(&auth_user, idna_any);
-        let cert_s = field(&cert_domain, idna_any);
-        let msg = Message {
-            mail_from: &mail_from,
-            tenant: tenant_s.as_deref(),
+        let verdict = match a[fastcall::VERDICT] {
+            None => Verdict::Clean,
+            Some(o) => match o.cast::<PyString>() {
+                Ok(s) => convert::verdict(fastcall::utf8(s)?.as_str())?,
+                Err(_) => {
+                    return Err(PyTypeError::new_err(format!(
+                        "verdict: expected str, got {}",
+                        o.get_type().name()?
+                    )))
+                }
+            },
+        };
+        Ok(Scalar {
+            now,
+            mail_from,
+            tenant,
             client_ip,
-            auth_user: auth_s.as_deref(),
-            cert_domain: cert_s.as_deref(),
+            auth_user: IdnaField::read(a[4], "auth_user")?,
+            cert_domain: IdnaField::read(a[5], "cert_domain")?,
             forwarded: flag(6)?,
             spf_pass: flag(7)?,
             dkim_pass: flag(8)?,
             recipients,
-        };
-        let (d, name) = self.read(py, |e| {
+            verdict,
+        })
+    }
+
+    /// The message, borrowing the arguments.
+    pub(crate) fn message(&self) -> Message<'_> {
+        Message {
+            mail_from: self.mail_from.as_bytes(),
+            tenant: self.tenant.as_ref().map(|(_, t)| t.as_str()),
+            client_ip: self.client_ip,
+            auth_user: self.auth_user.get(),
+            cert_domain: self.cert_domain.get(),
+            forwarded: self.forwarded,
+            spf_pass: self.spf_pass,
+            dkim_pass: self.dkim_pass,
+            recipients: self.recipients,
+        }
+    }
+
+    /// The `tenant` argument's text (when given, not empty).
+    pub(crate) fn tenant_text(&self) -> Option<&str> {
+        self.tenant.as_ref().map(|(_, t)| t.as_str())
+    }
+
+    /// The `Decision`'s tenant for a `Name`.
+    pub(crate) fn tenant_name(&self, n: Name) -> Option<TenantName> {
+        match n {
+            Name::None => None,
+            Name::Same => self
+                .tenant
+                .as_ref()
+                .map(|(s, _)| TenantName::Given(Bound::clone(s).unbind())),
+            Name::Text(t) => Some(TenantName::Text(t)),
+        }
+    }
+}
+
+/// A decision's tenant name, copied out while the engine is locked.
+pub(crate) enum Name {
+    None,
+    Same,
+    Text(Box<str>),
+}
+
+/// The tenant's name for decision `d` (read with the engine locked): `Same` when it is the
+/// text of the `tenant` argument (`given`), so the `Decision` can hold the caller's `str`.
+pub(crate) fn name_of<'e>(
+    given: Option<&str>,
+    d: &outguard::Decision,
+    name: impl FnOnce(TenantId) -> &'e str,
+) -> Name {
+    match d.tenant {
+        None => Name::None,
+        Some(t) => {
+            let n = name(t);
+            if given == Some(n) {
+                Name::Same
+            } else {
+                Name::Text(n.into())
+            }
+        }
+    }
+}
+
+fn idna_any(s: &str) -> Option<String> {
+    outguard::policy::idna::address_to_ascii(s)
+        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
+}
+
+/// `Engine.check` (`fastcall.rs`).
+pub(crate) struct CheckCall;
+
+impl fastcall::Method for CheckCall {
+    const NAME: &'static CStr = c"check";
+    const VERDICT: bool = false;
+    fn call<'py>(
+        py: Python<'py>,
+        slf: Borrowed<'_, 'py, PyAny>,
+        args: &fastcall::Args<'_, 'py>,
+    ) -> PyResult<Py<PyAny>> {
+        let engine = slf.cast::<Engine>()?;
+        let m = Scalar::read("check", args)?;
+        let msg = m.message();
+        let (now, given) = (m.now, m.tenant_text());
+        let (d, name) = engine.get().read(py, |e| {
             let d = e.check(now, &msg);
-            (d, d.tenant.map(|t| e.tenant_name(t).to_owned()))
+            (d, name_of(given, &d, |t| e.tenant_name(t)))
         });
-        Bound::new(
+        let tenant = m.tenant_name(name);
+        Ok(Bound::new(
             py,
             Decision {
                 d,
-                tenant: name,
+                tenant,
                 events: Vec::new(),
             },
-        )
+        )?
+        .into_any()
+        .unbind())
+    }
+}
+
+/// `Engine.evaluate` (`fastcall.rs`).
+pub(crate) struct EvaluateCall;
+
+impl fastcall::Method for EvaluateCall {
+    const NAME: &'static CStr = c"evaluate";
+    const VERDICT: bool = true;
+    fn call<'py>(
+        py: Python<'py>,
+        slf: Borrowed<'_, 'py, PyAny>,
+        args: &fastcall::Args<'_, 'py>,
+    ) -> PyResult<Py<PyAny>> {
+        let engine = slf.cast::<Engine>()?;
+        let m = Scalar::read("evaluate", args)?;
+        let msg = m.message();
+        let (now, verdict, given) = (m.now, m.verdict, m.tenant_text());
+        let (d, name, events) = engine.get().write(py, |e| {
+            let (d, evs) = e.evaluate(now, &msg, verdict);
+            (
+                d,
+                name_of(given, &d, |t| e.tenant_name(t)),
+                events_of(e, &evs),
+            )
+        });
+        let tenant = m.tenant_name(name);
+        Ok(Bound::new(py, Decision { d, tenant, events })?
+            .into_any()
+            .unbind())
+    }
+}
+
+/// Benchmark support: `Engine._check_floor`, the hand-made call with `check`'s arguments
+/// matched to their parameters, nothing converted, `None` returned.
+pub(crate) struct CallFloor;
+
+impl fastcall::Method for CallFloor {
+    const NAME: &'static CStr = c"_check_floor";
+    const VERDICT: bool = false;
+    fn call<'py>(
+        py: Python<'py>,
+        slf: Borrowed<'_, 'py, PyAny>,
+        args: &fastcall::Args<'_, 'py>,
+    ) -> PyResult<Py<PyAny>> {
+        slf.cast::<Engine>()?;
+        std::hint::black_box(args);
+        Ok(py.None())
+    }
+}
+
+/// Benchmark support: `Engine._read_floor`, `_check_floor` plus the conversion of every
+/// argument (the message built, not decided), `None` returned.
+pub(crate) struct ReadFloor;
+
+impl fastcall::Method for ReadFloor {
+    const NAME: &'static CStr = c"_read_floor";
+    const VERDICT: bool = false;
+    fn call<'py>(
+        py: Python<'py>,
+        slf: Borrowed<'_, 'py, PyAny>,
+        args: &fastcall::Args<'_, 'py>,
+    ) -> PyResult<Py<PyAny>> {
+        slf.cast::<Engine>()?;
+        let m = Scalar::read("_read_floor", args)?;
+        std::hint::black_box(m.message());
+        Ok(py.None())
     }
 }
 
@@ -297,7 +474,7 @@ impl Engine {
                 let d = e.check(now, &msg.as_message());
                 Decision {
                     d,
-                    tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                    tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
                     events: Vec::new(),
                 }
             }),
@@ -305,7 +482,7 @@ impl Engine {
                 let (d, evs) = e.evaluate(now, &msg.as_message(), v);
                 Decision {
                     d,
-                    tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                    tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
                     events: events_of(e, &evs),
                 }
             }),
@@ -819,6 +996,48 @@ impl Engine {
                         recipients=None))]
     #[allow(clippy::too_many_arguments, unused_variables)]
     fn _call_floor(
+        &self,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+    ) {
+    }
+
+    /// Benchmark support: replaced at import by the hand-made `_check_floor` (`CallFloor`):
+    /// `check`'s arguments matched to parameters, nothing converted, `None` returned.
+    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
+                        recipients=None))]
+    #[allow(clippy::too_many_arguments, unused_variables)]
+    fn _check_floor(
+        &self,
+        now: &Bound<'_, PyAny>,
+        mail_from: &Bound<'_, PyAny>,
+        tenant: Option<&Bound<'_, PyAny>>,
+        client_ip: Option<&Bound<'_, PyAny>>,
+        auth_user: Option<&Bound<'_, PyAny>>,
+        cert_domain: Option<&Bound<'_, PyAny>>,
+        forwarded: Option<&Bound<'_, PyAny>>,
+        spf_pass: Option<&Bound<'_, PyAny>>,
+        dkim_pass: Option<&Bound<'_, PyAny>>,
+        recipients: Option<&Bound<'_, PyAny>>,
+    ) {
+    }
+
+    /// Benchmark support: replaced at import by the hand-made `_read_floor` (`ReadFloor`):
+    /// `_check_floor` plus every argument converted into a message (not decided).
+    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
+                        cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
+                        recipients=None))]
+    #[allow(clippy::too_many_arguments, unused_variables)]
+    fn _read_floor(
         &self,
         now: &Bound<'_, PyAny>,
         mail_from: &Bound<'_, PyAny>,

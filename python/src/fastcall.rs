@@ -1,83 +1,134 @@
-//! `Engine.check` as a hand-made method, without PyO3's generic argument handling.
+//! The scalar calls (`Engine.check`, `Engine.evaluate`, `SharedEngine.check`...) as
+//! hand-made methods, without PyO3's generic argument handling, and the raw C API calls that
+//! read their arguments without temporary objects.
 //!
 //! Why: under the stable ABI for Python 3.9 PyO3 receives every call as an argument tuple
 //! plus a keyword dict built by the interpreter, and reads each keyword's name through a
 //! temporary bytes object; for `check` with its ten fields that costs several times the
-//! decision itself. This method matches keyword names by identity with interned names (the
+//! decision itself. These methods match keyword names by identity with interned names (the
 //! interpreter interns the names written in a call) and, on Python 3.10 and later, where
-//! `METH_FASTCALL` is part of the stable ABI, takes the arguments as the interpreter's own
-//! vector (no tuple, no dict). The wheel stays abi3-py39: the calling convention is chosen
-//! when the module is imported, from the running interpreter's version.
+//! `METH_FASTCALL` is part of the stable ABI, take the arguments as the interpreter's own
+//! vector (no tuple, no dict). Text arguments are read, on 3.10 and later, through
+//! `PyUnicode_AsUTF8AndSize` (stable ABI from 3.10, so resolved by name at import rather than
+//! linked: the wheel must load on 3.9), which lends the string's own UTF-8 form instead of
+//! making a bytes object. The wheel stays abi3-py39: the calling convention and the text
+//! reader are chosen when the module is imported, from the running interpreter's version;
+//! `OUTGUARD_CHECK_CALL=varargs` forces the 3.9 choices (so tests cover them).
 //!
 //! The PyO3 method of the same name stays the definition (signature, docs, stubs): `install`
-//! puts this method in its place with the same `__text_signature__` and `__doc__`. The work
-//! is done by the safe `Engine::check_args`; this file only turns raw arguments into
+//! puts the hand-made method in its place with the same `__text_signature__` and `__doc__`.
+//! The work is done by safe code (`Method::call`); this file only turns raw arguments into
 //! borrowed references (unsafe code, audited here, like `buffers.rs`).
 #![allow(unsafe_code)]
 
-use std::ffi::{c_int, CString};
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::OnceLock;
 
 use pyo3::exceptions::{PySystemError, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
-
-use crate::engine::{Engine, CHECK_ARGS, CHECK_POSITIONAL};
 
 /// `METH_FASTCALL` (0x80 since CPython 3.7; in the stable ABI from 3.10, where it is used).
 const METH_FASTCALL: c_int = 0x0080;
 /// The flag bit of a vectorcall argument count.
 const ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
 
-type Slots<'a, 'py> = [Option<Borrowed<'a, 'py, PyAny>>; CHECK_ARGS.len()];
+/// The parameters of the scalar calls, in slot order (`verdict` only where a method takes it).
+pub(crate) const NAMES: [&str; 11] = [
+    "now",
+    "mail_from",
+    "tenant",
+    "client_ip",
+    "auth_user",
+    "cert_domain",
+    "forwarded",
+    "spf_pass",
+    "dkim_pass",
+    "recipients",
+    "verdict",
+];
+/// The slot of `verdict`.
+pub(crate) const VERDICT: usize = 10;
+/// How many parameters may be given by position (`now`, `mail_from`).
+pub(crate) const POSITIONAL: usize = 2;
+
+/// A call's arguments by slot (`NAMES` order), borrowed for the call.
+pub(crate) type Args<'a, 'py> = [Option<Borrowed<'a, 'py, PyAny>>; NAMES.len()];
+
+/// A method made by hand (`install`): its name, whether it takes `verdict`, and its body.
+pub(crate) trait Method {
+    /// The attribute it replaces (a PyO3 method with the signature and docs).
+    const NAME: &'static CStr;
+    /// It takes the `verdict` keyword.
+    const VERDICT: bool;
+    /// The method's work, from its arguments (`slf` not yet checked to be the right type).
+    fn call<'py>(
+        py: Python<'py>,
+        slf: Borrowed<'_, 'py, PyAny>,
+        args: &Args<'_, 'py>,
+    ) -> PyResult<Py<PyAny>>;
+}
+
+fn name_of<M: Method>() -> &'static str {
+    M::NAME.to_str().unwrap_or("method")
+}
 
 static INTERNED: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
 
 /// The parameter a keyword names.
-fn slot_of(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult<usize> {
+fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult<usize> {
     let interned = INTERNED.get_or_init(py, || {
-        CHECK_ARGS
+        NAMES
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect()
     });
-    if let Some(k) = interned.iter().position(|s| s.as_ptr() == name.as_ptr()) {
-        return Ok(k);
+    let k = match interned.iter().position(|s| s.as_ptr() == name.as_ptr()) {
+        Some(k) => Some(k),
+        None => {
+            // A name made at run time (`**kwargs` from a dict built by hand): compare the text.
+            let name = name.cast::<PyString>()?;
+            let text = name.to_cow()?;
+            NAMES.iter().position(|n| *n == text)
+        }
+    };
+    match k {
+        Some(k) if k != VERDICT || M::VERDICT => Ok(k),
+        _ => Err(PyTypeError::new_err(format!(
+            "{}() got an unexpected keyword argument '{}'",
+            name_of::<M>(),
+            name.str().map(|s| s.to_string()).unwrap_or_default()
+        ))),
     }
-    // A name made at run time (`**kwargs` from a dict built by hand): compare the text.
-    let name = name.cast::<PyString>()?;
-    let text = name.to_cow()?;
-    CHECK_ARGS.iter().position(|n| *n == text).ok_or_else(|| {
-        PyTypeError::new_err(format!(
-            "check() got an unexpected keyword argument '{text}'"
-        ))
-    })
 }
 
-fn place<'a, 'py>(
+fn place<'a, 'py, M: Method>(
     py: Python<'py>,
-    slots: &mut Slots<'a, 'py>,
+    slots: &mut Args<'a, 'py>,
     name: Borrowed<'_, 'py, PyAny>,
     value: Borrowed<'a, 'py, PyAny>,
 ) -> PyResult<()> {
-    let k = slot_of(py, name)?;
+    let k = slot_of::<M>(py, name)?;
     if slots[k].replace(value).is_some() {
         return Err(PyTypeError::new_err(format!(
-            "check() got multiple values for argument '{}'",
-            CHECK_ARGS[k]
+            "{}() got multiple values for argument '{}'",
+            name_of::<M>(),
+            NAMES[k]
         )));
     }
     Ok(())
 }
 
-fn too_many(n: usize) -> PyErr {
+fn too_many<M: Method>(n: usize) -> PyErr {
     PyTypeError::new_err(format!(
-        "check() takes {CHECK_POSITIONAL} positional arguments but {n} were given"
+        "{}() takes {POSITIONAL} positional arguments but {n} were given",
+        name_of::<M>()
     ))
 }
 
@@ -85,7 +136,7 @@ fn too_many(n: usize) -> PyErr {
 ///
 /// # Safety
 /// Called only by the interpreter, as a method, with the GIL held.
-unsafe fn body(f: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
+unsafe fn body<M: Method>(f: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
     let py = Python::assume_attached();
     match catch_unwind(AssertUnwindSafe(|| f(py))) {
         Ok(Ok(v)) => v.into_ptr(),
@@ -98,36 +149,27 @@ unsafe fn body(f: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) -> *mut ffi::P
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic in Engine.check".into());
+                .unwrap_or_else(|| format!("panic in {}", name_of::<M>()));
             PanicException::new_err(msg).restore(py);
             ptr::null_mut()
         }
     }
 }
 
-fn call(
-    py: Python<'_>,
-    slf: Borrowed<'_, '_, PyAny>,
-    slots: &Slots<'_, '_>,
-) -> PyResult<Py<PyAny>> {
-    let engine = slf.cast::<Engine>()?;
-    Ok(engine.get().check_args(py, slots)?.into_any().unbind())
-}
-
 /// `METH_FASTCALL | METH_KEYWORDS`: positional arguments, then the keyword values, in one
 /// vector; the keyword names in a tuple.
-unsafe extern "C" fn check_fast(
+unsafe extern "C" fn call_fast<M: Method>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    body(|py| {
+    body::<M>(|py| {
         let nargs = nargsf as usize & !ARGUMENTS_OFFSET;
-        if nargs > CHECK_POSITIONAL {
-            return Err(too_many(nargs));
+        if nargs > POSITIONAL {
+            return Err(too_many::<M>(nargs));
         }
-        let mut slots: Slots<'_, '_> = Default::default();
+        let mut slots: Args<'_, '_> = Default::default();
         for (i, s) in slots.iter_mut().enumerate().take(nargs) {
             // SAFETY: `args` holds `nargs` borrowed references, alive for the call.
             *s = Some(Borrowed::from_ptr(py, *args.add(i)));
@@ -136,31 +178,31 @@ unsafe extern "C" fn check_fast(
             // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
             let names = Borrowed::from_ptr(py, kwnames);
             let names = names.cast::<PyTuple>()?;
-            for (j, name) in names.iter().enumerate() {
+            for (j, name) in names.iter_borrowed().enumerate() {
                 // SAFETY: the keyword values follow the positional ones in `args`.
                 let v = Borrowed::from_ptr(py, *args.add(nargs + j));
-                place(py, &mut slots, name.as_borrowed(), v)?;
+                place::<M>(py, &mut slots, name, v)?;
             }
         }
         // SAFETY: `slf` is the instance the method descriptor was called on.
-        call(py, Borrowed::from_ptr(py, slf), &slots)
+        M::call(py, Borrowed::from_ptr(py, slf), &slots)
     })
 }
 
 /// `METH_VARARGS | METH_KEYWORDS` (Python 3.9): an argument tuple and a keyword dict.
-unsafe extern "C" fn check_varargs(
+unsafe extern "C" fn call_varargs<M: Method>(
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    body(|py| {
+    body::<M>(|py| {
         // SAFETY: `args` is the argument tuple, alive for the call.
         let args = Borrowed::from_ptr(py, args);
         let args = args.cast::<PyTuple>()?;
-        if args.len() > CHECK_POSITIONAL {
-            return Err(too_many(args.len()));
+        if args.len() > POSITIONAL {
+            return Err(too_many::<M>(args.len()));
         }
-        let mut slots: Slots<'_, '_> = Default::default();
+        let mut slots: Args<'_, '_> = Default::default();
         for (i, s) in slots.iter_mut().enumerate().take(args.len()) {
             *s = Some(args.get_borrowed_item(i)?);
         }
@@ -171,26 +213,30 @@ unsafe extern "C" fn check_varargs(
             None => Vec::new(),
         };
         for (name, v) in &items {
-            place(py, &mut slots, name.as_borrowed(), v.as_borrowed())?;
+            place::<M>(py, &mut slots, name.as_borrowed(), v.as_borrowed())?;
         }
         // SAFETY: `slf` is the instance the method descriptor was called on.
-        call(py, Borrowed::from_ptr(py, slf), &slots)
+        M::call(py, Borrowed::from_ptr(py, slf), &slots)
     })
 }
 
-/// Replaces `Engine.check` by the hand-made method (same signature and docs).
-pub fn install(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<()> {
-    let original = ty.getattr("check")?;
+/// `OUTGUARD_CHECK_CALL=varargs`: use what Python 3.9 gets (tests cover it this way).
+fn forced_39() -> bool {
+    std::env::var_os("OUTGUARD_CHECK_CALL").is_some_and(|v| v == "varargs")
+}
+
+/// Replaces the PyO3 method `M::NAME` of `ty` by the hand-made one (same signature and docs).
+pub fn install<M: Method>(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let name = name_of::<M>();
+    let original = ty.getattr(name)?;
     let sig: String = original.getattr("__text_signature__")?.extract()?;
     let doc: String = original
         .getattr("__doc__")?
         .extract::<Option<String>>()?
         .unwrap_or_default();
-    let doc = CString::new(format!("check{sig}\n--\n\n{doc}"))
-        .map_err(|_| PySystemError::new_err("Engine.check: NUL in its docs"))?;
-    // `OUTGUARD_CHECK_CALL=varargs` forces the 3.9 convention (so tests can cover it).
-    let forced = std::env::var_os("OUTGUARD_CHECK_CALL").is_some_and(|v| v == "varargs");
-    let fast = py.version_info() >= (3, 10) && !forced;
+    let doc = CString::new(format!("{name}{sig}\n--\n\n{doc}"))
+        .map_err(|_| PySystemError::new_err(format!("{name}: NUL in its docs")))?;
+    let fast = py.version_info() >= (3, 10) && !forced_39();
     let meth = if fast {
         type Fast = unsafe extern "C" fn(
             *mut ffi::PyObject,
@@ -201,16 +247,16 @@ pub fn install(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<()> {
         // SAFETY: the interpreter calls an `ml_meth` by the convention `ml_flags` names
         // (it casts it back, as C extensions do); the pointer's type here is only storage.
         ffi::PyMethodDefPointer {
-            PyCFunction: unsafe { std::mem::transmute::<Fast, ffi::PyCFunction>(check_fast) },
+            PyCFunction: unsafe { std::mem::transmute::<Fast, ffi::PyCFunction>(call_fast::<M>) },
         }
     } else {
         ffi::PyMethodDefPointer {
-            PyCFunctionWithKeywords: check_varargs,
+            PyCFunctionWithKeywords: call_varargs::<M>,
         }
     };
     // The definition must live as long as the type: made once per process, at import.
     let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"check".as_ptr(),
+        ml_name: M::NAME.as_ptr(),
         ml_meth: meth,
         ml_flags: if fast {
             METH_FASTCALL | ffi::METH_KEYWORDS
@@ -222,5 +268,130 @@ pub fn install(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<()> {
     // SAFETY: a method descriptor for our type from a definition that is never freed.
     let descr =
         unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-    ty.setattr("check", descr)
+    ty.setattr(name, descr)
+}
+
+// --- Reading arguments ----------------------------------------------------------------------------
+
+/// `PyUnicode_AsUTF8AndSize`: the string's own UTF-8 form (cached in the object), lent.
+type AsUtf8AndSize =
+    unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::Py_ssize_t) -> *const c_char;
+
+static AS_UTF8: OnceLock<Option<AsUtf8AndSize>> = OnceLock::new();
+
+/// Finds `PyUnicode_AsUTF8AndSize` in the running interpreter (3.10 and later, unix), and
+/// checks it on a known string before trusting it. Called once, at import.
+pub fn init_text_reader(py: Python<'_>) {
+    let found = if py.version_info() >= (3, 10) && !forced_39() {
+        find_as_utf8()
+    } else {
+        None
+    };
+    let works = |f: AsUtf8AndSize| -> bool {
+        let probe = PyString::new(py, "h\u{e9}\u{1F600}");
+        let mut n: ffi::Py_ssize_t = 0;
+        // SAFETY: `f` is the interpreter's `PyUnicode_AsUTF8AndSize`, called with a live str
+        // and a size to write, the GIL held; its result is read while `probe` lives.
+        let p = unsafe { f(probe.as_ptr(), &mut n) };
+        if p.is_null() || n < 0 {
+            let _ = PyErr::take(py);
+            return false;
+        }
+        // SAFETY: on success `p` points at `n` bytes owned by `probe`.
+        let got = unsafe { std::slice::from_raw_parts(p as *const u8, n as usize) };
+        got == "h\u{e9}\u{1F600}".as_bytes()
+    };
+    let _ = AS_UTF8.set(found.filter(|f| works(*f)));
+}
+
+#[cfg(unix)]
+fn find_as_utf8() -> Option<AsUtf8AndSize> {
+    // SAFETY: `dlsym` with the default search scope and a NUL-terminated name; it only
+    // looks the symbol up.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyUnicode_AsUTF8AndSize".as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the symbol is the C function of this signature (CPython's stable ABI, 3.10+).
+    Some(unsafe { std::mem::transmute::<*mut libc::c_void, AsUtf8AndSize>(p) })
+}
+
+#[cfg(not(unix))]
+fn find_as_utf8() -> Option<AsUtf8AndSize> {
+    None
+}
+
+/// Whether `str` arguments are lent as UTF-8 (else copied into a bytes object).
+pub fn lends_utf8() -> bool {
+    AS_UTF8.get().copied().flatten().is_some()
+}
+
+/// The UTF-8 text of a `str`: lent by the string (3.10+) or in a temporary bytes object.
+pub(crate) enum Utf8<'a, 'py> {
+    Lent(&'a str),
+    Copied(Bound<'py, PyBytes>),
+}
+
+impl Utf8<'_, '_> {
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Utf8::Lent(s) => s,
+            // SAFETY: the bytes came from `str.encode("utf-8")` (strict) and bytes objects
+            // never change.
+            Utf8::Copied(b) => unsafe { std::str::from_utf8_unchecked(b.as_bytes()) },
+        }
+    }
+}
+
+/// The UTF-8 text of `s`. Raises `UnicodeEncodeError` for lone surrogates (as `encode`).
+#[inline]
+pub(crate) fn utf8<'a, 'py>(s: Borrowed<'a, 'py, PyString>) -> PyResult<Utf8<'a, 'py>> {
+    if let Some(f) = AS_UTF8.get().copied().flatten() {
+        let mut n: ffi::Py_ssize_t = 0;
+        // SAFETY: the interpreter's `PyUnicode_AsUTF8AndSize` (checked at import), called with
+        // a live str and the GIL held.
+        let p = unsafe { f(s.as_ptr(), &mut n) };
+        if p.is_null() || n < 0 {
+            return Err(PyErr::fetch(s.py()));
+        }
+        // SAFETY: the UTF-8 form is owned by the str, which outlives 'a (the borrow of `s`),
+        // and never changes (str objects are immutable; the cache is made once); CPython
+        // only makes valid UTF-8 (it refuses lone surrogates).
+        let text = unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n as usize))
+        };
+        return Ok(Utf8::Lent(text));
+    }
+    Ok(Utf8::Copied(s.to_owned().encode_utf8()?))
+}
+
+/// The bytes of a `bytes` object, for as long as it is borrowed.
+#[inline]
+pub(crate) fn bytes_of<'a>(b: Borrowed<'a, '_, PyBytes>) -> &'a [u8] {
+    // SAFETY: a live bytes object (kept alive for 'a by the borrow); its buffer never changes
+    // and holds `PyBytes_Size` bytes.
+    unsafe {
+        let p = ffi::PyBytes_AsString(b.as_ptr());
+        let n = ffi::PyBytes_Size(b.as_ptr());
+        std::slice::from_raw_parts(p as *const u8, n.max(0) as usize)
+    }
+}
+
+/// An exact `int` that fits in a non-negative C `long`, without the general conversion (which
+/// goes through a byte array for values of more than one internal digit). `None`: anything
+/// else (the caller converts it the general way).
+#[inline]
+pub(crate) fn small_uint(o: Borrowed<'_, '_, PyAny>) -> Option<u64> {
+    if !o.is_exact_instance_of::<PyInt>() {
+        return None;
+    }
+    let mut overflow: c_int = 0;
+    // SAFETY: an exact int, the GIL held; overflow is reported through `overflow`, and an
+    // exact int raises nothing else.
+    let v = unsafe { ffi::PyLong_AsLongAndOverflow(o.as_ptr(), &mut overflow) };
+    if overflow != 0 || v < 0 {
+        return None;
+    }
+    Some(v as u64)
 }

@@ -9,7 +9,7 @@
 //! - `policy.rs`, `engine.rs`: `Policy` and `Engine`;
 //! - `text.rs`: explanations and NDRs;
 //! - `columns.rs`: batch columns; `buffers.rs`: Arrow and numpy memory (unsafe, audited);
-//! - `fastcall.rs`: `Engine.check` without PyO3's argument handling (unsafe, audited).
+//! - `fastcall.rs`: the scalar calls without PyO3's argument handling (unsafe, audited).
 
 mod buffers;
 mod columns;
@@ -29,8 +29,15 @@ fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(m)?;
     m.add_class::<policy::Policy>()?;
     m.add_class::<engine::Engine>()?;
-    fastcall::install(m.py(), &m.py().get_type::<engine::Engine>())?;
+    fastcall::init_text_reader(m.py());
+    let engine = m.py().get_type::<engine::Engine>();
+    fastcall::install::<engine::CheckCall>(m.py(), &engine)?;
+    fastcall::install::<engine::EvaluateCall>(m.py(), &engine)?;
+    fastcall::install::<engine::CallFloor>(m.py(), &engine)?;
+    fastcall::install::<engine::ReadFloor>(m.py(), &engine)?;
     m.add_class::<shared::SharedEngine>()?;
+    let shared = m.py().get_type::<shared::SharedEngine>();
+    fastcall::install::<shared::SharedCheckCall>(m.py(), &shared)?;
     m.add_class::<types::Decision>()?;
     m.add_class::<types::Event>()?;
     m.add_class::<types::Counters>()?;
@@ -47,5 +54,7 @@ fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text::reply, m)?)?;
     m.add_function(wrap_pyfunction!(text::render_ndr, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Which fast paths this interpreter got (for the tests): text lent as UTF-8.
+    m.setattr("_text_lent", fastcall::lends_utf8())?;
     Ok(())
 }

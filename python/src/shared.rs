@@ -18,10 +18,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::convert;
-use crate::engine::{record_error, Fields};
+use crate::engine::{name_of, record_error, Fields, Scalar};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
+use crate::fastcall;
 use crate::policy::Policy;
-use crate::types::{event_list, Decision, EventData, ReloadReport, TenantStatus};
+use crate::types::{event_list, Decision, EventData, ReloadReport, TenantName, TenantStatus};
 
 fn shared_error(err: SharedError) -> PyErr {
     let msg = err.to_string();
@@ -71,6 +72,41 @@ impl SharedEngine {
             let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut g)
         })
+    }
+}
+
+/// `SharedEngine.check` (`fastcall.rs`).
+pub(crate) struct SharedCheckCall;
+
+impl fastcall::Method for SharedCheckCall {
+    const NAME: &'static std::ffi::CStr = c"check";
+    const VERDICT: bool = false;
+    fn call<'py>(
+        py: Python<'py>,
+        slf: pyo3::Borrowed<'_, 'py, PyAny>,
+        args: &fastcall::Args<'_, 'py>,
+    ) -> PyResult<Py<PyAny>> {
+        let engine = slf.cast::<SharedEngine>()?;
+        let m = Scalar::read("check", args)?;
+        let (now, msg, given) = (m.now, m.message(), m.tenant_text());
+        let (d, name) = engine
+            .get()
+            .with(py, |e| {
+                e.check(now, &msg)
+                    .map(|d| (d, name_of(given, &d, |t| e.tenant_name(t))))
+            })
+            .map_err(shared_error)?;
+        let tenant = m.tenant_name(name);
+        Ok(Bound::new(
+            py,
+            Decision {
+                d,
+                tenant,
+                events: Vec::new(),
+            },
+        )?
+        .into_any()
+        .unbind())
     }
 }
 
@@ -165,7 +201,7 @@ impl SharedEngine {
         self.with(py, |e| {
             e.check(now, &msg.as_message()).map(|d| Decision {
                 d,
-                tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
                 events: Vec::new(),
             })
         })
@@ -257,7 +293,7 @@ impl SharedEngine {
             e.evaluate(now, &msg.as_message(), v)
                 .map(|(d, evs)| Decision {
                     d,
-                    tenant: d.tenant.map(|t| e.tenant_name(t).to_owned()),
+                    tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
                     events: events_of(e, &evs),
                 })
         })

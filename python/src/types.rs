@@ -258,11 +258,40 @@ pub fn event_list<'py>(py: Python<'py>, events: &[EventData]) -> PyResult<Bound<
 
 // ---------------------------------------------------------------------------------------------
 
+/// The tenant id of a decision: the caller's own `str` when the tenant was named explicitly
+/// (no new string), else the id's text (made a `str` when asked for).
+pub enum TenantName {
+    Given(Py<PyString>),
+    Text(Box<str>),
+}
+
+impl TenantName {
+    pub fn text(s: &str) -> TenantName {
+        TenantName::Text(s.into())
+    }
+    fn to_py<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        match self {
+            TenantName::Given(s) => s.bind(py).clone(),
+            TenantName::Text(s) => PyString::new(py, s),
+        }
+    }
+    fn as_string(&self, py: Python<'_>) -> String {
+        match self {
+            TenantName::Given(s) => s
+                .bind(py)
+                .to_cow()
+                .map(|c| c.into_owned())
+                .unwrap_or_default(),
+            TenantName::Text(s) => s.to_string(),
+        }
+    }
+}
+
 /// The answer for one message.
 #[pyclass(frozen, module = "outguard")]
 pub struct Decision {
     pub d: outguard::Decision,
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantName>,
     pub events: Vec<EventData>,
 }
 
@@ -302,8 +331,8 @@ impl Decision {
     }
     /// The tenant id the message was attributed to.
     #[getter]
-    fn tenant(&self) -> Option<&str> {
-        self.tenant.as_deref()
+    fn tenant<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.tenant.as_ref().map(|t| t.to_py(py))
     }
     /// How the tenant was found: `"explicit"`, `"auth_user"`, `"certificate"`, `"ip_connector"`.
     #[getter]
@@ -354,7 +383,7 @@ impl Decision {
         d.set_item("reply", self.reply())?;
         d.set_item("reason", self.reason())?;
         d.set_item("rule", self.rule())?;
-        d.set_item("tenant", self.tenant())?;
+        d.set_item("tenant", self.tenant(py))?;
         d.set_item("attribution", self.attribution())?;
         d.set_item("sender_class", self.sender_class())?;
         d.set_item("monitored", self.monitored())?;
@@ -378,7 +407,7 @@ impl Decision {
             s.push_str(&format!(" (monitor: would refuse {})", m.enhanced_code()));
         }
         if let Some(t) = &self.tenant {
-            s.push_str(&format!(" tenant={t:?}"));
+            s.push_str(&format!(" tenant={:?}", t.as_string(py)));
             if let Some(a) = d.attribution {
                 s.push_str(&format!(" ({})", a.name()));
             }
@@ -1208,7 +1237,9 @@ impl Replay {
         let d = self.decisions[j as usize];
         Ok(Decision {
             d,
-            tenant: d.tenant.and_then(|t| self.names.get(&t.0).cloned()),
+            tenant: d
+                .tenant
+                .and_then(|t| self.names.get(&t.0).map(|s| TenantName::text(s))),
             events: self
                 .events
                 .iter()
