@@ -715,6 +715,7 @@ impl Columns {
 /// One part of a text column, as slices.
 struct PartView<'a> {
     start: usize,
+    len: usize,
     valid: Validity<'a>,
     missing: &'a [bool],
     values: PartValues<'a>,
@@ -725,7 +726,71 @@ enum PartValues<'a> {
     Owned { data: &'a [u8], ends: &'a [usize] },
 }
 
-/// A text column with O(1) access to value `i` (a lookup among its chunks).
+/// The values of a part laid out one after another, as offsets into one buffer: `data` is
+/// the buffer from the first value's start, `base` that start's offset.
+enum Packed<'a> {
+    Offsets32(&'a [i32]),
+    Offsets64(&'a [i64]),
+    Ends(&'a [usize]),
+}
+
+impl Packed<'_> {
+    /// The range of value `j` in `data` (offsets relative to `base`).
+    #[inline]
+    fn range(&self, j: usize, base: usize) -> Option<std::ops::Range<usize>> {
+        let (a, b) = match *self {
+            Packed::Offsets32(o) => (o[j] as usize, o[j + 1] as usize),
+            Packed::Offsets64(o) => (o[j] as usize, o[j + 1] as usize),
+            Packed::Ends(e) => (if j == 0 { 0 } else { e[j - 1] }, e[j]),
+        };
+        Some(a.checked_sub(base)?..b.checked_sub(base)?)
+    }
+}
+
+impl<'a> PartView<'a> {
+    /// The part's values as one buffer and their offsets, when laid out that way.
+    fn packed(&self) -> Option<(&'a [u8], usize, Packed<'a>)> {
+        match self.values {
+            PartValues::Arrow(Values::Offsets32 { offsets, data }) => Some((
+                data.get(offsets[0] as usize..)?,
+                offsets[0] as usize,
+                Packed::Offsets32(offsets),
+            )),
+            PartValues::Arrow(Values::Offsets64 { offsets, data }) => Some((
+                data.get(offsets[0] as usize..)?,
+                offsets[0] as usize,
+                Packed::Offsets64(offsets),
+            )),
+            PartValues::Owned { data, ends } => Some((data, 0, Packed::Ends(ends))),
+            PartValues::Arrow(_) => None,
+        }
+    }
+
+    #[inline]
+    fn is_missing(&self, j: usize) -> bool {
+        !self.valid.is_valid(j) || self.missing.get(j).copied().unwrap_or(false)
+    }
+
+    /// Value `j` of the part (the general way).
+    #[inline]
+    fn get(&self, name: &str, j: usize) -> PyResult<Option<&'a [u8]>> {
+        if self.is_missing(j) {
+            return Ok(None);
+        }
+        match &self.values {
+            PartValues::Owned { data, ends } => {
+                let from = if j == 0 { 0 } else { ends[j - 1] };
+                Ok(Some(&data[from..ends[j]]))
+            }
+            PartValues::Arrow(v) => v
+                .bytes(j)
+                .map(Some)
+                .ok_or_else(|| at(name, self.start + j, "Arrow value out of its buffer")),
+        }
+    }
+}
+
+/// A text column ready to be read a range of messages at a time.
 pub struct TextView<'a> {
     one: Option<Option<&'a [u8]>>,
     parts: Vec<PartView<'a>>,
@@ -747,6 +812,7 @@ impl Text {
                 ..
             } => v.parts.push(PartView {
                 start: 0,
+                len: ends.len(),
                 valid: Validity::All,
                 missing,
                 values: PartValues::Owned { data, ends },
@@ -756,6 +822,7 @@ impl Text {
                 for c in chunks {
                     v.parts.push(PartView {
                         start,
+                        len: c.len(),
                         valid: c.validity()?,
                         missing: &[],
                         values: PartValues::Arrow(c.values()?),
@@ -769,36 +836,110 @@ impl Text {
 }
 
 impl<'a> TextView<'a> {
+    /// Calls `set(k, value)` for the `k`-th message of `range` (`None`: missing), a part at
+    /// a time; values laid out one after another are sliced straight from their buffer.
     #[inline]
-    fn get(&self, name: &str, i: usize) -> PyResult<Option<&'a [u8]>> {
+    fn bytes_in(
+        &self,
+        name: &str,
+        range: std::ops::Range<usize>,
+        mut set: impl FnMut(usize, Option<&'a [u8]>),
+    ) -> PyResult<()> {
         if let Some(one) = self.one {
-            return Ok(one);
+            (0..range.len()).for_each(|k| set(k, one));
+            return Ok(());
         }
-        let k = if self.parts.len() == 1 {
-            0
-        } else {
-            self.parts.partition_point(|p| p.start <= i) - 1
-        };
-        let p = &self.parts[k];
-        let j = i - p.start;
-        if !p.valid.is_valid(j) || p.missing.get(j).copied().unwrap_or(false) {
-            return Ok(None);
-        }
-        match &p.values {
-            PartValues::Owned { data, ends } => {
-                let from = if j == 0 { 0 } else { ends[j - 1] };
-                Ok(Some(&data[from..ends[j]]))
+        for p in &self.parts {
+            let (from, to) = (range.start.max(p.start), range.end.min(p.start + p.len));
+            if from >= to {
+                continue;
             }
-            PartValues::Arrow(v) => v
-                .bytes(j)
-                .map(Some)
-                .ok_or_else(|| at(name, i, "Arrow value out of its buffer")),
+            let (j0, j1, k0) = (from - p.start, to - p.start, from - range.start);
+            let plain = matches!(p.valid, Validity::All) && p.missing.is_empty();
+            match p.packed() {
+                Some((data, base, packed)) if plain => {
+                    for j in j0..j1 {
+                        let v = packed
+                            .range(j, base)
+                            .and_then(|r| data.get(r))
+                            .ok_or_else(|| at(name, p.start + j, "value out of its buffer"))?;
+                        set(k0 + j - j0, Some(v));
+                    }
+                }
+                _ => {
+                    for j in j0..j1 {
+                        set(k0 + j - j0, p.get(name, j)?);
+                    }
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// As `bytes_in`, for values that must be UTF-8 text: a part's buffer is checked once,
+    /// and each value is then sliced from the checked text at its boundaries (a value that
+    /// starts or ends inside a character is refused); values of a part whose buffer is not
+    /// all UTF-8 (or that is not one buffer) are checked one by one.
+    #[inline]
+    fn str_in(
+        &self,
+        name: &str,
+        range: std::ops::Range<usize>,
+        mut set: impl FnMut(usize, Option<&'a str>),
+    ) -> PyResult<()> {
+        let bad = |i: usize| at(name, i, "not valid UTF-8");
+        let one = |i: usize, v: Option<&'a [u8]>| -> PyResult<Option<&'a str>> {
+            match v {
+                None => Ok(None),
+                Some(b) => std::str::from_utf8(b).map(Some).map_err(|_| bad(i)),
+            }
+        };
+        if let Some(v) = self.one {
+            let v = one(0, v)?;
+            (0..range.len()).for_each(|k| set(k, v));
+            return Ok(());
+        }
+        for p in &self.parts {
+            let (from, to) = (range.start.max(p.start), range.end.min(p.start + p.len));
+            if from >= to {
+                continue;
+            }
+            let (j0, j1, k0) = (from - p.start, to - p.start, from - range.start);
+            let plain = matches!(p.valid, Validity::All) && p.missing.is_empty();
+            let packed = p
+                .packed()
+                .filter(|_| plain)
+                .and_then(|(data, base, packed)| {
+                    // Only this range's bytes are checked (a group at a time, while in cache).
+                    let lo = packed.range(j0, base)?.start;
+                    let hi = packed.range(j1 - 1, base)?.end;
+                    let text = std::str::from_utf8(data.get(lo..hi)?).ok()?;
+                    Some((text, base + lo, packed))
+                });
+            match packed {
+                Some((text, base, packed)) => {
+                    for j in j0..j1 {
+                        let v = packed
+                            .range(j, base)
+                            .and_then(|r| text.get(r))
+                            .ok_or_else(|| bad(p.start + j))?;
+                        set(k0 + j - j0, Some(v));
+                    }
+                }
+                None => {
+                    for j in j0..j1 {
+                        set(k0 + j - j0, one(p.start + j, p.get(name, j)?)?);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Builds message `i` of a batch on demand (so a batch is decided a group at a time, with
-/// its messages in cache, instead of all of them being built first).
+/// Builds the messages of a batch a range at a time (so a batch is decided a group at a
+/// time, with its messages in cache, instead of all of them being built first), a column at
+/// a time.
 pub struct Reader<'a> {
     cols: &'a Columns,
     p: &'a Prepared,
@@ -808,59 +949,67 @@ pub struct Reader<'a> {
     cert_domain: TextView<'a>,
 }
 
-/// The conversion of value `i`, if it has one (`list` is sorted by index).
-#[inline]
-fn converted<'a>(list: &'a [(usize, Vec<u8>)], i: usize, v: Option<&'a [u8]>) -> Option<&'a [u8]> {
+/// Replaces the values of `range` that have a conversion (`list` is sorted by index).
+fn apply<'a, T: ?Sized + 'a>(
+    list: &'a [(usize, Vec<u8>)],
+    range: &std::ops::Range<usize>,
+    out: &mut [Message<'a>],
+    conv: impl Fn(&'a [u8]) -> Option<&'a T>,
+    set: impl Fn(&mut Message<'a>, &'a T),
+) {
     if list.is_empty() {
-        return v;
+        return;
     }
-    match list.binary_search_by_key(&i, |(k, _)| *k) {
-        Ok(k) => Some(&list[k].1),
-        Err(_) => v,
+    let from = list.partition_point(|(k, _)| *k < range.start);
+    for (i, v) in list[from..].iter().take_while(|(k, _)| *k < range.end) {
+        if let Some(v) = conv(v) {
+            set(&mut out[i - range.start], v);
+        }
     }
 }
 
 impl<'a> Reader<'a> {
-    /// Message `i`.
-    pub fn message(&self, i: usize) -> PyResult<Message<'a>> {
-        let c = self.cols;
-        let p = self.p;
-        let text = |name: &str, v: Option<&'a [u8]>| -> PyResult<Option<&'a str>> {
-            match v.filter(|b| !b.is_empty()) {
-                None => Ok(None),
-                Some(b) => utf8(name, i, b).map(Some),
-            }
-        };
-        Ok(Message {
-            mail_from: converted(&p.mail_from, i, self.mail_from.get("mail_from", i)?)
-                .unwrap_or(b""),
-            tenant: text("tenant", self.tenant.get("tenant", i)?)?,
-            client_ip: p.ips.get(i).copied().flatten(),
-            auth_user: text(
-                "auth_user",
-                converted(&p.auth_user, i, self.auth_user.get("auth_user", i)?),
-            )?,
-            cert_domain: text(
-                "cert_domain",
-                converted(&p.cert_domain, i, self.cert_domain.get("cert_domain", i)?),
-            )?,
-            forwarded: c.forwarded.get(i),
-            spf_pass: c.spf_pass.get(i),
-            dkim_pass: c.dkim_pass.get(i),
-            recipients: c.recipients.get(i),
-        })
-    }
-
     /// Messages `range` into `out` (cleared first).
     pub fn messages(
         &self,
         range: std::ops::Range<usize>,
         out: &mut Vec<Message<'a>>,
     ) -> PyResult<()> {
+        let c = self.cols;
+        let p = self.p;
         out.clear();
-        for i in range {
-            out.push(self.message(i)?);
-        }
+        out.extend(range.clone().map(|i| Message {
+            mail_from: b"",
+            tenant: None,
+            client_ip: p.ips.get(i).copied().flatten(),
+            auth_user: None,
+            cert_domain: None,
+            forwarded: c.forwarded.get(i),
+            spf_pass: c.spf_pass.get(i),
+            dkim_pass: c.dkim_pass.get(i),
+            recipients: c.recipients.get(i),
+        }));
+        let m = &mut out[..];
+        self.mail_from
+            .bytes_in("mail_from", range.clone(), |k, v| {
+                m[k].mail_from = v.unwrap_or(b"")
+            })?;
+        apply(&p.mail_from, &range, m, Some, |m, v| m.mail_from = v);
+        let non_empty = |v: Option<&'a str>| v.filter(|s| !s.is_empty());
+        self.tenant
+            .str_in("tenant", range.clone(), |k, v| m[k].tenant = non_empty(v))?;
+        self.auth_user.str_in("auth_user", range.clone(), |k, v| {
+            m[k].auth_user = non_empty(v)
+        })?;
+        let conv = |b: &'a [u8]| std::str::from_utf8(b).ok().filter(|s| !s.is_empty());
+        apply(&p.auth_user, &range, m, conv, |m, v| m.auth_user = Some(v));
+        self.cert_domain
+            .str_in("cert_domain", range.clone(), |k, v| {
+                m[k].cert_domain = non_empty(v)
+            })?;
+        apply(&p.cert_domain, &range, m, conv, |m, v| {
+            m.cert_domain = Some(v)
+        });
         Ok(())
     }
 }

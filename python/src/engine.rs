@@ -585,18 +585,36 @@ impl Engine {
     /// `check` of every message, through the core's batch call (order does not matter:
     /// nothing is counted).
     fn check_all(&self, now: &[u64], reader: &columns::Reader<'_>) -> PyResult<Replay> {
-        // A group's messages are built, then decided by the core while still in cache.
+        // A group's messages are built, then decided by the core into a small buffer while
+        // still in cache; the decisions are appended to the full-size result (written once)
+        // and their tenants noted (no second pass over the result).
         const GROUP: usize = 256;
         let n = now.len();
-        let mut out = vec![NO_DECISION; n];
+        let mut out = Vec::with_capacity(n);
+        let mut group = [NO_DECISION; GROUP];
         let mut msgs = Vec::with_capacity(GROUP.min(n));
+        let mut seen: Vec<bool> = Vec::new();
         let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         for start in (0..n).step_by(GROUP) {
             let end = (start + GROUP).min(n);
             reader.messages(start..end, &mut msgs)?;
-            g.check_batch_at(&now[start..end], &msgs, &mut out[start..end]);
+            let done = &mut group[..end - start];
+            g.check_batch_at(&now[start..end], &msgs, done);
+            for t in done.iter().filter_map(|d| d.tenant) {
+                let t = t.0 as usize;
+                if t >= seen.len() {
+                    seen.resize(t + 1, false);
+                }
+                seen[t] = true;
+            }
+            out.extend_from_slice(done);
         }
-        let names = tenant_names(&g, out.iter().filter_map(|d| d.tenant));
+        let names = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s)
+            .map(|(t, _)| (t as u32, g.tenant_name(TenantId(t as u32)).to_owned()))
+            .collect();
         Ok(Replay {
             decisions: out,
             names,
