@@ -760,3 +760,30 @@ fn open_or_create_and_policy_compile() {
     fn send<T: Send>(_: &T) {}
     send(&e);
 }
+
+/// A tenant the policy marks lapsed (a flag of the image's initial record) is a valid record of
+/// the state file: it is refused as lapsed, then marked active again, not reported corrupt.
+#[test]
+fn a_tenant_lapsed_by_policy_is_usable() {
+    let dir = TempDir::new("policylapsed");
+    let image = dir.path("policy.img");
+    let state = dir.path("state");
+    let mut heap = engine(10, &[]);
+    let t = heap.tenant("fabrikam").unwrap();
+    heap.set_policy_lapsed(t, true).unwrap();
+    shared::compile(&heap, &image).unwrap();
+    shared::create_state(&image, &state).unwrap();
+    let mut e = SharedEngine::open(&image, &state).unwrap();
+    let m = msg("fabrikam", "a@fabrikam.com");
+    assert_eq!(e.check(T0, &m).unwrap(), heap.check(T0, &m));
+    assert!(!e.check(T0, &m).unwrap().accepted());
+    assert_eq!(
+        e.mark_active("fabrikam", T0).unwrap(),
+        heap.mark_active(t, T0).unwrap()
+    );
+    assert_eq!(
+        e.status("fabrikam", T0).unwrap(),
+        heap.status(t, T0).unwrap()
+    );
+    shared::verify_state(&image, &state).unwrap();
+}

@@ -18,8 +18,8 @@ use super::sys::{
 };
 use super::{FileKind, SharedError};
 use crate::storage::{
-    TenantRecord, RULE_BLOCKED, RULE_MANUAL, RULE_WARNED, TENANT_LAPSED, TENANT_LICENSED,
-    TENANT_USED,
+    TenantRecord, RULE_BLOCKED, RULE_MANUAL, RULE_WARNED, TENANT_LAPSED, TENANT_LAPSED_BY_POLICY,
+    TENANT_LICENSED, TENANT_USED,
 };
 use crate::{
     Capacity, Decision, Engine, Error, Event, Events, Message, Reason, Restriction, Rule, TenantId,
@@ -116,7 +116,7 @@ fn check_record(rec: &TenantRecord, image: &TenantRecord) -> Result<(), &'static
     {
         return Err("identity differs from the policy image");
     }
-    if rec.flags & !(TENANT_USED | TENANT_LICENSED | TENANT_LAPSED) != 0 {
+    if rec.flags & !(TENANT_USED | TENANT_LICENSED | TENANT_LAPSED | TENANT_LAPSED_BY_POLICY) != 0 {
         return Err("unknown tenant flags");
     }
     if rec
