@@ -1574,6 +1574,361 @@ mod tests {
         assert_eq!(total(&mut a), 2);
     }
 
+    /// What a test can observe of contoso: its audit trail (read under its stripe's lock, which
+    /// repairs what a dead writer left) and its status (lock-free).
+    fn fingerprint(e: &mut SharedEngine) -> String {
+        let audit = e.audit("contoso").unwrap();
+        std::format!("{:?} {audit:?}", e.status("contoso", 1000).unwrap())
+    }
+
+    type Op = fn(&mut SharedEngine) -> Result<(), SharedError>;
+
+    /// Every write path, with what it needs done first so that it changes contoso's state.
+    const WRITES: [(&str, Op, Op); 6] = [
+        (
+            "record",
+            |_| Ok(()),
+            |e| e.record(1000, &msg(), Verdict::Spam).map(drop),
+        ),
+        (
+            "evaluate",
+            |_| Ok(()),
+            |e| e.evaluate(1000, &msg(), Verdict::Spam).map(drop),
+        ),
+        (
+            "release",
+            |e| {
+                for _ in 0..200 {
+                    e.record(1000, &msg(), Verdict::Spam)?;
+                }
+                assert!(!e.check(1000, &msg())?.accepted());
+                Ok(())
+            },
+            |e| e.release("contoso", None, 1000).map(drop),
+        ),
+        (
+            "mark_lapsed",
+            |_| Ok(()),
+            |e| e.mark_lapsed("contoso", 1000).map(drop),
+        ),
+        (
+            "mark_active",
+            |e| e.mark_lapsed("contoso", 1000).map(drop),
+            |e| e.mark_active("contoso", 1000).map(drop),
+        ),
+        (
+            "set_licensed",
+            |_| Ok(()),
+            |e| e.set_licensed("contoso", false),
+        ),
+    ];
+
+    /// The instants of a write, and whether a write that dies there is kept (committed).
+    const WRITE_POINTS: [(&str, bool); 5] = [
+        ("write:journaled", false),
+        ("write:odd", false),
+        ("write:applied", false),
+        ("write:committed", true),
+        ("write:published", true),
+    ];
+
+    /// Every write path dies (SIGKILL) at every instant of its write: before the commit the
+    /// call is rolled back whole, from the commit on it is kept whole; the next holder of the
+    /// stripe's lock repairs it at once, and the file verifies.
+    #[test]
+    fn every_write_path_killed_at_every_instant_is_all_or_nothing() {
+        for (name, prepare, op) in WRITES {
+            for (point, kept) in WRITE_POINTS {
+                let (_d, image, state) = setup(&std::format!("w-{name}-{point}"));
+                let mut p = SharedEngine::open(&image, &state).unwrap();
+                prepare(&mut p).unwrap();
+                let before = fingerprint(&mut p);
+                // The call's effect, on a copy of the file.
+                let copy = state.with_file_name("copy");
+                fs::copy(&state, &copy).unwrap();
+                let after = {
+                    let mut c = SharedEngine::open(&image, &copy).unwrap();
+                    op(&mut c).unwrap();
+                    fingerprint(&mut c)
+                };
+                assert_ne!(before, after, "{name} changes nothing");
+                let writes = p.info().writes;
+                let r = in_child(|| {
+                    let mut c = SharedEngine::open(&image, &state).unwrap();
+                    crash::arm(point);
+                    let _ = op(&mut c);
+                });
+                assert_eq!(r, Err(libc::SIGKILL), "{name} never reached {point}");
+                let got = fingerprint(&mut p);
+                assert_eq!(
+                    &got,
+                    if kept { &after } else { &before },
+                    "{name} at {point}"
+                );
+                assert_eq!(p.info().recoveries, u64::from(!kept), "{name} at {point}");
+                // (The statistic counts writes that returned.)
+                assert_eq!(p.info().writes, writes, "{name} at {point}");
+                for t in 0..3 {
+                    assert_eq!(p.st().seq(t).unwrap().load(Ordering::Relaxed) & 1, 0);
+                }
+                assert_eq!(p.journal_of(0).unwrap(), None);
+                verify_state(&image, &state).unwrap();
+                // The stripe goes on; a fresh process sees the same.
+                p.record(1000, &msg(), Verdict::Clean).unwrap();
+                let mut q = SharedEngine::open(&image, &state).unwrap();
+                assert_eq!(fingerprint(&mut q), fingerprint(&mut p));
+            }
+        }
+    }
+
+    /// A process that dies while it rolls back a dead writer's write (at every instant of the
+    /// rollback) leaves the rollback to the next holder of the lock: the write is undone once,
+    /// whole.
+    #[test]
+    fn a_recovery_killed_at_every_instant_is_finished_by_the_next_holder() {
+        for point in ["recover:odd", "recover:restored", "recover:cleared"] {
+            let (_d, image, state) = setup(&std::format!("r-{point}"));
+            let mut p = SharedEngine::open(&image, &state).unwrap();
+            p.record(1000, &msg(), Verdict::Clean).unwrap();
+            let before = fingerprint(&mut p);
+            let r = in_child(|| {
+                let mut c = SharedEngine::open(&image, &state).unwrap();
+                crash::arm("write:applied");
+                let _ = c.record(1000, &msg(), Verdict::Spam);
+            });
+            assert_eq!(r, Err(libc::SIGKILL));
+            // The next holder dies in the middle of rolling it back.
+            let r = in_child(|| {
+                let mut c = SharedEngine::open(&image, &state).unwrap();
+                crash::arm(point);
+                let _ = c.record(1000, &msg(), Verdict::Spam);
+            });
+            assert_eq!(r, Err(libc::SIGKILL), "never reached {point}");
+            assert_eq!(fingerprint(&mut p), before, "at {point}");
+            assert_eq!(p.journal_of(0).unwrap(), None);
+            assert_eq!(p.st().seq(0).unwrap().load(Ordering::Relaxed) & 1, 0);
+            p.record(1000, &msg(), Verdict::Clean).unwrap();
+            assert_eq!(total(&mut p), 2, "at {point}");
+            verify_state(&image, &state).unwrap();
+        }
+    }
+
+    /// Calls that only read under a lock (one stripe, or all of them) and die holding it leave
+    /// nothing to repair: every stripe is usable at once.
+    #[test]
+    fn readers_killed_holding_locks_leave_every_stripe_usable() {
+        for point in ["audit:locked", "all:locked"] {
+            let (_d, image, state) = setup(&std::format!("l-{point}"));
+            let mut p = SharedEngine::open(&image, &state).unwrap();
+            let r = in_child(|| {
+                let mut c = SharedEngine::open(&image, &state).unwrap();
+                c.record(1000, &msg(), Verdict::Clean).unwrap();
+                crash::arm(point);
+                let _ = c.audit("contoso");
+                let _ = c.restricted(1000);
+            });
+            assert_eq!(r, Err(libc::SIGKILL), "never reached {point}");
+            let t0 = std::time::Instant::now();
+            for id in TENANTS {
+                p.record(1000, &msg_for(id), Verdict::Clean).unwrap();
+            }
+            assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+            assert_eq!(total(&mut p), 2);
+            assert_eq!(p.info().recoveries, 0);
+            verify_state(&image, &state).unwrap();
+        }
+    }
+
+    /// The first opener of a boot (or the first while nobody has the file open) dies at every
+    /// instant of resetting the locks: the next one does it again, whole.
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    #[test]
+    fn a_lock_reset_killed_at_every_instant_is_done_again() {
+        for point in ["reset:started", "reset:partial", "reset:done"] {
+            let (_d, image, state) = setup(&std::format!("z-{point}"));
+            {
+                let mut a = SharedEngine::open(&image, &state).unwrap();
+                a.record(1000, &msg(), Verdict::Clean).unwrap();
+            }
+            // A writer dies mid-write without an owner-died mark (as at a power cut).
+            let r = in_child(|| {
+                let mut c = SharedEngine::open(&image, &state).unwrap();
+                let g = c.lock_tenant(0).unwrap().unwrap();
+                half_write(&mut c, 0, "contoso");
+                std::mem::forget(g);
+                c.st()
+                    .header_u64(header::LOCK_EPOCH)
+                    .store(12345, Ordering::Release);
+                // SAFETY: unregisters this thread's robust list, then exits.
+                unsafe {
+                    libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
+                    libc::_exit(0)
+                }
+            });
+            assert_eq!(r, Ok(0));
+            let r = in_child(|| {
+                crash::arm(point);
+                let _ = SharedEngine::open(&image, &state);
+            });
+            assert_eq!(r, Err(libc::SIGKILL), "never reached {point}");
+            let mut b = SharedEngine::open(&image, &state).unwrap();
+            assert_eq!(
+                b.st()
+                    .header_u64(header::LOCK_EPOCH)
+                    .load(Ordering::Relaxed),
+                boot_epoch()
+            );
+            let t0 = std::time::Instant::now();
+            b.record(1000, &msg(), Verdict::Clean).unwrap();
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(1),
+                "at {point}"
+            );
+            assert_eq!(total(&mut b), 2, "at {point}");
+            verify_state(&image, &state).unwrap();
+        }
+    }
+
+    /// A migration that dies at any instant: before the new file is renamed into place the old
+    /// one stays current (and can be migrated again); from the rename on, everyone moves to
+    /// the new one. No count goes to a file nobody will open again.
+    #[test]
+    fn a_migration_killed_at_every_instant_loses_no_count() {
+        for (point, moved) in [
+            ("migrate:locked", false),
+            ("migrate:pending", false),
+            ("migrate:renamed", true),
+        ] {
+            for in_place in [true, false] {
+                let (d, image, state) = setup(&std::format!("m-{point}-{in_place}"));
+                let target = if in_place {
+                    state.clone()
+                } else {
+                    d.0.join("s2")
+                };
+                let mut a = SharedEngine::open(&image, &state).unwrap();
+                a.record(1000, &msg(), Verdict::Clean).unwrap();
+                let r = in_child(|| {
+                    crash::arm(point);
+                    let _ = migrate(&image, &state, &image, &target);
+                });
+                assert_eq!(r, Err(libc::SIGKILL), "never reached {point}");
+                a.record(1000, &msg(), Verdict::Clean).unwrap();
+                assert_eq!(total(&mut a), 2);
+                let now_at = |p: &Path| fs::canonicalize(p).unwrap();
+                if moved {
+                    assert_eq!(a.info().state_path, now_at(&target), "at {point}");
+                } else {
+                    assert_eq!(a.info().state_path, state, "at {point}");
+                }
+                let mut fresh = SharedEngine::open(&image, &a.info().state_path).unwrap();
+                assert_eq!(total(&mut fresh), 2, "at {point} (in place: {in_place})");
+                verify_state(&image, &a.info().state_path).unwrap();
+                if !moved {
+                    // The old file can be migrated again.
+                    migrate(&image, &state, &image, &target).unwrap();
+                    a.record(1000, &msg(), Verdict::Clean).unwrap();
+                    let mut fresh = SharedEngine::open(&image, &target).unwrap();
+                    assert_eq!(total(&mut fresh), 3, "at {point} (in place: {in_place})");
+                }
+            }
+        }
+    }
+
+    /// `repair_state` refuses while any process has the file open; once none has, it resets a
+    /// lock left held (no owner-died mark), rolls back the unfinished write and publishes a
+    /// committed one.
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    #[test]
+    fn repair_state_refuses_a_file_in_use_and_repairs_an_idle_one() {
+        let (_d, image, state) = setup("repair");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        a.record(1000, &msg_for("fabrikam"), Verdict::Clean)
+            .unwrap();
+        // Fabrikam's last write committed, then "death" before publishing.
+        let seq = a.st().seq(1).unwrap();
+        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Release);
+        let r = in_child(|| {
+            let mut c = SharedEngine::open(&image, &state).unwrap();
+            let g = c.lock_tenant(0).unwrap().unwrap();
+            half_write(&mut c, 0, "contoso");
+            std::mem::forget(g);
+            // SAFETY: unregisters this thread's robust list, then exits.
+            unsafe {
+                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
+                libc::_exit(0)
+            }
+        });
+        assert_eq!(r, Ok(0));
+        assert!(matches!(
+            repair_state(&image, &state),
+            Err(SharedError::InUse { .. })
+        ));
+        assert!(a.st().probe_stripe(0).unwrap(), "still held");
+        drop(a);
+        let report = repair_state(&image, &state).unwrap();
+        assert_eq!(
+            (report.locks_reset, report.rolled_back, report.published),
+            (1, 1, 1)
+        );
+        let again = repair_state(&image, &state).unwrap();
+        assert_eq!(
+            (again.locks_reset, again.rolled_back, again.published),
+            (0, 0, 0)
+        );
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(total(&mut b), 1);
+        assert_eq!(total_of(&mut b, "fabrikam"), 1);
+        b.record(1000, &msg(), Verdict::Clean).unwrap();
+        assert_eq!(total(&mut b), 2);
+    }
+
+    /// An engine inherited across `fork` keeps the file registered as open in the child after
+    /// the parent closed its own (the child shares the parent's open file description), so
+    /// nothing resets the locks the child uses.
+    #[test]
+    fn an_engine_inherited_across_fork_keeps_the_file_open() {
+        let (_d, image, state) = setup("fork");
+        let mut a = SharedEngine::open(&image, &state).unwrap();
+        a.record(1000, &msg(), Verdict::Clean).unwrap();
+        let mut fds = [0; 2];
+        // SAFETY: creates a pipe into a valid two-element array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child uses the inherited engine and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                a.record(1000, &msg(), Verdict::Clean).unwrap();
+                let mut b = [0u8; 1];
+                // SAFETY: reads one byte into a live buffer: the parent closed its engine.
+                assert_eq!(unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) }, 1);
+                assert!(matches!(
+                    repair_state(&image, &state),
+                    Err(SharedError::InUse { .. })
+                ));
+                a.record(1000, &msg(), Verdict::Clean).unwrap();
+                assert_eq!(total(&mut a), 3);
+            }))
+            .is_ok();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+        }
+        drop(a);
+        let mut status = 0;
+        // SAFETY: writes one byte to our child, waits for it, closes the pipe.
+        unsafe {
+            assert_eq!(libc::write(fds[1], b"x".as_ptr().cast(), 1), 1);
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let mut b = SharedEngine::open(&image, &state).unwrap();
+        assert_eq!(total(&mut b), 3);
+    }
+
     #[test]
     fn a_private_copy_is_refreshed_only_when_the_tenant_changed() {
         let (_d, image, state) = setup("fresh");
