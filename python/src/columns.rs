@@ -374,7 +374,12 @@ enum Num {
     Missing,
 }
 
-fn nums_of(chunks: &[ArrowChunk], what: &str) -> PyResult<Vec<Num>> {
+/// The values of Arrow chunks, each converted by `num` as it is read (one pass).
+fn nums_of<T>(
+    chunks: &[ArrowChunk],
+    what: &str,
+    num: impl Fn(Num) -> Result<T, String>,
+) -> PyResult<Vec<T>> {
     let mut out = Vec::with_capacity(chunks.iter().map(ArrowChunk::len).sum());
     for c in chunks {
         let valid = c.validity()?;
@@ -384,8 +389,22 @@ fn nums_of(chunks: &[ArrowChunk], what: &str) -> PyResult<Vec<Num>> {
                 c.kind()
             )));
         };
+        // The common case: 64-bit integers, no nulls.
+        if let (Validity::All, Kind::Int { bytes: 8, signed }) = (valid, c.kind()) {
+            for b in bytes.chunks_exact(8).take(c.len()) {
+                let u = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                let x = if signed {
+                    Num::Int(u as i64)
+                } else {
+                    Num::UInt(u)
+                };
+                let i = out.len();
+                out.push(num(x).map_err(|m| at(what, i, m))?);
+            }
+            continue;
+        }
         for j in 0..c.len() {
-            out.push(if !valid.is_valid(j) {
+            let x = if !valid.is_valid(j) {
                 Num::Missing
             } else {
                 match c.kind() {
@@ -414,7 +433,9 @@ fn nums_of(chunks: &[ArrowChunk], what: &str) -> PyResult<Vec<Num>> {
                     }
                     _ => Num::Missing,
                 }
-            });
+            };
+            let i = out.len();
+            out.push(num(x).map_err(|m| at(what, i, m))?);
         }
     }
     Ok(out)
@@ -456,7 +477,7 @@ fn numbers<'py, T: Copy>(
             .map(Many::Each)
     };
     match fast(obj, what)? {
-        Some(Fast::Arrow(chunks)) => return each(nums_of(&chunks, what)?),
+        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num).map(Many::Each),
         Some(Fast::Nd(v)) => {
             return each(match v {
                 NdValues::Ints(v) => v.into_iter().map(Num::Int).collect(),
