@@ -94,21 +94,35 @@ rm -rf "$prefix"
 prefix=""
 
 step "milter"
-make -s -C ffi-c milter
-ok "outguard-milter builds"
+make -s -C ffi-c milter milter-asan
+ok "outguard-milter builds (and its ASan/UBSan build)"
 
-step "Postfix end to end"
-set +e
-python3 ffi-c/tests/postfix_e2e.py ffi-c/examples/milter/outguard-milter
-rc=$?
-set -e
-if [ $rc -eq 0 ]; then
-  ok "Postfix end to end"
-elif [ $rc -eq 77 ] && [ "${CI:-}" != "true" ]; then
-  echo "skipped: Postfix end to end (tools missing; with CI=true this fails)"
+step "milter protocol: the event loop (-E) spoken to directly, under ASan/UBSan"
+if python3 ffi-c/tests/milter_protocol.py ffi-c/examples/milter/outguard-milter-asan; then
+  ok "milter protocol, malformed input included"
 else
-  fail "Postfix end to end (rc=$rc)"
+  fail "milter protocol"
 fi
+
+# Both transports through a real Postfix: libmilter, and the event loop under the sanitizers.
+for transport in libmilter events; do
+  step "Postfix end to end ($transport)"
+  set +e
+  if [ $transport = libmilter ]; then
+    python3 ffi-c/tests/postfix_e2e.py ffi-c/examples/milter/outguard-milter
+  else
+    python3 ffi-c/tests/postfix_e2e.py ffi-c/examples/milter/outguard-milter-asan -E
+  fi
+  rc=$?
+  set -e
+  if [ $rc -eq 0 ]; then
+    ok "Postfix end to end ($transport)"
+  elif [ $rc -eq 77 ] && [ "${CI:-}" != "true" ]; then
+    echo "skipped: Postfix end to end (tools missing; with CI=true this fails)"
+  else
+    fail "Postfix end to end ($transport, rc=$rc)"
+  fi
+done
 
 trap - EXIT
 finish

@@ -8,9 +8,13 @@
 # libmilter-dev and the milter: make -C ffi-c milter.
 #
 #   ffi-c/bench/postfix_throughput.sh [MESSAGES=2000] [SESSIONS=10] [ROUNDS=3]
+#
+# MILTER_OPTS=-E runs the milter's libmilter-free event loop; MILTER=BINARY measures another
+# milter (ffi-c/bench/null_milter.c, built with `make -C ffi-c null-milter`, answers without
+# deciding: what Postfix's side of the protocol costs by itself).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-milter_bin="$here/../examples/milter/outguard-milter"
+milter_bin="${MILTER:-$here/../examples/milter/outguard-milter}"  # MILTER=another milter binary to compare
 messages="${1:-2000}"; sessions="${2:-10}"; rounds="${3:-3}"
 [ -x "$milter_bin" ] || { echo "build the milter first: make -C ffi-c milter"; exit 1; }
 
@@ -47,12 +51,12 @@ transport="${MILTER_TRANSPORT:-unix}"
 if [ "$transport" = unix ]; then
   chmod 755 "$d"                       # smtpd runs as postfix: it must reach the socket
   milter_conn="unix:$d/milter.sock"
-  "$milter_bin" "$d/policy.toml" "$milter_conn" 2>"$d/milter.log" & pids+=($!); milter_pid=$!
+  "$milter_bin" ${MILTER_OPTS:-} "$d/policy.toml" "$milter_conn" 2>"$d/milter.log" & pids+=($!); milter_pid=$!
   for _ in $(seq 100); do [ -S "$d/milter.sock" ] && break; sleep 0.05; done
   chmod 666 "$d/milter.sock"
   smtpd_milter="$milter_conn"
 else
-  "$milter_bin" "$d/policy.toml" "inet:$milter_port@127.0.0.1" 2>"$d/milter.log" & pids+=($!); milter_pid=$!
+  "$milter_bin" ${MILTER_OPTS:-} "$d/policy.toml" "inet:$milter_port@127.0.0.1" 2>"$d/milter.log" & pids+=($!); milter_pid=$!
   wait_port "$milter_port"
   smtpd_milter="inet:127.0.0.1:$milter_port"
 fi

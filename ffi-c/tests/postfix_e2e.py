@@ -15,7 +15,7 @@ Shows with swaks and Python's smtplib that
 Assertions are on what smtp-sink received (its -D dump), not only on SMTP replies.
 
 Needs root, postfix (with smtp-sink), swaks and the built milter. Usage:
-  postfix_e2e.py MILTER_BINARY
+  postfix_e2e.py MILTER_BINARY [MILTER_OPTIONS...]   (e.g. -E for the event-loop transport)
 Without the tools it exits 77 (skipped), except with CI=true, where that is a failure.
 Every process it starts is stopped on exit.
 """
@@ -130,8 +130,8 @@ def on_signal(sig, frame):
 
 
 class Milter:
-    def __init__(self, binary, policy, port, state, admin, logfile):
-        self.args = [binary, "-a", admin, policy, f"inet:{port}@127.0.0.1", state]
+    def __init__(self, binary, options, policy, port, state, admin, logfile):
+        self.args = [binary, *options, "-a", admin, policy, f"inet:{port}@127.0.0.1", state]
         self.port, self.admin, self.logfile = port, admin, logfile
         self.proc = None
 
@@ -225,10 +225,11 @@ def refused_line(output, code):
 def main():
     global POSTFIX_ETC
     ci = os.environ.get("CI") == "true"
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__)
         return 2
     milter_bin = os.path.abspath(sys.argv[1])
+    milter_options = sys.argv[2:]
     missing = [t for t in ("postfix", "postconf", "smtp-sink", "swaks") if shutil.which(t) is None]
     if not os.access(milter_bin, os.X_OK):
         missing.append(milter_bin)
@@ -264,7 +265,7 @@ def main():
     PROCS.append(sink)
     check(wait_port(sink_port), "smtp-sink listens")
 
-    milter = Milter(milter_bin, policy, milter_port, state, admin, mlog)
+    milter = Milter(milter_bin, milter_options, policy, milter_port, state, admin, mlog)
     milter.start()
 
     POSTFIX_ETC = etc
