@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,6 +340,9 @@ static void accept_all(int ep, int lfd) {
       close(fd);
       continue;
     }
+    /* Over TCP, replies go out at once (no Nagle wait for the MTA's delayed ACK). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly on unix */
     c->fd = fd;
     c->last = time(NULL);
     reset_message(&c->s);
