@@ -36,6 +36,7 @@
 
 struct conn {
   int fd;
+  bool tcp;                       /* a TCP connection (not a unix socket) */
   time_t last;                    /* last activity, for the idle timeout */
   struct conn *prev, *next;       /* every open connection */
   unsigned char *in;              /* received bytes not yet handled */
@@ -342,7 +343,7 @@ static void accept_all(int ep, int lfd) {
     }
     /* Over TCP, replies go out at once (no Nagle wait for the MTA's delayed ACK). */
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly on unix */
+    c->tcp = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0; /* not on unix */
     c->fd = fd;
     c->last = time(NULL);
     reset_message(&c->s);
@@ -365,6 +366,15 @@ static bool readable(struct conn *c) {
     }
     ssize_t r = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (r > 0) {
+#ifdef TCP_QUICKACK
+      /* The MTA writes a command in several small pieces; with Nagle's algorithm on its side
+       * each waits for our ACK, which the kernel would delay (the mode lapses, so again after
+       * every read): acknowledge at once. Over TCP, 0.42x -> 0.89x of Postfix alone. */
+      if (c->tcp) {
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+      }
+#endif
       c->in_len += (size_t)r;
       c->last = time(NULL);
       return handle(c); /* epoll reports the socket again if more is waiting */
