@@ -7,22 +7,22 @@
 //! object is built. When a lock is contended the GIL is released while waiting, so a thread
 //! that holds the lock during a batch (with the GIL released) can always finish.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::net::IpAddr;
 use std::sync::{PoisonError, RwLock, TryLockError};
 
 use outguard::policy::{snapshot, HeapEngine, RestoreError};
 use outguard::{Error, Event as CoreEvent, Message, TenantId, Verdict};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString};
 use pyo3::Borrowed;
 
 use crate::columns::{self, Columns, Text};
 use crate::convert::{self, OwnedMessage};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
-use crate::fastcall::{self, Utf8};
+use crate::fastcall;
 use crate::policy::Policy;
 use crate::types::{
     event_list, Decision, EventData, ReloadReport, Replay, RestoreReport, Restriction,
@@ -83,34 +83,44 @@ impl Fields<'_, '_> {
     }
 }
 
-/// Text argument bytes: lent by a `str` or `bytes`, or converted.
-enum Bytes<'a, 'py> {
-    Str(Utf8<'a, 'py>),
-    Lent(&'a [u8]),
-    Owned(Vec<u8>),
+/// What a scalar call's message cannot borrow from its arguments, owned by the caller for the
+/// call (so the message itself is only borrowed text): the bytes objects of `str` texts
+/// (Python 3.9) and converted texts (IDNA, a `mail_from` of another type). One slot per field,
+/// each filled at most once.
+#[derive(Default)]
+pub(crate) struct Keep<'py> {
+    mail_from: fastcall::Keep<'py>,
+    tenant: fastcall::Keep<'py>,
+    auth_user: fastcall::Keep<'py>,
+    cert_domain: fastcall::Keep<'py>,
+    verdict: fastcall::Keep<'py>,
+    mail_from_owned: OnceCell<Vec<u8>>,
+    auth_user_owned: OnceCell<String>,
+    cert_domain_owned: OnceCell<String>,
 }
 
-impl Bytes<'_, '_> {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Bytes::Str(s) => s.as_str().as_bytes(),
-            Bytes::Lent(b) => b,
-            Bytes::Owned(v) => v,
-        }
+/// `o` as a `str` (the exact type checked first: a pointer comparison).
+#[inline]
+fn as_str_obj<'k, 'py>(o: Borrowed<'k, 'py, PyAny>) -> Option<Borrowed<'k, 'py, PyString>> {
+    match o.cast_exact::<PyString>() {
+        Ok(s) => Some(s),
+        Err(_) => o.cast::<PyString>().ok(),
     }
 }
 
-/// An optional `str` argument (`None`: absent), as `what` in errors.
-fn opt_str<'a, 'py>(
-    obj: Option<Borrowed<'a, 'py, PyAny>>,
+/// An optional `str` argument (`None`: absent) and its text, as `what` in errors.
+#[inline]
+fn opt_str<'k, 'py>(
+    obj: Option<Borrowed<'k, 'py, PyAny>>,
     what: &str,
-) -> PyResult<Option<(Borrowed<'a, 'py, PyString>, Utf8<'a, 'py>)>> {
+    keep: &'k fastcall::Keep<'py>,
+) -> PyResult<Option<(Borrowed<'k, 'py, PyString>, &'k str)>> {
     match obj {
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
-        Some(o) => match o.cast::<PyString>() {
-            Ok(s) => Ok(Some((s, fastcall::utf8(s)?))),
-            Err(_) => Err(PyTypeError::new_err(format!(
+        Some(o) => match as_str_obj(o) {
+            Some(s) => Ok(Some((s, fastcall::text(s, keep)?))),
+            None => Err(PyTypeError::new_err(format!(
                 "{what}: expected str or None, got {}",
                 o.get_type().name()?
             ))),
@@ -118,49 +128,34 @@ fn opt_str<'a, 'py>(
     }
 }
 
-/// A text field that IDNA may convert: the given text, and its conversion if it has one.
-struct IdnaField<'a, 'py> {
-    given: Option<Utf8<'a, 'py>>,
-    converted: Option<String>,
-}
-
-impl<'a, 'py> IdnaField<'a, 'py> {
-    fn read(obj: Option<Borrowed<'a, 'py, PyAny>>, what: &str) -> PyResult<Self> {
-        let given = opt_str(obj, what)?.map(|(_, t)| t);
-        let converted = given
-            .as_ref()
-            .map(Utf8::as_str)
-            .filter(|s| !s.is_ascii())
-            .and_then(idna_any);
-        Ok(IdnaField { given, converted })
-    }
-    fn get(&self) -> Option<&str> {
-        match &self.converted {
-            Some(c) => Some(c),
-            None => self
-                .given
-                .as_ref()
-                .map(Utf8::as_str)
-                .filter(|s| !s.is_empty()),
+/// A text field that IDNA may convert: its conversion if it has one, else the given text
+/// (`None` when absent or empty).
+#[inline]
+fn idna_field<'k, 'py>(
+    obj: Option<Borrowed<'k, 'py, PyAny>>,
+    what: &str,
+    keep: &'k fastcall::Keep<'py>,
+    converted: &'k OnceCell<String>,
+) -> PyResult<Option<&'k str>> {
+    let Some((_, t)) = opt_str(obj, what, keep)? else {
+        return Ok(None);
+    };
+    if !t.is_ascii() {
+        if let Some(c) = idna_any(t) {
+            return Ok(Some(converted.get_or_init(|| c)));
         }
     }
+    Ok(Some(t).filter(|s| !s.is_empty()))
 }
 
-/// The message of a scalar call, read from its arguments (`fastcall::Args`), with text
-/// lent by the argument objects wherever it can be. Converts every field as the PyO3
-/// methods do (`Fields::message`).
-pub(crate) struct Scalar<'a, 'py> {
+/// The message of a scalar call, read from its arguments (`fastcall::Args`), its text lent by
+/// the argument objects wherever it can be (else by a `Keep`). Converts every field as the
+/// PyO3 methods do (`Fields::message`).
+pub(crate) struct Scalar<'k, 'py> {
     pub now: u64,
-    mail_from: Bytes<'a, 'py>,
-    /// The `tenant` argument (when a non-empty `str`) and its text.
-    tenant: Option<(Borrowed<'a, 'py, PyString>, Utf8<'a, 'py>)>,
-    client_ip: Option<IpAddr>,
-    auth_user: IdnaField<'a, 'py>,
-    cert_domain: IdnaField<'a, 'py>,
-    forwarded: bool,
-    spf_pass: bool,
-    dkim_pass: bool,
-    recipients: u32,
+    pub msg: Message<'k>,
+    /// The `tenant` argument (when a non-empty `str`).
+    tenant: Option<Borrowed<'k, 'py, PyString>>,
     /// `verdict` (methods that take it; `"clean"` when not given).
     pub verdict: Verdict,
 }
@@ -172,29 +167,46 @@ fn missing(method: &str, k: usize) -> PyErr {
     ))
 }
 
-impl<'a, 'py> Scalar<'a, 'py> {
-    pub(crate) fn read(method: &str, a: &fastcall::Args<'a, 'py>) -> PyResult<Self> {
+fn not_bool(k: usize, o: Borrowed<'_, '_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{}: expected a bool, got {}",
+        fastcall::NAMES[k],
+        o.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    ))
+}
+
+impl<'k, 'py> Scalar<'k, 'py> {
+    #[inline(always)]
+    pub(crate) fn read(
+        method: &str,
+        a: &fastcall::Args<'k, 'py>,
+        keep: &'k Keep<'py>,
+    ) -> PyResult<Self> {
         let now_obj = a[0].ok_or_else(|| missing(method, 0))?;
         let now = match fastcall::small_uint(now_obj) {
             Some(v) => v,
             None => convert::time(&now_obj.to_owned(), "now")?,
         };
         let mf = a[1].ok_or_else(|| missing(method, 1))?;
-        let mail_from = if let Ok(s) = mf.cast::<PyString>() {
-            let t = fastcall::utf8(s)?;
-            match Some(t.as_str())
+        let mail_from: &'k [u8] = if let Some(s) = as_str_obj(mf) {
+            let t = fastcall::text(s, &keep.mail_from)?;
+            match Some(t)
                 .filter(|s| !s.is_ascii())
                 .and_then(outguard::policy::idna::address_to_ascii)
             {
-                Some(c) => Bytes::Owned(c.into_bytes()),
-                None => Bytes::Str(t),
+                Some(c) => keep.mail_from_owned.get_or_init(|| c.into_bytes()),
+                None => t.as_bytes(),
             }
         } else if let Ok(b) = mf.cast::<PyBytes>() {
-            Bytes::Lent(fastcall::bytes_of(b))
+            fastcall::bytes_of(b)
         } else {
-            Bytes::Owned(convert::mail_from(&mf.to_owned())?)
+            let v = convert::mail_from(&mf.to_owned())?;
+            keep.mail_from_owned.get_or_init(|| v)
         };
-        let tenant = opt_str(a[2], "tenant")?.filter(|(_, t)| !t.as_str().is_empty());
+        let tenant = opt_str(a[2], "tenant", &keep.tenant)?.filter(|(_, t)| !t.is_empty());
         let client_ip = match a[3] {
             None => None,
             Some(o) => convert::opt_ip(Some(&o))?,
@@ -203,32 +215,28 @@ impl<'a, 'py> Scalar<'a, 'py> {
             match a[k] {
                 None => Ok(false),
                 Some(o) if o.is_none() => Ok(false),
-                Some(o) => o.extract::<bool>().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "{}: expected a bool, got {}",
-                        fastcall::NAMES[k],
-                        o.get_type()
-                            .name()
-                            .map(|n| n.to_string())
-                            .unwrap_or_default()
-                    ))
-                }),
+                Some(o) if o.as_ptr() == PyBool::new(o.py(), false).as_ptr() => Ok(false),
+                Some(o) if o.as_ptr() == PyBool::new(o.py(), true).as_ptr() => Ok(true),
+                Some(o) => o.extract::<bool>().map_err(|_| not_bool(k, o)),
             }
         };
         let recipients = match a[9] {
             None => 1,
-            Some(o) => o.extract::<u32>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "recipients: expected a count (0 ..= 4294967295), got {}",
-                    o.repr().map(|r| r.to_string()).unwrap_or_default()
-                ))
-            })?,
+            Some(o) => match fastcall::small_uint(o).and_then(|v| u32::try_from(v).ok()) {
+                Some(v) => v,
+                None => o.extract::<u32>().map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "recipients: expected a count (0 ..= 4294967295), got {}",
+                        o.repr().map(|r| r.to_string()).unwrap_or_default()
+                    ))
+                })?,
+            },
         };
         let verdict = match a[fastcall::VERDICT] {
             None => Verdict::Clean,
-            Some(o) => match o.cast::<PyString>() {
-                Ok(s) => convert::verdict(fastcall::utf8(s)?.as_str())?,
-                Err(_) => {
+            Some(o) => match as_str_obj(o) {
+                Some(s) => convert::verdict(fastcall::text(s, &keep.verdict)?)?,
+                None => {
                     return Err(PyTypeError::new_err(format!(
                         "verdict: expected str, got {}",
                         o.get_type().name()?
@@ -238,47 +246,47 @@ impl<'a, 'py> Scalar<'a, 'py> {
         };
         Ok(Scalar {
             now,
-            mail_from,
-            tenant,
-            client_ip,
-            auth_user: IdnaField::read(a[4], "auth_user")?,
-            cert_domain: IdnaField::read(a[5], "cert_domain")?,
-            forwarded: flag(6)?,
-            spf_pass: flag(7)?,
-            dkim_pass: flag(8)?,
-            recipients,
+            msg: Message {
+                mail_from,
+                tenant: tenant.map(|(_, t)| t),
+                client_ip,
+                auth_user: idna_field(a[4], "auth_user", &keep.auth_user, &keep.auth_user_owned)?,
+                cert_domain: idna_field(
+                    a[5],
+                    "cert_domain",
+                    &keep.cert_domain,
+                    &keep.cert_domain_owned,
+                )?,
+                forwarded: flag(6)?,
+                spf_pass: flag(7)?,
+                dkim_pass: flag(8)?,
+                recipients,
+            },
+            tenant: tenant.map(|(s, _)| s),
             verdict,
         })
     }
 
     /// The message, borrowing the arguments.
-    pub(crate) fn message(&self) -> Message<'_> {
-        Message {
-            mail_from: self.mail_from.as_bytes(),
-            tenant: self.tenant.as_ref().map(|(_, t)| t.as_str()),
-            client_ip: self.client_ip,
-            auth_user: self.auth_user.get(),
-            cert_domain: self.cert_domain.get(),
-            forwarded: self.forwarded,
-            spf_pass: self.spf_pass,
-            dkim_pass: self.dkim_pass,
-            recipients: self.recipients,
-        }
+    #[inline]
+    pub(crate) fn message(&self) -> Message<'k> {
+        self.msg
     }
 
     /// The `tenant` argument's text (when given, not empty).
-    pub(crate) fn tenant_text(&self) -> Option<&str> {
-        self.tenant.as_ref().map(|(_, t)| t.as_str())
+    #[inline]
+    pub(crate) fn tenant_text(&self) -> Option<&'k str> {
+        self.msg.tenant
     }
 
     /// The `Decision`'s tenant for a `Name`.
+    #[inline]
     pub(crate) fn tenant_name(&self, n: Name) -> Option<TenantName> {
         match n {
             Name::None => None,
             Name::Same => self
                 .tenant
-                .as_ref()
-                .map(|(s, _)| TenantName::Given(Bound::clone(s).unbind())),
+                .map(|s| TenantName::Given(s.to_owned().unbind())),
             Name::Text(t) => Some(TenantName::Text(t)),
         }
     }
@@ -328,7 +336,8 @@ impl fastcall::Method for CheckCall {
         args: &fastcall::Args<'_, 'py>,
     ) -> PyResult<Py<PyAny>> {
         let engine = slf.cast::<Engine>()?;
-        let m = Scalar::read("check", args)?;
+        let keep = Keep::default();
+        let m = Scalar::read("check", args, &keep)?;
         let msg = m.message();
         let (now, given) = (m.now, m.tenant_text());
         let (d, name) = engine.get().read(py, |e| {
@@ -361,7 +370,8 @@ impl fastcall::Method for EvaluateCall {
         args: &fastcall::Args<'_, 'py>,
     ) -> PyResult<Py<PyAny>> {
         let engine = slf.cast::<Engine>()?;
-        let m = Scalar::read("evaluate", args)?;
+        let keep = Keep::default();
+        let m = Scalar::read("evaluate", args, &keep)?;
         let msg = m.message();
         let (now, verdict, given) = (m.now, m.verdict, m.tenant_text());
         let (d, name, events) = engine.get().write(py, |e| {
@@ -410,7 +420,8 @@ impl fastcall::Method for ReadFloor {
         args: &fastcall::Args<'_, 'py>,
     ) -> PyResult<Py<PyAny>> {
         slf.cast::<Engine>()?;
-        let m = Scalar::read("_read_floor", args)?;
+        let keep = Keep::default();
+        let m = Scalar::read("_read_floor", args, &keep)?;
         std::hint::black_box(m.message());
         Ok(py.None())
     }

@@ -326,27 +326,17 @@ pub fn lends_utf8() -> bool {
     AS_UTF8.get().copied().flatten().is_some()
 }
 
-/// The UTF-8 text of a `str`: lent by the string (3.10+) or in a temporary bytes object.
-pub(crate) enum Utf8<'a, 'py> {
-    Lent(&'a str),
-    Copied(Bound<'py, PyBytes>),
-}
+/// Where `text` keeps the bytes object it makes when it cannot lend a `str`'s UTF-8 form
+/// (Python 3.9): one slot per argument, owned by the caller for the call.
+pub(crate) type Keep<'py> = std::cell::OnceCell<Bound<'py, PyBytes>>;
 
-impl Utf8<'_, '_> {
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        match self {
-            Utf8::Lent(s) => s,
-            // SAFETY: the bytes came from `str.encode("utf-8")` (strict) and bytes objects
-            // never change.
-            Utf8::Copied(b) => unsafe { std::str::from_utf8_unchecked(b.as_bytes()) },
-        }
-    }
-}
-
-/// The UTF-8 text of `s`. Raises `UnicodeEncodeError` for lone surrogates (as `encode`).
+/// The UTF-8 text of `s`: lent by the string (3.10+), or copied into a bytes object kept in
+/// `keep` (which must be empty). Raises `UnicodeEncodeError` for lone surrogates (as `encode`).
 #[inline]
-pub(crate) fn utf8<'a, 'py>(s: Borrowed<'a, 'py, PyString>) -> PyResult<Utf8<'a, 'py>> {
+pub(crate) fn text<'k, 'py>(
+    s: Borrowed<'k, 'py, PyString>,
+    keep: &'k Keep<'py>,
+) -> PyResult<&'k str> {
     if let Some(f) = AS_UTF8.get().copied().flatten() {
         let mut n: ffi::Py_ssize_t = 0;
         // SAFETY: the interpreter's `PyUnicode_AsUTF8AndSize` (checked at import), called with
@@ -355,15 +345,19 @@ pub(crate) fn utf8<'a, 'py>(s: Borrowed<'a, 'py, PyString>) -> PyResult<Utf8<'a,
         if p.is_null() || n < 0 {
             return Err(PyErr::fetch(s.py()));
         }
-        // SAFETY: the UTF-8 form is owned by the str, which outlives 'a (the borrow of `s`),
+        // SAFETY: the UTF-8 form is owned by the str, which outlives 'k (the borrow of `s`),
         // and never changes (str objects are immutable; the cache is made once); CPython
         // only makes valid UTF-8 (it refuses lone surrogates).
-        let text = unsafe {
+        return Ok(unsafe {
             std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n as usize))
-        };
-        return Ok(Utf8::Lent(text));
+        });
     }
-    Ok(Utf8::Copied(s.to_owned().encode_utf8()?))
+    keep.set(s.to_owned().encode_utf8()?)
+        .map_err(|_| PySystemError::new_err("argument text kept twice"))?;
+    let b = keep.get().map(|b| b.as_bytes()).unwrap_or_default();
+    // SAFETY: the bytes came from `str.encode("utf-8")` (strict), and bytes objects never
+    // change; `keep` holds the object for 'k.
+    Ok(unsafe { std::str::from_utf8_unchecked(b) })
 }
 
 /// The bytes of a `bytes` object, for as long as it is borrowed.

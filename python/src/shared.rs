@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::convert;
-use crate::engine::{name_of, record_error, Fields, Scalar};
+use crate::engine::{name_of, record_error, Fields, Keep, Scalar};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
@@ -87,7 +87,8 @@ impl fastcall::Method for SharedCheckCall {
         args: &fastcall::Args<'_, 'py>,
     ) -> PyResult<Py<PyAny>> {
         let engine = slf.cast::<SharedEngine>()?;
-        let m = Scalar::read("check", args)?;
+        let keep = Keep::default();
+        let m = Scalar::read("check", args, &keep)?;
         let (now, msg, given) = (m.now, m.message(), m.tenant_text());
         let (d, name) = engine
             .get()
