@@ -16,7 +16,8 @@ within one run, not across runs):
   in a loop inside Rust (``Engine._core_check_ns``), and the difference (the overhead);
 - batch ``check_batch`` and ``replay`` per message, for each input form (lists, numpy arrays,
   pyarrow arrays when pyarrow is installed), beside the core's part of the same batch timed
-  inside Rust (``Engine._core_batch_ns``: ``check_batch_at`` over the converted messages, or
+  inside Rust (``Engine._core_batch_ns``: ``check_batch_at`` over the converted messages in
+  groups of 256, as ``check_batch`` calls it, or
   the ``evaluate`` loop), and the difference per message; then the cost of taking the
   results out (``Replay.array`` and the list-returning columns).
 """

@@ -25,7 +25,7 @@ use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
 use crate::types::{
-    event_list, Decision, EventData, ReloadReport, Replay, RestoreReport, Restriction,
+    event_list, Decision, Decisions, EventData, ReloadReport, Replay, RestoreReport, Restriction,
     SuspiciousConnector, TenantName, TenantStatus,
 };
 
@@ -596,35 +596,25 @@ impl Engine {
     /// `check` of every message, through the core's batch call (order does not matter:
     /// nothing is counted).
     fn check_all(&self, now: &[u64], reader: &columns::Reader<'_>) -> PyResult<Replay> {
-        // A group's messages are built, then decided by the core into a small buffer while
-        // still in cache; the decisions are appended to the full-size result (written once)
-        // and their tenants noted (no second pass over the result).
+        // A group's messages are built, then decided by the core into a small buffer, whose
+        // decisions are made compact (`Decisions`) while still in cache; the result is
+        // written once, half the size of the core's decisions.
         const GROUP: usize = 256;
         let n = now.len();
-        let mut out = Vec::with_capacity(n);
+        let mut out = Decisions::with_capacity(n);
         let mut group = [NO_DECISION; GROUP];
         let mut msgs = Vec::with_capacity(GROUP.min(n));
-        let mut seen: Vec<bool> = Vec::new();
         let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         for start in (0..n).step_by(GROUP) {
             let end = (start + GROUP).min(n);
             reader.messages(start..end, &mut msgs)?;
             let done = &mut group[..end - start];
             g.check_batch_at(&now[start..end], &msgs, done);
-            for t in done.iter().filter_map(|d| d.tenant) {
-                let t = t.0 as usize;
-                if t >= seen.len() {
-                    seen.resize(t + 1, false);
-                }
-                seen[t] = true;
-            }
-            out.extend_from_slice(done);
+            out.extend(done);
         }
-        let names = seen
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s)
-            .map(|(t, _)| (t as u32, g.tenant_name(TenantId(t as u32)).to_owned()))
+        let names = out
+            .tenants()
+            .map(|t| (t, g.tenant_name(TenantId(t)).to_owned()))
             .collect();
         Ok(Replay {
             decisions: out,
@@ -669,8 +659,10 @@ impl Engine {
                 (i, EventData { ev, tenant })
             })
             .collect();
+        let mut decisions = Decisions::with_capacity(n);
+        decisions.extend(&out);
         Replay {
-            decisions: out,
+            decisions,
             names,
             events,
         }
@@ -1130,11 +1122,14 @@ impl Engine {
                     std::hint::black_box(self.evaluate_all(&cols.now, &msgs, &prep.verdicts));
                 }) / n
             } else {
-                let mut out = vec![NO_DECISION; msgs.len()];
+                // In groups of 256 into one group's buffer, as `check_all` calls it.
+                let mut out = [NO_DECISION; 256];
                 let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
                 best_ns(repeat, 1, || {
-                    g.check_batch_at(&cols.now, std::hint::black_box(&msgs), &mut out);
-                    std::hint::black_box(&out);
+                    for (t, m) in cols.now.chunks(256).zip(msgs.chunks(256)) {
+                        g.check_batch_at(t, std::hint::black_box(m), &mut out[..m.len()]);
+                        std::hint::black_box(&out);
+                    }
                 }) / n
             })
         });

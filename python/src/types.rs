@@ -827,10 +827,227 @@ impl RestoreReport {
 
 // ---------------------------------------------------------------------------------------------
 
+/// One decision of a batch in 32 bytes (the core's is twice that): the tenant's fixed limits
+/// (`Counters` fields other than the three counts) are kept once per tenant in `Decisions`.
+#[derive(Clone, Copy)]
+struct Compact {
+    /// Tenant index + 1; 0: no tenant.
+    tenant: u32,
+    total: u32,
+    suspicious: u32,
+    unregistered: u32,
+    /// 0: none; `u64::MAX`: until release; else the end time.
+    block_end: u64,
+    /// `repr(u8)` values (0: `None`).
+    reason: u8,
+    monitored: u8,
+    attribution: u8,
+    sender_class: u8,
+}
+
+/// The fixed part of a tenant's `Counters`.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Limits {
+    min_messages: u32,
+    min_suspicious: u32,
+    max_ratio_ppm: u32,
+    warn_ratio_ppm: u32,
+    limit: u32,
+}
+
+const ATTRIBUTIONS: [outguard::Attribution; 4] = [
+    outguard::Attribution::Explicit,
+    outguard::Attribution::AuthUser,
+    outguard::Attribution::Certificate,
+    outguard::Attribution::IpConnector,
+];
+const CLASSES: [SenderClass; 4] = [
+    SenderClass::Registered,
+    SenderClass::Exempt,
+    SenderClass::Unregistered,
+    SenderClass::Null,
+];
+
+/// Fails to compile when the core adds a variant the tables above lack.
+#[allow(dead_code)]
+fn all_variants_listed(a: outguard::Attribution, c: SenderClass, r: Reason) {
+    use outguard::Attribution as A;
+    match a {
+        A::Explicit | A::AuthUser | A::Certificate | A::IpConnector => {}
+    }
+    match c {
+        SenderClass::Registered
+        | SenderClass::Exempt
+        | SenderClass::Unregistered
+        | SenderClass::Null => {}
+    }
+    match r {
+        Reason::InvalidSender
+        | Reason::Unattributed
+        | Reason::TenantThreshold
+        | Reason::TenantLapsed
+        | Reason::LowReputationIp
+        | Reason::UnregisteredDomain => {}
+    }
+}
+
+fn reason_of(k: u8) -> Option<Reason> {
+    Reason::ALL.into_iter().find(|r| *r as u8 == k)
+}
+
+/// A batch's decisions, compact (`Compact`), each rebuilt exactly on demand (`get`).
+#[derive(Default)]
+pub struct Decisions {
+    compact: Vec<Compact>,
+    /// The limits of each tenant index seen (from its first decision).
+    limits: Vec<Option<Limits>>,
+    /// The decisions the compact form cannot hold (by index): limits other than the tenant's
+    /// first decision's, counters without a tenant, a block ending at time 0 or 2**64 - 1.
+    exact: HashMap<usize, outguard::Decision>,
+}
+
+impl Decisions {
+    pub fn with_capacity(n: usize) -> Decisions {
+        Decisions {
+            compact: Vec::with_capacity(n),
+            ..Decisions::default()
+        }
+    }
+
+    /// Appends decisions (converted while they are still in cache).
+    pub fn extend(&mut self, ds: &[outguard::Decision]) {
+        self.compact.reserve(ds.len());
+        for d in ds {
+            self.push(d);
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, d: &outguard::Decision) {
+        let c = &d.counters;
+        let lim = Limits {
+            min_messages: c.min_messages,
+            min_suspicious: c.min_suspicious,
+            max_ratio_ppm: c.max_ratio_ppm,
+            warn_ratio_ppm: c.warn_ratio_ppm,
+            limit: c.limit,
+        };
+        let (block_end, mut odd) = match d.block_ends {
+            None => (0, false),
+            Some(BlockEnd::OnRelease) => (u64::MAX, false),
+            Some(BlockEnd::At(t)) => (t, t == 0 || t == u64::MAX),
+        };
+        let tenant = match d.tenant {
+            None => {
+                odd |= *c != outguard::Counters::default();
+                0
+            }
+            Some(t) => {
+                let k = t.0 as usize;
+                if k >= self.limits.len() {
+                    self.limits.resize(k + 1, None);
+                }
+                match self.limits[k] {
+                    None => self.limits[k] = Some(lim),
+                    Some(l) => odd |= l != lim,
+                }
+                odd |= t.0 == u32::MAX;
+                t.0.wrapping_add(1)
+            }
+        };
+        if odd {
+            self.exact.insert(self.compact.len(), *d);
+        }
+        self.compact.push(Compact {
+            tenant,
+            total: c.total,
+            suspicious: c.suspicious,
+            unregistered: c.unregistered,
+            block_end,
+            reason: d.reason.map_or(0, |r| r as u8),
+            monitored: d.monitored.map_or(0, |r| r as u8),
+            attribution: d.attribution.map_or(0, |a| a as u8),
+            sender_class: d.sender_class.map_or(0, |c| c as u8),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.compact.len()
+    }
+
+    /// Decision `i`, exactly as the core gave it.
+    pub fn get(&self, i: usize) -> outguard::Decision {
+        if !self.exact.is_empty() {
+            if let Some(d) = self.exact.get(&i) {
+                return *d;
+            }
+        }
+        let c = self.compact[i];
+        let (tenant, lim) = match c.tenant {
+            0 => (None, Limits::default()),
+            t => (
+                Some(outguard::TenantId(t - 1)),
+                self.limits
+                    .get((t - 1) as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or_default(),
+            ),
+        };
+        outguard::Decision {
+            reason: reason_of(c.reason),
+            monitored: reason_of(c.monitored),
+            tenant,
+            attribution: ATTRIBUTIONS.into_iter().find(|a| *a as u8 == c.attribution),
+            sender_class: CLASSES.into_iter().find(|s| *s as u8 == c.sender_class),
+            counters: outguard::Counters {
+                total: c.total,
+                suspicious: c.suspicious,
+                unregistered: c.unregistered,
+                min_messages: lim.min_messages,
+                min_suspicious: lim.min_suspicious,
+                max_ratio_ppm: lim.max_ratio_ppm,
+                warn_ratio_ppm: lim.warn_ratio_ppm,
+                limit: lim.limit,
+            },
+            block_ends: match c.block_end {
+                0 => None,
+                u64::MAX => Some(BlockEnd::OnRelease),
+                t => Some(BlockEnd::At(t)),
+            },
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = outguard::Decision> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Whether message `i` was accepted (without rebuilding its decision).
+    pub fn accepted(&self, i: usize) -> bool {
+        self.compact[i].reason == 0
+    }
+
+    /// The tenant indices that occur (in increasing order).
+    pub fn tenants(&self) -> impl Iterator<Item = u32> + '_ {
+        let odd = self.exact.values().filter_map(|d| d.tenant).map(|t| t.0);
+        let mut v: Vec<u32> = self
+            .limits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_some())
+            .map(|(t, _)| t as u32)
+            .chain(odd)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter()
+    }
+}
+
 /// The columns of a batch: one entry per message, in the order given.
 #[pyclass(frozen, module = "outguard")]
 pub struct Replay {
-    pub decisions: Vec<outguard::Decision>,
+    pub decisions: Decisions,
     pub names: HashMap<u32, String>,
     /// Events with the index of the message whose recording caused them.
     pub events: Vec<(usize, EventData)>,
@@ -864,7 +1081,7 @@ impl Replay {
         let items = self
             .decisions
             .iter()
-            .map(|d| match f(d) {
+            .map(|d| match f(&d) {
                 None => none.clone(),
                 Some(s) => cache
                     .entry(s)
@@ -881,12 +1098,15 @@ impl Replay {
         py: Python<'py>,
         f: impl Fn(&outguard::Decision) -> u32,
     ) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.decisions.iter().map(f))
+        PyList::new(py, self.decisions.iter().map(|d| f(&d)))
     }
 
     fn column<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyList>> {
         match name {
-            "accepted" => PyList::new(py, self.decisions.iter().map(|d| d.accepted())),
+            "accepted" => PyList::new(
+                py,
+                (0..self.decisions.len()).map(|i| self.decisions.accepted(i)),
+            ),
             "code" => self.strings(py, |d| d.code()),
             "reason" => self.strings(py, |d| d.reason.map(Reason::name)),
             "rule" => self.strings(py, |d| rule_name(d.rule())),
@@ -994,7 +1214,7 @@ impl Replay {
         Some(
             self.decisions
                 .iter()
-                .map(|d| match f(d) {
+                .map(|d| match f(&d) {
                     None => 0,
                     Some(s) => match last {
                         Some((l, k)) if std::ptr::eq(l, s) => k,
@@ -1122,7 +1342,7 @@ impl Replay {
     fn array<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let ds = &self.decisions;
         let u32s = |f: fn(&outguard::Decision) -> u32| -> Vec<u8> {
-            ds.iter().flat_map(|d| f(d).to_ne_bytes()).collect()
+            ds.iter().flat_map(|d| f(&d).to_ne_bytes()).collect()
         };
         match name {
             "accepted" => {
@@ -1234,7 +1454,7 @@ impl Replay {
                 "message index {i} out of range ({n} messages)"
             )));
         }
-        let d = self.decisions[j as usize];
+        let d = self.decisions.get(j as usize);
         Ok(Decision {
             d,
             tenant: d

@@ -216,6 +216,30 @@ def test_bad_columns_raise(primed: outguard.Engine) -> None:
     assert e.check_batch([NOW, NOW], ["a@contoso.com"] * 2, tenant=dict_col).tenant == ["contoso", "contoso"]
 
 
+def test_batch_decisions_rebuild_exactly(primed: outguard.Engine) -> None:
+    """Replay keeps compact decisions: every one rebuilds the full decision `check` gives,
+    across group boundaries (256) and with blocked tenants, counters and limits."""
+    order = [(7 * k + k // 13) % N for k in range(700)]
+    cols = {"now": [TIMES[i] + k for k, i in enumerate(order)]}
+    r = primed.check_batch(
+        cols["now"], [SENDERS[i] for i in order], tenant=[TENANTS[i] for i in order],
+        client_ip=[IPS[i] for i in order], auth_user=[AUTH[i] for i in order],
+        forwarded=[FWD[i] for i in order], spf_pass=[SPF[i] for i in order], recipients=[RCPT[i] for i in order],
+    )
+    assert len(r) == len(order)
+    seen_block = False
+    for k, i in enumerate(order):
+        want = primed.check(cols["now"][k], SENDERS[i], tenant=TENANTS[i], client_ip=IPS[i], auth_user=AUTH[i],
+                            forwarded=FWD[i], spf_pass=SPF[i], recipients=RCPT[i])
+        got = r.decision(k)
+        assert got.to_dict() == want.to_dict(), k
+        assert repr(got) == repr(want), k
+        assert got.counters == want.counters, k
+        seen_block |= want.block_ends is not None
+    assert seen_block
+    assert r.to_dict()["limit"] == [r.decision(k).counters.limit for k in range(len(order))]
+
+
 CALL_CHECKS = """
 import outguard
 from conftest import NOW, SCENARIO
@@ -246,6 +270,9 @@ except ValueError as err:
     assert "recipients" in str(err)
 else:
     raise AssertionError("recipients")
+r = e.check_batch([NOW, NOW + 1], ["a@contoso.com", "x@evil.example"], tenant=["contoso", None])
+for k, (t, mf, ten) in enumerate([(NOW, "a@contoso.com", "contoso"), (NOW + 1, "x@evil.example", None)]):
+    assert r.decision(k).to_dict() == e.check(t, mf, tenant=ten).to_dict(), k
 print("ok")
 """
 
