@@ -108,6 +108,22 @@ fn wait(pid: libc::pid_t) -> i32 {
     }
 }
 
+/// Children killed (SIGKILL) and reaped when dropped, also when a test fails.
+struct Children(Vec<libc::pid_t>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for &pid in self.0.iter().filter(|&&p| p > 0) {
+            // SAFETY: plain system calls on our own children (never reaped before: a reaped
+            // child's entry is replaced at once by its successor's pid).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
 /// A page of `u64` counters shared with forked children (`MAP_SHARED | MAP_ANONYMOUS`): the
 /// children's "counter files".
 struct SharedCounters {
@@ -259,88 +275,142 @@ impl Lcg {
     }
 }
 
-/// Children are killed with SIGKILL at random instants while recording. A count is committed
-/// when `record` returns; each child bumps its counter right after that. So after a kill the
-/// state holds every reported count, plus possibly the one whose `record` committed but whose
-/// report had not been written yet: reported <= counted <= reported + kills. All three windowed
-/// counters of a record must agree exactly (a half-applied record would split them).
+/// Writers are killed with SIGKILL at random instants, many times, and each kill is checked
+/// on its own. Each writer records in a tight loop for its own tenant (each tenant in its own
+/// stripe, all stripes busy at once) and bumps a counter in shared memory after every `record`
+/// that returned; the parent kills it once that counter has moved on by a random amount, so
+/// kills land all over the loop, inside the journaled part of a write about as often as that
+/// part takes of the loop's time. Right after the kill, before anything touches the stripe, the
+/// parent reads the stripe's journal flag from the file:
+/// - marked: the killed write had not committed, so the tenant must count exactly what its
+///   writers reported (the write is rolled back, whole, by the next holder of the lock);
+/// - not marked: the count is what was reported, or one more (committed, not yet reported).
+///
+/// The three counters a record increments must always agree (never half a record). A build
+/// without the rollback fails the first check on the first kill that lands after the engine
+/// call and before the commit.
 #[test]
-fn killed_writers_lose_nothing_committed() {
-    const ROUNDS: usize = 20;
+fn killed_writers_lose_nothing_committed_and_keep_nothing_uncommitted() {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::Ordering::SeqCst;
+    const WRITERS: usize = 6;
+    const KILLS: usize = 120;
     let dir = TempDir::new("crash");
-    let (image, state) = setup(&dir, u32::MAX);
-    let slots = SharedCounters::new(2 * ROUNDS + 1);
+    let image = dir.path("policy.img");
+    let state = dir.path("state");
+    let extra = ["t2", "t3", "t4", "t5"];
+    shared::compile(&engine(u32::MAX, &extra), &image).unwrap();
+    shared::create_state(&image, &state).unwrap();
+    let tenants = ["contoso", "fabrikam", "t2", "t3", "t4", "t5"];
+    // Tenant k is in stripe k (8 tenants of capacity, 8 stripes).
+    let journal_flag: Vec<u64> = (0..WRITERS)
+        .map(|k| stripe_block(&state, k) as u64 + 64)
+        .collect();
+    let file = std::fs::File::open(&state).unwrap();
+    let marked = |k: usize| {
+        let mut b = [0u8; 8];
+        file.read_exact_at(&mut b, journal_flag[k]).unwrap();
+        let (flag, tenant) = (
+            u32::from_ne_bytes(b[..4].try_into().unwrap()),
+            u32::from_ne_bytes(b[4..].try_into().unwrap()),
+        );
+        assert!(
+            flag == 0 || (flag == 1 && tenant == k as u32),
+            "{flag} {tenant}"
+        );
+        flag == 1
+    };
+    let done = SharedCounters::new(WRITERS);
+    let spawn = |k: usize| {
+        let (image, state) = (image.clone(), state.clone());
+        let slot = done.get(k) as *const std::sync::atomic::AtomicU64 as usize;
+        let tenant = tenants[k];
+        fork(move || {
+            // SAFETY: the shared counter page outlives the child (the parent keeps it).
+            let done = unsafe { &*(slot as *const std::sync::atomic::AtomicU64) };
+            let Ok(mut e) = SharedEngine::open(&image, &state) else {
+                return 3;
+            };
+            let m = msg(tenant, "someone@unregistered.example");
+            loop {
+                if e.record(T0, &m, Verdict::Spam).is_err() {
+                    return 2;
+                }
+                done.fetch_add(1, SeqCst);
+            }
+        })
+    };
+    let mut parent = SharedEngine::open(&image, &state).unwrap();
     let mut rng = Lcg(0x5eed ^ std::process::id() as u64);
-    let mut killed = 0u64;
-    for round in 0..ROUNDS {
-        // Two writers at once: one is killed at a random instant, then the other.
-        let pids: Vec<_> = (0..2)
-            .map(|k| {
-                let (image, state) = (image.clone(), state.clone());
-                let slot = slots.get(2 * round + k) as *const std::sync::atomic::AtomicU64 as usize;
-                fork(move || {
-                    // SAFETY: the shared counter page outlives the child (the parent keeps it).
-                    let done = unsafe { &*(slot as *const std::sync::atomic::AtomicU64) };
-                    let mut e = match SharedEngine::open(&image, &state) {
-                        Ok(e) => e,
-                        Err(_) => return 3,
-                    };
-                    let m = msg("contoso", "someone@unregistered.example");
-                    loop {
-                        if e.record(T0, &m, Verdict::Bulk).is_err() {
-                            return 2;
-                        }
-                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
-        for pid in pids {
-            std::thread::sleep(Duration::from_micros(2_000 + rng.next(25_000)));
-            // SAFETY: plain system call on our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let code = wait(pid);
-            assert_eq!(code, -libc::SIGKILL, "child ended by itself with {code}");
-            killed += 1;
+    let mut base = [0u64; WRITERS];
+    let mut pids = Children((0..WRITERS).map(spawn).collect());
+    let (mut inside, mut unreported) = (0, 0);
+    let started = Instant::now();
+    for i in 0..KILLS + WRITERS {
+        // The last WRITERS rounds end every writer.
+        let k = if i < KILLS {
+            rng.next(WRITERS as u64) as usize
+        } else {
+            i - KILLS
+        };
+        let from = done.get(k).load(SeqCst);
+        let target = from + 1 + rng.next(100);
+        let waited = Instant::now();
+        while done.get(k).load(SeqCst) < target {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "writer {k} stalled"
+            );
+            std::thread::yield_now();
         }
-        // The file stays valid after every round.
-        if let Err(e) = shared::verify_state(&image, &state) {
-            panic!("state damaged after round {round}: {e}");
+        // SAFETY: plain system call on our own child.
+        unsafe { libc::kill(pids.0[k], libc::SIGKILL) };
+        let code = wait(pids.0[k]);
+        assert_eq!(
+            code,
+            -libc::SIGKILL,
+            "writer {k} ended by itself with {code}"
+        );
+        let was_marked = marked(k);
+        let reported = base[k] + done.get(k).swap(0, SeqCst);
+        // Take the stripe's lock (reading is lock-free while the tenant's sequence number did
+        // not move, which a write killed before it made it odd leaves as it was).
+        parent.audit(tenants[k]).unwrap();
+        let (total, suspicious, unregistered) = counters(&mut parent, tenants[k]);
+        assert_eq!(total, suspicious, "kill {i}: half a record");
+        assert_eq!(total, unregistered, "kill {i}: half a record");
+        let counted = total as u64;
+        if was_marked {
+            inside += 1;
+            assert_eq!(
+                counted, reported,
+                "kill {i}: a write killed before its commit was kept"
+            );
+        } else {
+            assert!(
+                counted == reported || counted == reported + 1,
+                "kill {i}: reported {reported}, counted {counted}"
+            );
+            unreported += counted - reported;
         }
+        assert!(!marked(k), "kill {i}: not rolled back");
+        base[k] = counted;
+        pids.0[k] = if i < KILLS { spawn(k) } else { 0 };
     }
-    // One more writer that finishes normally.
-    let last = 2 * ROUNDS;
-    let (i2, s2) = (image.clone(), state.clone());
-    let slot = slots.get(last) as *const std::sync::atomic::AtomicU64 as usize;
-    let pid = fork(move || {
-        // SAFETY: as above.
-        let done = unsafe { &*(slot as *const std::sync::atomic::AtomicU64) };
-        let mut e = SharedEngine::open(&i2, &s2).unwrap();
-        let m = msg("contoso", "someone@unregistered.example");
-        for _ in 0..1000 {
-            e.record(T0, &m, Verdict::Bulk).unwrap();
-            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        0
-    });
-    assert_eq!(wait(pid), 0);
-
-    let reported: u64 = (0..=last)
-        .map(|i| slots.get(i).load(std::sync::atomic::Ordering::SeqCst))
-        .sum();
-    let mut e = SharedEngine::open(&image, &state).unwrap();
-    let (total, suspicious, unregistered) = counters(&mut e, "contoso");
-    assert_eq!(total, suspicious, "a record was half applied");
-    assert_eq!(total, unregistered, "a record was half applied");
-    let counted = total as u64;
-    assert!(
-        reported <= counted && counted <= reported + killed,
-        "reported {reported}, counted {counted}, killed {killed}"
-    );
+    pids.0.clear();
+    let info = parent.info();
     eprintln!(
-        "{killed} kills: {reported} records reported, {counted} counted, {} rolled back",
-        e.info().recoveries
+        "{} kills in {:?}: {inside} inside the journaled part (rolled back: {}), {unreported} \
+         committed but not reported",
+        KILLS + WRITERS,
+        started.elapsed(),
+        info.recoveries
     );
+    assert_eq!(info.recoveries, inside);
+    for (k, t) in tenants.iter().enumerate() {
+        let n = base[k] as u32;
+        assert_eq!(counters(&mut parent, t), (n, n, n));
+    }
     shared::verify_state(&image, &state).unwrap();
 }
 
