@@ -18,9 +18,10 @@
 //! tenants, counters, audit, sequence numbers, stripe blocks, journal records, journal cells,
 //! journal audit slots · creation time (u64) · lock kind and lock size (u32 each: which mutex
 //! implementation the stripe blocks hold) · image path length (u32) and bytes · header checksum
-//! at byte 2040 (over bytes 0..2040). From byte 2048 the mutable words: superseded flag, a
-//! reserved word, the lock epoch (the boot the stripe locks were initialized in), and the
-//! superseding file's path.
+//! at byte 2040 (over bytes 0..2040). From byte 2048 the mutable words: superseded flag (0,
+//! 1, or 2 while a migration is pending), a reserved word, the lock epoch (the boot the stripe
+//! locks were last initialized in; 0 while an initialization is unfinished), the device and
+//! inode of a pending migration's new file, and the superseding file's path.
 //!
 //! A stripe block (128 bytes, one per stripe; tenant `t` is in stripe `t % stripes`) holds the
 //! stripe's lock, its journal state and tenant, and its write and recovery counts. Version 2

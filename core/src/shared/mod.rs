@@ -50,19 +50,24 @@
 //! every tenant ([`SharedEngine::restricted`], [`verify_state`], [`migrate`]) take all stripe
 //! locks, in stripe order (the only order in which a process holds more than one).
 //!
-//! A mutex held when the machine went down (or the file was copied while in use) stays "held"
-//! in the file by a process that no longer exists. The state header therefore records the boot
-//! (a hash of the kernel's boot id) in which the locks were initialized: the first process of
-//! a boot to open the file rolls back every unfinished write and initializes all locks, under
-//! the file's exclusive `flock`; every other process of that boot finds the boot current. Where
-//! the boot id cannot be read (no `/proc`), the locks are used as they are and never
-//! reinitialized (two processes of one boot must never disagree), so a lock left held at a
-//! power cut then makes its stripe's calls fail after the wait below. A wait for a
-//! stripe lock gives up with an error after 10 seconds (writers hold one for microseconds). All
-//! processes using a state file must run on one kernel (containers of one host are fine).
-//! Where robust mutexes are not available (other Unix systems), every stripe's lock is the
-//! state file's `flock`: the same journals and recovery, without parallel writers. The header
-//! records which kind of lock the file holds, and a file is refused by builds of another kind.
+//! A mutex held by a process that is gone without the kernel marking it "owner died" (the
+//! machine went down, the file was copied while in use, a process lost its robust-mutex list)
+//! stays "held" in the file. It may be reinitialized only while no process can hold or wait
+//! for it, so every open engine holds the state file's `flock` *shared* for as long as it is
+//! open (taken once at open). An opener that can take it *exclusively* without waiting has
+//! proved that no other process has the file open: it rolls back every unfinished write,
+//! publishes every committed one and initializes all stripe locks (recording the boot id in
+//! the header, informational), then keeps the lock shared like everyone else. An opener that
+//! cannot uses the locks as they are. So a stale lock heals as soon as every process using the
+//! file has closed it (after a reboot, always), with or without `/proc`, and a lock that a
+//! live process holds is never reset under it. Until then, a wait for a stripe lock gives up
+//! with an error after 10 seconds (writers hold one for microseconds); [`repair_state`] does
+//! the same repair offline and reports what it found, refusing ([`SharedError::InUse`]) while
+//! any process has the file open. All processes using a state file must run on one kernel
+//! (containers of one host are fine). Where robust mutexes are not available (other Unix
+//! systems), every stripe's lock is the state file's `flock`: the same journals and recovery,
+//! without parallel writers (and nothing that outlives a process). The header records which
+//! kind of lock the file holds, and a file is refused by builds of another kind.
 //!
 //! `check` and `status` take no lock: every tenant has a sequence number in the state file
 //! (a seqlock), odd while a writer changes that tenant. A process keeps a private copy of the
@@ -72,17 +77,24 @@
 //! changed. A reader that keeps meeting an odd number falls back to the tenant's stripe lock (a
 //! writer that died is repaired then).
 //!
-//! `flock` locks belong to the open file description, which a forked child shares with its
-//! parent: a [`SharedEngine`] remembers the process id it locked from and reopens its lock
-//! descriptor (a new open file description for the same file) after a fork. Within one process,
-//! a `SharedEngine` is used by one thread at a time (`&mut self`); wrap it in a mutex to share it.
+//! An engine inherited across `fork` works in the child: the stripe mutexes are taken by the
+//! child's own thread id, and the child shares its parent's open file description, so the
+//! shared `flock` keeps the file marked open for as long as either has it. (Where stripe locks
+//! are the `flock`, a [`SharedEngine`] reopens its descriptor after a fork, since a child
+//! locking the shared description would "hold" its parent's lock.) Within one process, a
+//! `SharedEngine` is used by one thread at a time (`&mut self`); wrap it in a mutex to share it.
 //!
 //! # Reload
 //! [`migrate`] opens the old image and state, builds a new state file from the new image, adopts
 //! the old state by tenant id, writes the new file next to its final path and renames it into
 //! place, and then marks the old state file *superseded* in its header (with the new path), all
-//! under the old file's exclusive `flock` and all of its stripe locks. Every process notices on
-//! its next call and reopens the new state (and the image it names) by itself.
+//! under every stripe lock of the old file. Before the rename it marks the old file *pending*
+//! (with the new path and the new file's inode): should it die between the rename and the
+//! mark, the next process to take a stripe lock of the old file settles it (the new file is in
+//! place: superseded; it is not: the old file stays current), so no count goes to a file that
+//! nobody opens again. Every process notices on its next call and reopens the new state (and
+//! the image it names) by itself. A migration holds the stripe locks while it writes the new
+//! file: writers wait meanwhile, and give up after 10 seconds.
 //!
 //! # Platform
 //! Unix only (`mmap`, `flock`, `msync`; robust process-shared mutexes on Linux); the

@@ -226,11 +226,13 @@ pub(super) fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 // ----- file locks ---------------------------------------------------------------------------
 
-/// The state file's `flock` (taken by [`super::migrate`], by the first opener after a boot that
-/// initializes the stripe locks, and, where robust mutexes are not available, as every stripe's
-/// lock), reopened after a `fork`: flock locks belong to the open file
-/// description, which a child shares with its parent, so a child locking the inherited
-/// descriptor would "hold" the parent's lock too.
+/// The state file's `flock`. Where stripe locks are mutexes, every engine holds it shared for
+/// as long as it is open, and an opener (or `repair_state`) that can take it exclusively
+/// without waiting knows that nobody else has the file open (see `SharedEngine::prepare_locks`).
+/// Where they are not, it is every stripe's lock, taken exclusively by `lock`, which reopens
+/// the descriptor after a `fork`: flock locks belong to the open file description, which a
+/// child shares with its parent, so a child locking the inherited descriptor would "hold" its
+/// parent's lock too.
 pub(super) struct StateLock {
     file: File,
     pid: u32,
@@ -966,9 +968,10 @@ impl MappedStorage {
         let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
         let map = Arc::clone(&self.state);
         // SAFETY: `off` is stripe `s`'s block, inside the mapping and 8-aligned (checked in
-        // `new`), which holds a mutex initialized by `init_locks` (the engine initializes the
-        // locks once per boot before any process of that boot uses them, see `LOCK_EPOCH`);
-        // the guard keeps the mapping alive while it holds the mutex.
+        // `new`), which holds a mutex initialized by `init_locks` (an engine locks stripes
+        // only after `prepare_locks`: the locks were initialized, by an opener that was alone
+        // with the file, before anyone used them); the guard keeps the mapping alive while it
+        // holds the mutex.
         let died = unsafe { mutex::lock(map.base().add(off).cast()) }
             .map_err(|e| SharedError::io(&file.path, "lock", e))?;
         Ok(StripeGuard {
@@ -1020,8 +1023,9 @@ impl MappedStorage {
         Ok(false)
     }
 
-    /// Initializes every stripe's lock (unlocked). Only while no process uses them: the first
-    /// opener of a boot, under the file's exclusive `flock` (see `LOCK_EPOCH`).
+    /// Initializes every stripe's lock (unlocked). Only while no process can use them: under
+    /// the file's exclusive `flock`, which no other engine holds shared (see
+    /// `SharedEngine::prepare_locks`).
     pub(super) fn init_locks(&self) -> io::Result<()> {
         #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
         for s in 0..self.stripes() {
