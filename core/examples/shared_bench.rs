@@ -191,6 +191,22 @@ mod bench {
             median(firsts)
         );
 
+        // Opening while another engine has the file open (the opens above were alone with it,
+        // so each reset the stripe locks and rolled back what a dead writer left).
+        let holder = SharedEngine::open(&image, &state).expect("open");
+        let mut shared_opens = Vec::new();
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            black_box(SharedEngine::open(&image, &state).expect("open"));
+            shared_opens.push(t0.elapsed());
+        }
+        drop(holder);
+        println!(
+            "open while another engine has the file open: median {:?} (alone, resetting the locks: median {:?})",
+            median(shared_opens),
+            median(opens.clone()),
+        );
+
         // Decisions: same queries, in-memory engine against the mapped one (warmed up).
         let mut e = SharedEngine::open(&image, &state).expect("open");
         for m in &q {
