@@ -154,7 +154,7 @@ fn idna_field<'k, 'py>(
 pub(crate) struct Scalar<'k, 'py> {
     pub now: u64,
     pub msg: Message<'k>,
-    /// The `tenant` argument (when a non-empty `str`).
+    /// The `tenant` argument (when a non-empty, exact `str`).
     tenant: Option<Borrowed<'k, 'py, PyString>>,
     /// `verdict` (methods that take it; `"clean"` when not given).
     pub verdict: Verdict,
@@ -262,7 +262,10 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 dkim_pass: flag(8)?,
                 recipients,
             },
-            tenant: tenant.map(|(s, _)| s),
+            // Kept for the Decision only when exactly a `str` (a subclass is not handed back).
+            tenant: tenant
+                .map(|(s, _)| s)
+                .filter(|s| s.is_exact_instance_of::<PyString>()),
             verdict,
         })
     }
@@ -273,10 +276,11 @@ impl<'k, 'py> Scalar<'k, 'py> {
         self.msg
     }
 
-    /// The `tenant` argument's text (when given, not empty).
+    /// The `tenant` argument's text when the `Decision` may hold the argument itself (an
+    /// exact, non-empty `str`).
     #[inline]
     pub(crate) fn tenant_text(&self) -> Option<&'k str> {
-        self.msg.tenant
+        self.tenant.and(self.msg.tenant)
     }
 
     /// The `Decision`'s tenant for a `Name`.

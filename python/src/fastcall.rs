@@ -22,13 +22,11 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PySystemError, PyTypeError};
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
@@ -93,9 +91,12 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
         Some(k) => Some(k),
         None => {
             // A name made at run time (`**kwargs` from a dict built by hand): compare the text.
+            // A name that is not UTF-8 (lone surrogates) names no parameter either.
             let name = name.cast::<PyString>()?;
-            let text = name.to_cow()?;
-            NAMES.iter().position(|n| *n == text)
+            match name.to_cow() {
+                Ok(text) => NAMES.iter().position(|n| *n == text),
+                Err(_) => None,
+            }
         }
     };
     match k {
@@ -103,7 +104,7 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
         _ => Err(PyTypeError::new_err(format!(
             "{}() got an unexpected keyword argument '{}'",
             name_of::<M>(),
-            name.str().map(|s| s.to_string()).unwrap_or_default()
+            name.to_owned() // (`Display` is lossy: surrogates shown as U+FFFD)
         ))),
     }
 }
@@ -132,92 +133,102 @@ fn too_many<M: Method>(n: usize) -> PyErr {
     ))
 }
 
-/// Runs `f` as a method body: errors and panics become Python exceptions.
-///
-/// # Safety
-/// Called only by the interpreter, as a method, with the GIL held.
-unsafe fn body<M: Method>(f: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
-    let py = Python::assume_attached();
-    match catch_unwind(AssertUnwindSafe(|| f(py))) {
-        Ok(Ok(v)) => v.into_ptr(),
-        Ok(Err(e)) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| format!("panic in {}", name_of::<M>()));
-            PanicException::new_err(msg).restore(py);
-            ptr::null_mut()
-        }
-    }
+// The methods run inside PyO3's own trampolines (the ones its generated methods use): they
+// raise PyO3's attach count for the call, so a `Py<T>` dropped in the body (a `PyErr` caught
+// and discarded while converting an argument, say) is released at once instead of waiting
+// in PyO3's deferred pool for the next PyO3 call; they drain that pool on entry, and turn
+// errors and panics into Python exceptions. `Python::attach` would do the same at about
+// twice the cost (the thread is not attached in PyO3's count when the interpreter calls
+// here, so it goes through `PyGILState_Ensure`/`Release`). The trampolines are PyO3's
+// hidden (`impl_`) API, which the code its macros generate calls, so it stays compatible
+// within a PyO3 minor version (pinned in Cargo.toml).
+use pyo3::impl_::trampoline as pyo3_trampoline;
+use pyo3_trampoline::{
+    cfunction_with_keywords as varargs_trampoline,
+    fastcall_cfunction_with_keywords as fast_trampoline,
+};
+
+/// The PyO3 trampoline definitions of `M`'s two calling conventions.
+struct Def<M>(PhantomData<M>);
+
+impl<M: Method> pyo3_trampoline::MethodDef<fast_trampoline::Func> for Def<M> {
+    const METH: fast_trampoline::Func = call_fast::<M>;
+}
+
+impl<M: Method> pyo3_trampoline::MethodDef<varargs_trampoline::Func> for Def<M> {
+    const METH: varargs_trampoline::Func = call_varargs::<M>;
 }
 
 /// `METH_FASTCALL | METH_KEYWORDS`: positional arguments, then the keyword values, in one
 /// vector; the keyword names in a tuple.
-unsafe extern "C" fn call_fast<M: Method>(
+///
+/// # Safety
+/// Called by the interpreter (through PyO3's trampoline, attached) with the arguments of
+/// this calling convention.
+unsafe fn call_fast<M: Method>(
+    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    body::<M>(|py| {
-        let nargs = nargsf as usize & !ARGUMENTS_OFFSET;
-        if nargs > POSITIONAL {
-            return Err(too_many::<M>(nargs));
+) -> PyResult<*mut ffi::PyObject> {
+    let nargs = nargsf as usize & !ARGUMENTS_OFFSET;
+    if nargs > POSITIONAL {
+        return Err(too_many::<M>(nargs));
+    }
+    let mut slots: Args<'_, '_> = Default::default();
+    for (i, s) in slots.iter_mut().enumerate().take(nargs) {
+        // SAFETY: `args` holds `nargs` borrowed references, alive for the call.
+        *s = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
+    }
+    if !kwnames.is_null() {
+        // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
+        let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+        let names = names.cast::<PyTuple>()?;
+        for (j, name) in names.iter_borrowed().enumerate() {
+            // SAFETY: the keyword values follow the positional ones in `args`, one per name.
+            let v = unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) };
+            place::<M>(py, &mut slots, name, v)?;
         }
-        let mut slots: Args<'_, '_> = Default::default();
-        for (i, s) in slots.iter_mut().enumerate().take(nargs) {
-            // SAFETY: `args` holds `nargs` borrowed references, alive for the call.
-            *s = Some(Borrowed::from_ptr(py, *args.add(i)));
-        }
-        if !kwnames.is_null() {
-            // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
-            let names = Borrowed::from_ptr(py, kwnames);
-            let names = names.cast::<PyTuple>()?;
-            for (j, name) in names.iter_borrowed().enumerate() {
-                // SAFETY: the keyword values follow the positional ones in `args`.
-                let v = Borrowed::from_ptr(py, *args.add(nargs + j));
-                place::<M>(py, &mut slots, name, v)?;
-            }
-        }
-        // SAFETY: `slf` is the instance the method descriptor was called on.
-        M::call(py, Borrowed::from_ptr(py, slf), &slots)
-    })
+    }
+    // SAFETY: `slf` is the instance the method descriptor was called on.
+    let slf = unsafe { Borrowed::from_ptr(py, slf) };
+    M::call(py, slf, &slots).map(Py::into_ptr)
 }
 
 /// `METH_VARARGS | METH_KEYWORDS` (Python 3.9): an argument tuple and a keyword dict.
-unsafe extern "C" fn call_varargs<M: Method>(
+///
+/// # Safety
+/// Called by the interpreter (through PyO3's trampoline, attached) with the arguments of
+/// this calling convention.
+unsafe fn call_varargs<M: Method>(
+    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    body::<M>(|py| {
-        // SAFETY: `args` is the argument tuple, alive for the call.
-        let args = Borrowed::from_ptr(py, args);
-        let args = args.cast::<PyTuple>()?;
-        if args.len() > POSITIONAL {
-            return Err(too_many::<M>(args.len()));
-        }
-        let mut slots: Args<'_, '_> = Default::default();
-        for (i, s) in slots.iter_mut().enumerate().take(args.len()) {
-            *s = Some(args.get_borrowed_item(i)?);
-        }
-        // SAFETY: `kwargs` is NULL or the keyword dict, alive for the call.
-        let kw = (!kwargs.is_null()).then(|| Borrowed::from_ptr(py, kwargs));
-        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = match &kw {
-            Some(d) => d.cast::<PyDict>()?.iter().collect(),
-            None => Vec::new(),
-        };
-        for (name, v) in &items {
-            place::<M>(py, &mut slots, name.as_borrowed(), v.as_borrowed())?;
-        }
-        // SAFETY: `slf` is the instance the method descriptor was called on.
-        M::call(py, Borrowed::from_ptr(py, slf), &slots)
-    })
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: `args` is the argument tuple, alive for the call.
+    let args = unsafe { Borrowed::from_ptr(py, args) };
+    let args = args.cast::<PyTuple>()?;
+    if args.len() > POSITIONAL {
+        return Err(too_many::<M>(args.len()));
+    }
+    let mut slots: Args<'_, '_> = Default::default();
+    for (i, s) in slots.iter_mut().enumerate().take(args.len()) {
+        *s = Some(args.get_borrowed_item(i)?);
+    }
+    // SAFETY: `kwargs` is NULL or the keyword dict, alive for the call.
+    let kw = (!kwargs.is_null()).then(|| unsafe { Borrowed::from_ptr(py, kwargs) });
+    let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = match &kw {
+        Some(d) => d.cast::<PyDict>()?.iter().collect(),
+        None => Vec::new(),
+    };
+    for (name, v) in &items {
+        place::<M>(py, &mut slots, name.as_borrowed(), v.as_borrowed())?;
+    }
+    // SAFETY: `slf` is the instance the method descriptor was called on.
+    let slf = unsafe { Borrowed::from_ptr(py, slf) };
+    M::call(py, slf, &slots).map(Py::into_ptr)
 }
 
 /// `OUTGUARD_CHECK_CALL=varargs`: use what Python 3.9 gets (tests cover it this way).
@@ -247,11 +258,13 @@ pub fn install<M: Method>(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<()
         // SAFETY: the interpreter calls an `ml_meth` by the convention `ml_flags` names
         // (it casts it back, as C extensions do); the pointer's type here is only storage.
         ffi::PyMethodDefPointer {
-            PyCFunction: unsafe { std::mem::transmute::<Fast, ffi::PyCFunction>(call_fast::<M>) },
+            PyCFunction: unsafe {
+                std::mem::transmute::<Fast, ffi::PyCFunction>(fast_trampoline::<Def<M>>)
+            },
         }
     } else {
         ffi::PyMethodDefPointer {
-            PyCFunctionWithKeywords: call_varargs::<M>,
+            PyCFunctionWithKeywords: varargs_trampoline::<Def<M>>,
         }
     };
     // The definition must live as long as the type: made once per process, at import.
