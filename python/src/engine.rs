@@ -638,21 +638,38 @@ impl Engine {
             o.sort_by_key(|&i| now[i]);
             Some(o)
         };
-        let at = |k: usize| order.as_ref().map_or(k, |o| o[k]);
-        let mut out = vec![NO_DECISION; n];
+        let mut decisions = Decisions::with_capacity(n);
         let mut events: Vec<(usize, CoreEvent)> = Vec::new();
         let mut g = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         let e: &mut HeapEngine = &mut g;
-        for k in 0..n {
-            let i = at(k);
-            let (d, evs) = e.evaluate(now[i], &msgs[i], verdicts[i]);
-            out[i] = d;
-            events.extend(evs.into_iter().map(|ev| (i, ev)));
+        match &order {
+            // In time order already (the usual log): each decision made compact as it is
+            // made, while in cache.
+            None => {
+                for i in 0..n {
+                    let (d, evs) = e.evaluate(now[i], &msgs[i], verdicts[i]);
+                    decisions.push(&d);
+                    events.extend(evs.into_iter().map(|ev| (i, ev)));
+                }
+            }
+            // Decided in time order, answered in input order: the decisions are placed in a
+            // full-size vector first, then made compact.
+            Some(order) => {
+                let mut out = vec![NO_DECISION; n];
+                for &i in order {
+                    let (d, evs) = e.evaluate(now[i], &msgs[i], verdicts[i]);
+                    out[i] = d;
+                    events.extend(evs.into_iter().map(|ev| (i, ev)));
+                }
+                decisions.extend(&out);
+            }
         }
+        let tenants: Vec<TenantId> = decisions.tenants().map(TenantId).collect();
         let names = tenant_names(
             e,
-            out.iter()
-                .filter_map(|d| d.tenant)
+            tenants
+                .iter()
+                .copied()
                 .chain(events.iter().map(|(_, ev)| ev.tenant())),
         );
         drop(g);
@@ -663,8 +680,6 @@ impl Engine {
                 (i, EventData { ev, tenant })
             })
             .collect();
-        let mut decisions = Decisions::with_capacity(n);
-        decisions.extend(&out);
         Replay {
             decisions,
             names,
