@@ -8,18 +8,36 @@
 //! checked against the lengths the producer declared, and nothing raw leaves this file.
 //!
 //! Lifetimes: an imported Arrow array is owned by an [`ArrowChunk`], which calls the
-//! producer's `release` when dropped; slices into it borrow the chunk. Arrow arrays are
-//! immutable by the format's contract, so they are read in place (with the GIL released).
+//! producer's `release` when dropped; slices into it borrow the chunk. A struct whose
+//! `release` is already NULL (an export imported before: the capsule is "consumed") is
+//! refused before anything else in it is read or called.
+//!
+//! Trust: the declared counts, length and offset of an imported array are checked (exact
+//! buffer counts per format, no negative values, sizes computed with checked arithmetic and
+//! kept within `isize::MAX`) before any pointer becomes a slice; what the checks cannot see
+//! is the producer's promise that each buffer really is as large as the array declares.
+//!
+//! Arrow buffers are read in place, without a copy and with the GIL released, on the
+//! assumption that the producer treats them as immutable while exported (the C Data
+//! Interface says producers SHOULD; pyarrow, polars and pandas do). A producer mutating a
+//! buffer during a call breaks that assumption and with it Rust's aliasing rules, which no
+//! check here could repair (a per-value UTF-8 check would race the same way); text is
+//! checked to be UTF-8 (columns.rs) on the bytes as read. Values are read in the platform's
+//! byte order, as the C Data Interface shares memory within one process (no byte order is
+//! declared; Arrow's little-endian default is for serialized data).
+//!
 //! numpy arrays are mutable and their memory belongs to Python, so their values are copied
-//! into Rust vectors while the GIL is held and the array is referenced.
+//! into Rust vectors while the GIL is held and the array is referenced; only real
+//! `numpy.ndarray`s are read this way, through numpy's own `__array_interface__`.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyDict, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyCapsule, PyDict, PyTuple, PyType};
 
 // --- The Arrow C Data Interface (arrow.apache.org/docs/format/CDataInterface.html) --------------
 
@@ -198,6 +216,9 @@ pub struct ArrowChunk {
     array: ArrowArray,
     kind: Kind,
     layout: Layout,
+    /// `array.offset` and `array.length`, checked (non-negative, `offset + length + 1` fits).
+    offset: usize,
+    len: usize,
 }
 
 // SAFETY: an Arrow array is immutable while imported and this type only reads it; the
@@ -257,71 +278,163 @@ pub enum Values<'a> {
     },
 }
 
+/// The number of `T` items in `len`, as bytes no more than `isize::MAX` (`from_raw_parts`).
+fn byte_size<T>(len: usize) -> Option<usize> {
+    len.checked_mul(std::mem::size_of::<T>())
+        .filter(|&b| b <= isize::MAX as usize)
+}
+
+fn malformed(what: &str) -> PyErr {
+    PyValueError::new_err(format!("Arrow array: {what}"))
+}
+
+/// Offsets for the values of an empty offsets-layout chunk (whose buffers may be NULL).
+static NO_OFFSETS32: [i32; 1] = [0];
+static NO_OFFSETS64: [i64; 1] = [0];
+
 impl ArrowChunk {
+    /// Wraps an imported array (released on drop, whatever the outcome), after checking its
+    /// declared shape: non-negative length, offset, counts; the exact number of buffers its
+    /// layout has; a buffer array when there are buffers; no children or dictionary.
+    fn new(kind: Kind, layout: Layout, array: ArrowArray) -> PyResult<ArrowChunk> {
+        let mut c = ArrowChunk {
+            array,
+            kind,
+            layout,
+            offset: 0,
+            len: 0,
+        };
+        let a = &c.array;
+        let (Ok(offset), Ok(len)) = (usize::try_from(a.offset), usize::try_from(a.length)) else {
+            return Err(malformed("negative or too large length or offset"));
+        };
+        // `offset + length + 1` (the offsets of a text chunk) must not overflow.
+        if offset
+            .checked_add(len)
+            .and_then(|e| e.checked_add(1))
+            .is_none()
+        {
+            return Err(malformed("length and offset overflow"));
+        }
+        if a.null_count < -1 {
+            return Err(malformed("negative null count"));
+        }
+        if a.n_children != 0 || !a.dictionary.is_null() {
+            return Err(malformed("unexpected children or dictionary"));
+        }
+        let buffers_ok = match layout {
+            Layout::Fixed => a.n_buffers == 2,
+            Layout::Offsets32 | Layout::Offsets64 => a.n_buffers == 3,
+            Layout::Views => a.n_buffers >= 3,
+        };
+        if !buffers_ok {
+            return Err(malformed(&format!(
+                "{} buffers for a {layout:?} layout",
+                a.n_buffers
+            )));
+        }
+        if a.buffers.is_null() {
+            return Err(malformed("no buffer array"));
+        }
+        c.offset = offset;
+        c.len = len;
+        Ok(c)
+    }
+
     pub fn len(&self) -> usize {
-        self.array.length as usize
+        self.len
     }
     pub fn kind(&self) -> Kind {
         self.kind
     }
 
+    /// Buffer `i` (`i < n_buffers`, checked by `new`; else NULL).
     fn buffer(&self, i: usize) -> *const u8 {
-        if i >= self.array.n_buffers as usize || self.array.buffers.is_null() {
+        let n = usize::try_from(self.array.n_buffers).unwrap_or(0);
+        if i >= n || self.array.buffers.is_null() {
             return ptr::null();
         }
-        // SAFETY: `buffers` has `n_buffers` entries (checked above).
+        // SAFETY: `buffers` is non-NULL and has `n_buffers` entries (the spec; `new` checked
+        // the count is the layout's), and `i < n_buffers`.
         unsafe { *self.array.buffers.add(i) as *const u8 }
     }
 
-    /// A slice of `len` items of `T` from buffer `i`, or an error if the buffer is missing.
+    /// A slice of `len` items of `T` from buffer `i`, or an error if the buffer is missing,
+    /// misaligned or its size would exceed `isize::MAX` bytes.
     fn slice<T>(&self, i: usize, len: usize) -> PyResult<&[T]> {
         if len == 0 {
             return Ok(&[]);
         }
+        if byte_size::<T>(len).is_none() {
+            return Err(malformed("a buffer's size overflows"));
+        }
         let p = self.buffer(i);
         if p.is_null() {
-            return Err(PyValueError::new_err(
-                "Arrow array: a required buffer is missing",
-            ));
+            return Err(malformed("a required buffer is missing"));
         }
         if (p as usize) % std::mem::align_of::<T>() != 0 {
-            return Err(PyValueError::new_err("Arrow array: a buffer is misaligned"));
+            return Err(malformed("a buffer is misaligned"));
         }
-        // SAFETY: the producer guarantees buffer `i` holds at least the items the array's
-        // length and offset imply (`len` is derived from them by the caller).
+        // SAFETY: `p` is non-NULL and aligned for `T`; `len * size_of::<T>()` was checked to
+        // be at most `isize::MAX`; the producer guarantees buffer `i` holds at least the
+        // items the array's length and offset imply (`len` is derived from them by the
+        // caller, with checked arithmetic), alive and unchanged while the chunk is owned.
         Ok(unsafe { std::slice::from_raw_parts(p as *const T, len) })
     }
 
     pub fn validity(&self) -> PyResult<Validity<'_>> {
-        if self.array.null_count == 0 || self.buffer(0).is_null() {
+        if self.len == 0 || self.array.null_count == 0 || self.buffer(0).is_null() {
             return Ok(Validity::All);
         }
-        let off = self.array.offset as usize;
-        let bits = self.slice::<u8>(0, (off + self.len()).div_ceil(8))?;
-        Ok(Validity::Bits(bits, off))
+        // `new` checked `offset + len + 1` fits.
+        let bits = self.slice::<u8>(0, (self.offset + self.len).div_ceil(8))?;
+        Ok(Validity::Bits(bits, self.offset))
     }
 
     /// The values, checked against each other (offsets monotonic and within the data).
     pub fn values(&self) -> PyResult<Values<'_>> {
-        let n = self.len();
-        let off = self.array.offset as usize;
-        let bad = || PyValueError::new_err("Arrow array: offsets out of range");
+        let (n, off) = (self.len, self.offset);
+        // `new` checked that `off + n + 1` does not overflow.
+        let end = off + n;
+        let bad = || malformed("offsets out of range");
+        if n == 0 {
+            // Nothing to read: the buffers of an empty array may be NULL.
+            return Ok(match self.layout {
+                Layout::Offsets32 => Values::Offsets32 {
+                    offsets: &NO_OFFSETS32,
+                    data: &[],
+                },
+                Layout::Offsets64 => Values::Offsets64 {
+                    offsets: &NO_OFFSETS64,
+                    data: &[],
+                },
+                Layout::Views => Values::Views {
+                    views: &[],
+                    data: Vec::new(),
+                },
+                Layout::Fixed => Values::Fixed {
+                    bytes: &[],
+                    bit_offset: 0,
+                },
+            });
+        }
         match self.layout {
             Layout::Offsets32 | Layout::Offsets64 => {
                 let (first, last, offsets) = match self.layout {
                     Layout::Offsets32 => {
-                        let o = self.slice::<i32>(1, off + n + 1)?;
-                        (o[off] as i64, o[off + n] as i64, Ok(&o[off..]))
+                        let o = self.slice::<i32>(1, end + 1)?;
+                        (o[off] as i64, o[end] as i64, Ok(&o[off..]))
                     }
                     _ => {
-                        let o = self.slice::<i64>(1, off + n + 1)?;
-                        (o[off], o[off + n], Err(&o[off..]))
+                        let o = self.slice::<i64>(1, end + 1)?;
+                        (o[off], o[end], Err(&o[off..]))
                     }
                 };
                 if first < 0 || last < first {
                     return Err(bad());
                 }
-                let data = self.slice::<u8>(2, last as usize)?;
+                let last = usize::try_from(last).map_err(|_| bad())?;
+                let data = self.slice::<u8>(2, last)?;
                 Ok(match offsets {
                     Ok(offsets) => {
                         if offsets.windows(2).any(|w| w[1] < w[0]) {
@@ -338,23 +451,27 @@ impl ArrowChunk {
                 })
             }
             Layout::Views => {
-                let views = &self.slice::<[u8; 16]>(1, off + n)?[off..];
-                let nb = self.array.n_buffers as usize;
-                if nb < 3 {
-                    return Err(bad());
-                }
+                let views = &self.slice::<[u8; 16]>(1, end)?[off..];
+                // `new` checked `n_buffers >= 3`: validity, views, data buffers, their sizes.
+                let nb = usize::try_from(self.array.n_buffers).map_err(|_| bad())?;
                 let sizes = self.slice::<i64>(nb - 1, nb - 3)?;
                 let mut data = Vec::with_capacity(nb - 3);
                 for (k, &size) in sizes.iter().enumerate() {
-                    data.push(self.slice::<u8>(2 + k, size.max(0) as usize)?);
+                    let size = usize::try_from(size).map_err(|_| malformed("negative size"))?;
+                    data.push(self.slice::<u8>(2 + k, size)?);
                 }
                 Ok(Values::Views { views, data })
             }
             Layout::Fixed => {
+                let width = match self.kind {
+                    Kind::Int { bytes, .. } | Kind::Float { bytes } => bytes as usize,
+                    _ => 0,
+                };
                 let len = match self.kind {
-                    Kind::Bool => (off + n).div_ceil(8),
-                    Kind::Int { bytes, .. } | Kind::Float { bytes } => (off + n) * bytes as usize,
-                    _ => return Err(bad()),
+                    Kind::Bool => end.div_ceil(8),
+                    _ => end
+                        .checked_mul(width)
+                        .ok_or_else(|| malformed("a buffer's size overflows"))?,
                 };
                 let bytes = self.slice::<u8>(1, len)?;
                 Ok(match self.kind {
@@ -362,11 +479,11 @@ impl ArrowChunk {
                         bytes,
                         bit_offset: off,
                     },
-                    Kind::Int { bytes: w, .. } | Kind::Float { bytes: w } => Values::Fixed {
-                        bytes: &bytes[off * w as usize..],
+                    // `off * width <= end * width == len`, checked above.
+                    _ => Values::Fixed {
+                        bytes: &bytes[off * width..],
                         bit_offset: 0,
                     },
-                    _ => return Err(bad()),
                 })
             }
         }
@@ -386,13 +503,13 @@ impl<'a> Values<'a> {
             }
             Values::Views { views, ref data } => {
                 let v: &'a [u8; 16] = &views[i];
-                let len = i32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+                let len = i32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
                 let len = usize::try_from(len).ok()?;
                 if len <= 12 {
                     return v.get(4..4 + len);
                 }
-                let buf = i32::from_le_bytes([v[8], v[9], v[10], v[11]]);
-                let at = i32::from_le_bytes([v[12], v[13], v[14], v[15]]);
+                let buf = i32::from_ne_bytes([v[8], v[9], v[10], v[11]]);
+                let at = i32::from_ne_bytes([v[12], v[13], v[14], v[15]]);
                 let buf: &'a [u8] = data.get(usize::try_from(buf).ok()?)?;
                 let at = usize::try_from(at).ok()?;
                 buf.get(at..at.checked_add(len)?)
@@ -422,37 +539,88 @@ fn capsule_struct<T>(cap: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*mut T> {
     Ok(cap.pointer_checked(Some(name))?.as_ptr() as *mut T)
 }
 
-fn import_schema(cap: &Bound<'_, PyAny>) -> PyResult<Schema> {
-    let p = capsule_struct::<ArrowSchema>(cap, c"arrow_schema")?;
-    // SAFETY: the capsule holds a live ArrowSchema; we move it out and mark it released.
-    Ok(Schema(unsafe { take(p, |p| (*p).release = None) }))
+fn consumed() -> PyErr {
+    PyValueError::new_err(
+        "Arrow export already consumed (its release callback is NULL): export the data again",
+    )
 }
 
-/// The chunks of an Arrow array or stream export, or `None` when the column's type is not
-/// one this reader understands (the caller then reads it as Python objects).
+/// The value layout of a schema, or `None` when this reader does not understand it.
+fn layout_of(schema: &Schema) -> Option<(Kind, Layout)> {
+    if schema.has_dictionary() || schema.0.n_children != 0 {
+        return None;
+    }
+    parse_format(&schema.format())
+}
+
+/// The chunks of an Arrow array or stream export, or `None` when the object exports nothing
+/// (or its export call fails) or the column's type is not one this reader understands: the
+/// caller then reads it as Python objects. An export that cannot be read (already consumed,
+/// malformed, a stream failing part way) is an error: it is not read a second time.
 pub fn import_arrow(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<ArrowChunk>>> {
     if let Some(f) = obj.getattr_opt("__arrow_c_array__")? {
-        let pair = f.call0()?;
+        // An exporter may fail (pandas without pyarrow, a type Arrow cannot hold).
+        let Ok(pair) = f.call0() else {
+            return Ok(None);
+        };
         let pair = pair.cast::<PyTuple>()?;
-        let schema = import_schema(&pair.get_item(0)?)?;
-        let p = capsule_struct::<ArrowArray>(&pair.get_item(1)?, c"arrow_array")?;
-        // SAFETY: the capsule holds a live ArrowArray; we move it out and mark it released.
-        let array = unsafe { take(p, |p| (*p).release = None) };
-        return Ok(chunk(&schema, array).map(|c| vec![c]));
+        let (s, a) = (pair.get_item(0)?, pair.get_item(1)?);
+        let sp = capsule_struct::<ArrowSchema>(&s, c"arrow_schema")?;
+        let ap = capsule_struct::<ArrowArray>(&a, c"arrow_array")?;
+        // SAFETY: the capsules (named as the spec says, kept alive by `pair`) point at an
+        // ArrowSchema and an ArrowArray; only their `release` fields are read here.
+        if unsafe { (*sp).release.is_none() || (*ap).release.is_none() } {
+            return Err(consumed());
+        }
+        // SAFETY: a live struct (release set, checked above), moved out; its source is marked
+        // released, so the capsule's destructor leaves it alone.
+        let schema = Schema(unsafe { take(sp, |p| (*p).release = None) });
+        // SAFETY: as above.
+        let array = unsafe { take(ap, |p| (*p).release = None) };
+        return match layout_of(&schema) {
+            Some((kind, layout)) => Ok(Some(vec![ArrowChunk::new(kind, layout, array)?])),
+            None => {
+                // Released unread: wrapped only for its `Drop`.
+                drop(ArrowChunk {
+                    array,
+                    kind: Kind::Bool,
+                    layout: Layout::Fixed,
+                    offset: 0,
+                    len: 0,
+                });
+                Ok(None)
+            }
+        };
     }
     let Some(f) = obj.getattr_opt("__arrow_c_stream__")? else {
         return Ok(None);
     };
-    let cap = f.call0()?;
+    let Ok(cap) = f.call0() else {
+        return Ok(None);
+    };
     let p = capsule_struct::<ArrowArrayStream>(&cap, c"arrow_array_stream")?;
-    // SAFETY: the capsule holds a live stream; we move it out and mark it released.
+    // SAFETY: the capsule (named as the spec says, kept alive by `cap`) points at an
+    // ArrowArrayStream; only its `release` field is read here.
+    if unsafe { (*p).release.is_none() } {
+        return Err(consumed());
+    }
+    // SAFETY: a live stream (release set, checked above), moved out; its source is marked
+    // released.
     let mut stream = Stream(unsafe { take(p, |p| (*p).release = None) });
     let mut schema = empty_schema();
     stream.check(|s| {
         // SAFETY: `get_schema` of a live stream, writing into a struct we own.
         unsafe { (s.0.get_schema.ok_or(-1)?)(&mut s.0, &mut schema) }.into_result()
     })?;
+    if schema.release.is_none() {
+        return Err(PyValueError::new_err("Arrow stream: a released schema"));
+    }
     let schema = Schema(schema);
+    // Every chunk has the stream's type: an unknown one is found before any chunk is read
+    // (nothing is then read twice).
+    let Some((kind, layout)) = layout_of(&schema) else {
+        return Ok(None);
+    };
     let mut chunks = Vec::new();
     loop {
         let mut a = empty_array();
@@ -463,10 +631,7 @@ pub fn import_arrow(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<ArrowChunk>>>
         if a.release.is_none() {
             break;
         }
-        match chunk(&schema, a) {
-            Some(c) => chunks.push(c),
-            None => return Ok(None),
-        }
+        chunks.push(ArrowChunk::new(kind, layout, a)?);
     }
     Ok(Some(chunks))
 }
@@ -544,31 +709,6 @@ fn empty_array() -> ArrowArray {
     }
 }
 
-/// Wraps an imported array (which is released either way), if its type is understood.
-fn chunk(schema: &Schema, array: ArrowArray) -> Option<ArrowChunk> {
-    let parsed = if schema.has_dictionary() {
-        None
-    } else {
-        parse_format(&schema.format())
-    };
-    let sane = array.length >= 0 && array.offset >= 0;
-    match parsed {
-        Some((kind, layout)) if sane => Some(ArrowChunk {
-            array,
-            kind,
-            layout,
-        }),
-        _ => {
-            drop(ArrowChunk {
-                array,
-                kind: Kind::Bool,
-                layout: Layout::Fixed,
-            });
-            None
-        }
-    }
-}
-
 // --- numpy's __array_interface__ ----------------------------------------------------------------
 
 /// A one-dimensional numpy array's values, copied out while the GIL is held.
@@ -586,54 +726,120 @@ pub enum NdValues {
     },
 }
 
-/// Reads a numpy array (or anything with a one-dimensional `__array_interface__`) of a dtype
-/// this reader understands; `None` for anything else (object arrays, masked arrays,
-/// datetimes...), which the caller reads as Python objects.
+/// numpy's `ndarray` type and its own `__array_interface__` descriptor, looked up once
+/// (`None`: numpy cannot be imported).
+static NDARRAY: PyOnceLock<Option<(Py<PyType>, Py<PyAny>)>> = PyOnceLock::new();
+
+fn ndarray_interface(py: Python<'_>) -> Option<&(Py<PyType>, Py<PyAny>)> {
+    NDARRAY
+        .get_or_init(py, || {
+            let ty = py.import("numpy").ok()?.getattr("ndarray").ok()?;
+            let ty = ty.cast_into::<PyType>().ok()?;
+            let descr = ty
+                .getattr("__dict__")
+                .ok()?
+                .get_item("__array_interface__")
+                .ok()?;
+            Some((ty.unbind(), descr.unbind()))
+        })
+        .as_ref()
+}
+
+/// `typestr` (`<i8`, `|b1`, `>U10`...) as byte order, kind and item size in bytes; `None`
+/// for anything not ASCII or a size that does not fit.
+fn parse_typestr(typestr: &str) -> Option<(u8, u8, usize)> {
+    let b = typestr.as_bytes();
+    if !typestr.is_ascii() || b.len() < 3 {
+        return None;
+    }
+    let (order, kind) = (b[0], b[1]);
+    let count = typestr[2..].parse::<usize>().ok()?;
+    // The count is of bytes, but of 4-byte characters for `U`.
+    let size = if kind == b'U' {
+        count.checked_mul(4)?
+    } else {
+        count
+    };
+    Some((order, kind, size))
+}
+
+/// Room for `n` more items, or `MemoryError` (instead of aborting).
+fn reserve<T>(v: &mut Vec<T>, n: usize) -> PyResult<()> {
+    v.try_reserve_exact(n)
+        .map_err(|_| PyMemoryError::new_err(format!("{n} values do not fit in memory")))
+}
+
+/// A vector of `n` items made by `f`, refused with `MemoryError` when it cannot be allocated
+/// (instead of aborting).
+fn collect_n<T>(n: usize, f: impl FnMut(usize) -> T) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    reserve(&mut v, n)?;
+    v.extend((0..n).map(f));
+    Ok(v)
+}
+
+/// Reads a one-dimensional `numpy.ndarray` (or an instance of a subclass, through numpy's
+/// own `__array_interface__`, not an override) of a dtype this reader understands; `None`
+/// for anything else (other objects, object arrays, masked arrays, datetimes...), which the
+/// caller reads as Python objects.
 pub fn read_ndarray(obj: &Bound<'_, PyAny>) -> PyResult<Option<NdValues>> {
+    let py = obj.py();
+    let Some((ndarray, descr)) = ndarray_interface(py) else {
+        return Ok(None);
+    };
+    if !obj.is_instance(ndarray.bind(py))? {
+        return Ok(None);
+    }
     if obj.hasattr("mask")? {
         return Ok(None); // numpy.ma: the interface would hide the mask
     }
-    let Some(ai) = obj.getattr_opt("__array_interface__")? else {
+    let Ok(ai) = descr
+        .bind(py)
+        .call_method1("__get__", (obj, ndarray.bind(py)))
+    else {
         return Ok(None);
     };
     let Ok(ai) = ai.cast::<PyDict>() else {
         return Ok(None);
     };
     let get = |k: &str| ai.get_item(k).ok().flatten();
-    let (Some(shape), Some(typestr), Some(data)) = (get("shape"), get("typestr"), get("data"))
-    else {
+    // `data` is read last: nothing (no Python code) runs between it and the copy.
+    let (Some(shape), Some(typestr)) = (get("shape"), get("typestr")) else {
         return Ok(None);
     };
     let Ok((n,)) = shape.extract::<(usize,)>() else {
         return Ok(None);
     };
-    let Ok((addr, _readonly)) = data.extract::<(usize, bool)>() else {
+    let Ok(typestr) = typestr.extract::<String>() else {
         return Ok(None);
     };
-    let typestr: String = typestr.extract()?;
-    let b = typestr.as_bytes();
-    if b.len() < 3 {
-        return Ok(None);
-    }
-    let (order, kind) = (b[0], b[1]);
-    let Ok(count) = typestr[2..].parse::<usize>() else {
+    let Some((order, kind, size)) = parse_typestr(&typestr) else {
         return Ok(None);
     };
-    // The count is of bytes, but of 4-byte characters for `U`.
-    let size = if kind == b'U' { count * 4 } else { count };
     let big = order == b'>' || (order == b'=' && cfg!(target_endian = "big"));
     let stride = match get("strides").filter(|s| !s.is_none()) {
-        None => size as isize,
+        None => match isize::try_from(size) {
+            Ok(s) => s,
+            Err(_) => return Ok(None),
+        },
         Some(s) => match s.extract::<(isize,)>() {
             Ok((s,)) => s,
             Err(_) => return Ok(None),
         },
     };
+    let Some(data) = get("data") else {
+        return Ok(None);
+    };
+    let Ok((addr, _readonly)) = data.extract::<(usize, bool)>() else {
+        return Ok(None);
+    };
     if n > 0 && addr == 0 {
         return Ok(None);
     }
-    // SAFETY: numpy guarantees item `i` of the array lives at `addr + i * stride` and is
-    // `size` bytes long for `i < n`; `obj` (and so the memory) is alive for this call.
+    // SAFETY: `obj` is a numpy.ndarray and the interface is numpy's own (not an override),
+    // so numpy guarantees item `i` of the array lives at `addr + i * stride` and is `size`
+    // bytes long for `i < n` (so the offsets fit in `isize`); `obj` (and so the memory) is
+    // alive for this call, and no Python code runs while the items are read (GIL held).
     let item = |i: usize| -> &[u8] {
         unsafe { std::slice::from_raw_parts((addr as *const u8).offset(i as isize * stride), size) }
     };
@@ -649,25 +855,19 @@ pub fn read_ndarray(obj: &Bound<'_, PyAny>) -> PyResult<Option<NdValues>> {
         }
     };
     Ok(Some(match (kind, size) {
-        (b'b', 1) => NdValues::Bools((0..n).map(|i| item(i)[0] != 0).collect()),
+        (b'b', 1) => NdValues::Bools(collect_n(n, |i| item(i)[0] != 0)?),
         (b'i', 1 | 2 | 4 | 8) => {
             let shift = 64 - 8 * size as u32;
-            NdValues::Ints(
-                (0..n)
-                    .map(|i| ((word(i) << shift) as i64) >> shift)
-                    .collect(),
-            )
+            NdValues::Ints(collect_n(n, |i| ((word(i) << shift) as i64) >> shift)?)
         }
-        (b'u', 1 | 2 | 4 | 8) => NdValues::UInts((0..n).map(word).collect()),
-        (b'f', 8) => NdValues::Floats((0..n).map(|i| f64::from_bits(word(i))).collect()),
-        (b'f', 4) => NdValues::Floats(
-            (0..n)
-                .map(|i| f32::from_bits(word(i) as u32) as f64)
-                .collect(),
-        ),
+        (b'u', 1 | 2 | 4 | 8) => NdValues::UInts(collect_n(n, word)?),
+        (b'f', 8) => NdValues::Floats(collect_n(n, |i| f64::from_bits(word(i)))?),
+        (b'f', 4) => NdValues::Floats(collect_n(n, |i| f32::from_bits(word(i) as u32) as f64)?),
         (b'S', _) => {
-            let mut data = Vec::with_capacity(n * size.min(64));
-            let mut ends = Vec::with_capacity(n);
+            let mut data = Vec::new();
+            let mut ends = Vec::new();
+            reserve(&mut data, n.saturating_mul(size.min(64)))?;
+            reserve(&mut ends, n)?;
             for i in 0..n {
                 let s = item(i);
                 let len = s.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
@@ -681,8 +881,10 @@ pub fn read_ndarray(obj: &Bound<'_, PyAny>) -> PyResult<Option<NdValues>> {
             }
         }
         (b'U', _) => {
-            let mut data = Vec::with_capacity(n * (size / 4).min(64));
-            let mut ends = Vec::with_capacity(n);
+            let mut data = Vec::new();
+            let mut ends = Vec::new();
+            reserve(&mut data, n.saturating_mul((size / 4).min(64)))?;
+            reserve(&mut ends, n)?;
             for i in 0..n {
                 let s = item(i);
                 let units = s.chunks_exact(4).map(|c| {

@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 
 use outguard::{Message, Verdict};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PyString, PyTuple};
 
@@ -81,15 +81,18 @@ fn fast(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<Fast>> {
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         return Ok(None);
     }
-    // An exporter may fail (pandas without pyarrow, a type Arrow cannot hold): the general
-    // path then reads the column, and reports its problems value by value.
+    let py = obj.py();
+    let label = |e: PyErr| PyValueError::new_err(format!("{what}{}", e.value(py)));
+    // An exporter may fail (pandas without pyarrow, a type Arrow cannot hold), or export a
+    // type the reader does not know: the general path then reads the column, and reports its
+    // problems value by value. An export that was made but cannot be read (consumed before,
+    // malformed) is refused: it may not be read again.
     if obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")? {
-        if let Ok(Some(chunks)) = buffers::import_arrow(obj) {
+        let arrow_label = |e: PyErr| PyValueError::new_err(format!("{what}: {}", e.value(py)));
+        if let Some(chunks) = buffers::import_arrow(obj).map_err(arrow_label)? {
             return Ok(Some(Fast::Arrow(chunks)));
         }
     }
-    let py = obj.py();
-    let label = |e: PyErr| PyValueError::new_err(format!("{what}{}", e.value(py)));
     if let Some(v) = buffers::read_ndarray(obj).map_err(label)? {
         return Ok(Some(Fast::Nd(v)));
     }
@@ -380,7 +383,7 @@ fn nums_of<T>(
     what: &str,
     num: impl Fn(Num) -> Result<T, String>,
 ) -> PyResult<Vec<T>> {
-    let mut out = Vec::with_capacity(chunks.iter().map(ArrowChunk::len).sum());
+    let mut out = Vec::new();
     for c in chunks {
         let valid = c.validity()?;
         let Values::Fixed { bytes, bit_offset } = c.values()? else {
@@ -389,10 +392,15 @@ fn nums_of<T>(
                 c.kind()
             )));
         };
+        // Room for the chunk once its buffers were checked (an allocation failure is a
+        // MemoryError, not an abort).
+        out.try_reserve_exact(c.len()).map_err(|_| {
+            PyMemoryError::new_err(format!("{what}: {} values do not fit in memory", c.len()))
+        })?;
         // The common case: 64-bit integers, no nulls.
         if let (Validity::All, Kind::Int { bytes: 8, signed }) = (valid, c.kind()) {
             for b in bytes.chunks_exact(8).take(c.len()) {
-                let u = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                let u = u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
                 let x = if signed {
                     Num::Int(u as i64)
                 } else {
@@ -412,8 +420,15 @@ fn nums_of<T>(
                     Kind::Int { bytes: w, signed } => {
                         let w = w as usize;
                         let mut v = [0u8; 8];
-                        v[..w].copy_from_slice(&bytes[j * w..j * w + w]);
-                        let u = u64::from_le_bytes(v);
+                        let b = &bytes[j * w..j * w + w];
+                        // Native byte order (see buffers.rs): the value's bytes at the low
+                        // end of a u64 in that order.
+                        if cfg!(target_endian = "big") {
+                            v[8 - w..].copy_from_slice(b);
+                        } else {
+                            v[..w].copy_from_slice(b);
+                        }
+                        let u = u64::from_ne_bytes(v);
                         if signed {
                             let s = 64 - 8 * w as u32;
                             Num::Int(((u << s) as i64) >> s)
@@ -424,12 +439,12 @@ fn nums_of<T>(
                     Kind::Float { bytes: 8 } => {
                         let mut v = [0u8; 8];
                         v.copy_from_slice(&bytes[j * 8..j * 8 + 8]);
-                        Num::Float(f64::from_le_bytes(v))
+                        Num::Float(f64::from_ne_bytes(v))
                     }
                     Kind::Float { .. } => {
                         let mut v = [0u8; 4];
                         v.copy_from_slice(&bytes[j * 4..j * 4 + 4]);
-                        Num::Float(f32::from_le_bytes(v) as f64)
+                        Num::Float(f32::from_ne_bytes(v) as f64)
                     }
                     _ => Num::Missing,
                 }
