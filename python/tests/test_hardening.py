@@ -1,0 +1,264 @@
+"""Columns and arguments from misbehaving producers: consumed or malformed Arrow exports,
+objects posing as numpy arrays, str subclasses, odd keyword names, dropped errors."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from typing import Any
+
+import pytest
+
+import outguard
+from conftest import NOW
+
+MAILS = ["a@contoso.com", "b@trial.example", "c@lapsed.example", "d@fabrikam.com"]
+
+
+# --- Arrow exports handed out twice ------------------------------------------------------------
+
+
+class CachedArray:
+    """Returns the same (after the first import: consumed) capsules every time."""
+
+    def __init__(self, arr: Any) -> None:
+        self.pair = arr.__arrow_c_array__()
+
+    def __arrow_c_array__(self, requested_schema: object = None) -> Any:
+        return self.pair
+
+
+class CachedStream:
+    def __init__(self, arr: Any) -> None:
+        self.cap = arr.__arrow_c_stream__()
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> Any:
+        return self.cap
+
+
+def test_consumed_array_capsule_is_refused(engine: outguard.Engine) -> None:
+    pa = pytest.importorskip("pyarrow")
+    col = CachedArray(pa.array(MAILS))
+    first = engine.check_batch([NOW] * 4, col, tenant="contoso")
+    assert list(first.code) == list(engine.check_batch([NOW] * 4, MAILS, tenant="contoso").code)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="already consumed"):
+            engine.check_batch([NOW] * 4, col, tenant="contoso")
+
+
+def test_consumed_stream_capsule_is_refused(engine: outguard.Engine) -> None:
+    pa = pytest.importorskip("pyarrow")
+    col = CachedStream(pa.chunked_array([MAILS[:1], MAILS[1:]]))
+    engine.check_batch([NOW] * 4, col, tenant="contoso")
+    for _ in range(3):
+        with pytest.raises(ValueError, match="already consumed"):
+            engine.check_batch([NOW] * 4, col, tenant="contoso")
+
+
+def test_stream_of_an_unread_type_falls_back_before_reading_chunks(engine: outguard.Engine) -> None:
+    pa = pytest.importorskip("pyarrow")
+    col = pa.chunked_array([pa.array(MAILS[:2]).dictionary_encode(), pa.array(MAILS[2:]).dictionary_encode()])
+    r = engine.check_batch([NOW] * 4, col, tenant="contoso")
+    assert list(r.code) == list(engine.check_batch([NOW] * 4, MAILS, tenant="contoso").code)
+
+
+# --- Arrow arrays made by hand (ctypes) --------------------------------------------------------
+
+
+class _Schema(ctypes.Structure):
+    pass
+
+
+class _Array(ctypes.Structure):
+    pass
+
+
+_SchemaRelease = ctypes.CFUNCTYPE(None, ctypes.POINTER(_Schema))
+_ArrayRelease = ctypes.CFUNCTYPE(None, ctypes.POINTER(_Array))
+
+_Schema._fields_ = [
+    ("format", ctypes.c_char_p),
+    ("name", ctypes.c_char_p),
+    ("metadata", ctypes.c_char_p),
+    ("flags", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("children", ctypes.c_void_p),
+    ("dictionary", ctypes.c_void_p),
+    ("release", _SchemaRelease),
+    ("private_data", ctypes.c_void_p),
+]
+_Array._fields_ = [
+    ("length", ctypes.c_int64),
+    ("null_count", ctypes.c_int64),
+    ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.c_void_p),
+    ("children", ctypes.c_void_p),
+    ("dictionary", ctypes.c_void_p),
+    ("release", _ArrayRelease),
+    ("private_data", ctypes.c_void_p),
+]
+
+_RELEASED: list[str] = []
+
+
+@_SchemaRelease
+def _release_schema(p: Any) -> None:
+    _RELEASED.append("schema")
+    p.contents.release = _SchemaRelease()
+
+
+@_ArrayRelease
+def _release_array(p: Any) -> None:
+    _RELEASED.append("array")
+    p.contents.release = _ArrayRelease()
+
+
+_capsule_new = ctypes.pythonapi.PyCapsule_New
+_capsule_new.restype = ctypes.py_object
+_capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+class Handmade:
+    """An `__arrow_c_array__` exporter of an array described field by field."""
+
+    def __init__(self, fmt: bytes, buffers: list[int | None], **fields: int) -> None:
+        self.buffers = (ctypes.c_void_p * max(len(buffers), 1))(*buffers)
+        self.schema = _Schema(format=fmt, release=_release_schema)
+        self.array = _Array(
+            length=fields.get("length", 0),
+            null_count=fields.get("null_count", 0),
+            offset=fields.get("offset", 0),
+            n_buffers=fields.get("n_buffers", len(buffers)),
+            n_children=fields.get("n_children", 0),
+            buffers=ctypes.cast(self.buffers, ctypes.c_void_p),
+            release=_release_array,
+        )
+
+    def __arrow_c_array__(self, requested_schema: object = None) -> Any:
+        return (
+            _capsule_new(ctypes.addressof(self.schema), b"arrow_schema", None),
+            _capsule_new(ctypes.addressof(self.array), b"arrow_array", None),
+        )
+
+
+def _int64s(values: list[int]) -> tuple[Any, int]:
+    buf = (ctypes.c_int64 * len(values))(*values)
+    return buf, ctypes.addressof(buf)
+
+
+def test_handmade_array_is_read(engine: outguard.Engine) -> None:
+    buf, addr = _int64s([NOW, NOW + 1, NOW + 2, NOW + 3])
+    r = engine.check_batch(Handmade(b"l", [None, addr], length=4), MAILS, tenant="contoso")
+    assert list(r.code) == list(engine.check_batch([NOW + i for i in range(4)], MAILS, tenant="contoso").code)
+    del buf
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fields", "match"),
+    [
+        (b"l", {"n_buffers": 3}, "buffers"),
+        (b"l", {"n_buffers": 1}, "buffers"),
+        (b"l", {"n_buffers": -1}, "buffers"),
+        (b"u", {"n_buffers": 2}, "buffers"),
+        (b"l", {"length": -4}, "negative"),
+        (b"l", {"offset": -1}, "negative"),
+        (b"l", {"n_children": -1}, "children"),
+        (b"l", {"n_children": 1}, "children"),
+        (b"l", {"null_count": -2}, "null count"),
+        (b"l", {"length": 2**62}, "overflows"),
+        (b"l", {"length": 2**62, "offset": 2**62}, "overflow"),
+        (b"l", {"length": 2**63 - 1, "offset": 1}, "overflow"),
+    ],
+)
+def test_malformed_arrays_are_refused(
+    engine: outguard.Engine, fmt: bytes, fields: dict[str, int], match: str
+) -> None:
+    buf, addr = _int64s([NOW] * 4)
+    fields = {"length": 4, **fields}
+    col = Handmade(fmt, [None, addr] + ([addr] if fmt == b"u" else []), **fields)
+    _RELEASED.clear()
+    with pytest.raises(ValueError, match=match):
+        engine.check_batch(col, MAILS, tenant="contoso")
+    # The structs were taken and released, once each.
+    assert sorted(_RELEASED) == ["array", "schema"]
+    del buf
+
+
+@pytest.mark.parametrize("fmt", [b"u", b"U", b"z", b"l", b"vu"])
+def test_empty_arrays_may_have_null_buffers(engine: outguard.Engine, fmt: bytes) -> None:
+    col = Handmade(fmt, [None] * (2 if fmt == b"l" else 3), length=0)
+    r = engine.check_batch(col, []) if fmt == b"l" else engine.check_batch([], col)
+    assert len(r) == 0
+
+
+# --- numpy lookalikes ---------------------------------------------------------------------------
+
+
+class Lookalike:
+    """Claims to be an array of an unknown kind at a bogus address; iterates as a list."""
+
+    def __init__(self, values: list[int], typestr: str) -> None:
+        self.values = values
+        self.__array_interface__ = {"shape": (len(values),), "typestr": typestr, "data": (8, True), "version": 3}
+
+    def __iter__(self) -> Any:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@pytest.mark.parametrize("typestr", ["<\u00e94", "<i8", "<U99999999999999999999"])
+def test_array_interface_of_other_objects_is_not_trusted(engine: outguard.Engine, typestr: str) -> None:
+    now = [NOW + i for i in range(4)]
+    r = engine.check_batch(Lookalike(now, typestr), MAILS, tenant="contoso")
+    assert list(r.code) == list(engine.check_batch(now, MAILS, tenant="contoso").code)
+
+
+def test_ndarray_subclass_is_read_through_numpy_interface(engine: outguard.Engine) -> None:
+    np = pytest.importorskip("numpy")
+
+    class Sneaky(np.ndarray):  # type: ignore[misc]
+        @property
+        def __array_interface__(self) -> dict[str, object]:
+            return {"shape": (4,), "typestr": "<\u00e98", "data": (8, True), "version": 3}
+
+    now = np.array([NOW + i for i in range(4)], dtype=np.int64).view(Sneaky)
+    r = engine.check_batch(now, MAILS, tenant="contoso")
+    assert list(r.code) == list(engine.check_batch([NOW + i for i in range(4)], MAILS, tenant="contoso").code)
+
+
+# --- scalar calls -------------------------------------------------------------------------------
+
+
+def test_tenant_of_a_str_subclass_is_a_plain_str(engine: outguard.Engine) -> None:
+    class Loud(str):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = str.__hash__
+
+    t = Loud("contoso")
+    for d in (engine.check(NOW, "a@contoso.com", tenant=t), engine.evaluate(NOW, "a@contoso.com", tenant=t)):
+        assert type(d.tenant) is str
+        assert d.tenant == "contoso" and not (d.tenant == "trial")
+    plain = "contoso"
+    assert engine.check(NOW, "a@contoso.com", tenant=plain).tenant == "contoso"
+
+
+def test_keyword_with_surrogates_is_a_type_error(engine: outguard.Engine) -> None:
+    for method in (engine.check, engine.evaluate):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            method(NOW, "a@contoso.com", **{"tenant\udcff": "contoso"})
+
+
+def test_errors_dropped_inside_a_call_are_freed_at_once(engine: outguard.Engine) -> None:
+    def live() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is TypeError)
+
+    before = live()
+    keep = [engine.check(float(NOW), "a@contoso.com", tenant="contoso") for _ in range(2000)]
+    assert live() - before < 10
+    del keep
