@@ -172,6 +172,10 @@ enum og_result
    */
   OG_RESULT_NOT_FOUND = 204,
   /**
+   * The shared state file is open in another process (`og_shared_repair` needs it idle).
+   */
+  OG_RESULT_IN_USE = 205,
+  /**
    * A table is full (a table this version does not know by name).
    */
   OG_RESULT_TABLE_FULL = 300,
@@ -587,6 +591,24 @@ typedef struct og_restore_report {
    */
   uint32_t unknown;
 } og_restore_report;
+
+/**
+ * What `og_shared_repair` did.
+ */
+typedef struct og_repair_report {
+  /**
+   * Stripe locks found held by processes that are gone, now reset.
+   */
+  uint32_t locks_reset;
+  /**
+   * Unfinished writes rolled back.
+   */
+  uint32_t rolled_back;
+  /**
+   * Committed writes whose process died before publishing them, now published.
+   */
+  uint32_t published;
+} og_repair_report;
 
 /**
  * Who reads an explanation (`OG_AUDIENCE_*`).
@@ -1304,7 +1326,7 @@ og_result og_shared_create_state(const char *image_path,
  * `new_state` (which may be `old_state` itself, replaced atomically): counters, blocks, grace
  * periods and audit trails of every tenant the new image still has. The old file is marked
  * superseded; every process using it switches to the new one on its next call. No count is
- * lost (the old file's exclusive lock is held throughout).
+ * lost (every stripe lock of the old file is held throughout).
  *
  * `*out_report` (may be NULL) receives how many tenants were added and removed.
  * Pointers and the error buffer as for `og_shared_compile`.
@@ -1318,6 +1340,25 @@ og_result og_shared_migrate(const char *old_image,
                             struct og_reload_report *out_report,
                             char *err_buf,
                             size_t err_len);
+
+/**
+ * Repairs a state file that no process has open: resets every stripe lock (a lock left held
+ * by a process the kernel could not see die, e.g. in a copy of a file taken while in use,
+ * otherwise makes that stripe's calls fail after 10 s), rolls back every unfinished write,
+ * publishes every committed one and checks every tenant record against the image.
+ * `image_path` may be NULL: the image recorded in the state file.
+ *
+ * `*out_report` (may be NULL) receives what was done. Pointers and the error buffer as for
+ * `og_shared_compile`.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IN_USE` (a process has the
+ * file open: stop them first; nothing was changed), `OG_RESULT_IO`, file-format results.
+ * Thread-safe.
+ */
+og_result og_shared_repair(const char *image_path,
+                           const char *state_path,
+                           struct og_repair_report *out_report,
+                           char *err_buf,
+                           size_t err_len);
 
 /**
  * Opens an engine over a policy image and its state file. `image_path` may be NULL: the image
@@ -1361,7 +1402,7 @@ og_result og_shared_engine_last_error(const struct og_shared_engine *engine,
                                       size_t *out_n);
 
 /**
- * Decides one message, as `og_engine_check`, against the shared state. Takes no file lock:
+ * Decides one message, as `og_engine_check`, against the shared state. Takes no lock:
  * the tenant's state is read from this process's private copy, refreshed when another process
  * changed it.
  *
@@ -1377,7 +1418,8 @@ og_result og_shared_engine_check(const struct og_shared_engine *engine,
 
 /**
  * Counts a message that was accepted and scanned, as `og_engine_record`, in the shared state:
- * under the state file's exclusive lock, as one atomic write. When this returns
+ * under the lock of the tenant's stripe (writers for tenants of other stripes run in
+ * parallel), as one atomic write. When this returns
  * `OG_RESULT_OK` the count is committed, whatever happens to the process next.
  *
  * Events: the first `events_len` go to `events` (NULL only when `events_len` is 0), their
@@ -1394,7 +1436,7 @@ og_result og_shared_engine_record(const struct og_shared_engine *engine,
 
 /**
  * `og_shared_engine_check`, then `og_shared_engine_record` when the message is accepted, as
- * one step under the exclusive lock. Outputs as for the two.
+ * one step under the tenant's stripe lock. Outputs as for the two.
  */
 og_result og_shared_engine_evaluate(const struct og_shared_engine *engine,
                                     uint64_t now,

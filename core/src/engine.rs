@@ -1954,6 +1954,7 @@ impl<S: Storage> Engine<S> {
             rule: rule as u8,
             monitor: (monitor == Mode::Monitor) as u8,
             reserved: 0,
+            reserved2: 0,
         }
     }
 

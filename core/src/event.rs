@@ -70,6 +70,9 @@ pub struct Event {
     pub monitor: u8,
     /// Padding, always zero.
     pub reserved: u8,
+    /// Padding, always zero (spelled out so that no byte of a stored event is uninitialised:
+    /// audit trails live in mapped state files).
+    pub reserved2: u32,
 }
 
 impl Event {
@@ -85,6 +88,7 @@ impl Event {
         rule: 0,
         monitor: 0,
         reserved: 0,
+        reserved2: 0,
     };
     /// What changed.
     pub fn kind(&self) -> Option<EventKind> {

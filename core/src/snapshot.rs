@@ -124,6 +124,7 @@ pub(crate) fn decode_event(b: &[u8]) -> Option<Event> {
         rule: b[33],
         monitor: b[34],
         reserved: 0,
+        reserved2: 0,
     })
 }
 

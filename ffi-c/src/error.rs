@@ -68,6 +68,8 @@ pub enum og_result {
     DuplicateConnector = 203,
     /// No such domain, connector, range or exception.
     NotFound = 204,
+    /// The shared state file is open in another process (`og_shared_repair` needs it idle).
+    InUse = 205,
 
     // ----- 300–399: capacity -----
     /// A table is full (a table this version does not know by name).
@@ -111,7 +113,7 @@ pub enum og_result {
 
 impl og_result {
     /// Every code, for `og_result_message` and the tests.
-    pub(crate) const ALL: [og_result; 36] = [
+    pub(crate) const ALL: [og_result; 37] = [
         og_result::Ok,
         og_result::NullParameter,
         og_result::InvalidUtf8,
@@ -133,6 +135,7 @@ impl og_result {
         og_result::DuplicateDomain,
         og_result::DuplicateConnector,
         og_result::NotFound,
+        og_result::InUse,
         og_result::TableFull,
         og_result::TenantsFull,
         og_result::DomainsFull,
@@ -177,6 +180,7 @@ impl og_result {
             R::DuplicateDomain => c"already listed for this tenant",
             R::DuplicateConnector => c"a connector with this name already exists for the tenant",
             R::NotFound => c"not found",
+            R::InUse => c"the shared state file is open in another process",
             R::TableFull => c"a table of the engine is full",
             R::TenantsFull => c"the tenants table is full",
             R::DomainsFull => c"the domains table is full",

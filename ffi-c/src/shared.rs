@@ -57,6 +57,7 @@ fn code(e: &SharedError) -> og_result {
         | SharedError::Incompatible { .. } => R::SnapshotCorrupt,
         SharedError::Superseded { .. } => R::NotFound,
         SharedError::PathTooLong { .. } => R::InvalidParameter,
+        SharedError::InUse { .. } => R::InUse,
         SharedError::Engine(e) => og_result::from(*e),
         SharedError::Policy(_) => R::Policy,
         _ => R::Internal,
@@ -174,7 +175,7 @@ pub extern "C" fn og_shared_create_state(
 /// `new_state` (which may be `old_state` itself, replaced atomically): counters, blocks, grace
 /// periods and audit trails of every tenant the new image still has. The old file is marked
 /// superseded; every process using it switches to the new one on its next call. No count is
-/// lost (the old file's exclusive lock is held throughout).
+/// lost (every stripe lock of the old file is held throughout).
 ///
 /// `*out_report` (may be NULL) receives how many tenants were added and removed.
 /// Pointers and the error buffer as for `og_shared_compile`.
@@ -199,6 +200,51 @@ pub extern "C" fn og_shared_migrate(
                 o.write(og_reload_report {
                     added: r.added.len() as u32,
                     removed: r.removed.len() as u32,
+                });
+            }
+        }))
+    })
+}
+
+/// Repairs a state file that no process has open: resets every stripe lock (a lock left held
+/// by a process the kernel could not see die, e.g. in a copy of a file taken while in use,
+/// otherwise makes that stripe's calls fail after 10 s), rolls back every unfinished write,
+/// publishes every committed one and checks every tenant record against the image.
+/// `image_path` may be NULL: the image recorded in the state file.
+///
+/// `*out_report` (may be NULL) receives what was done. Pointers and the error buffer as for
+/// `og_shared_compile`.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IN_USE` (a process has the
+/// file open: stop them first; nothing was changed), `OG_RESULT_IO`, file-format results.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn og_shared_repair(
+    image_path: *const c_char,
+    state_path: *const c_char,
+    out_report: *mut og_repair_report,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> og_result {
+    with_error_buffer(err_buf, err_len, || {
+        let state = ffi::path(state_path)?;
+        let image = match image_path.is_null() {
+            true => None,
+            false => Some(ffi::path(image_path)?),
+        };
+        let out = ffi::opt_out(out_report);
+        let image = match image {
+            Some(i) => i.to_path_buf(),
+            None => match shared::read_state_info(state) {
+                Ok(info) => info.image_path,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        Ok(shared::repair_state(&image, state).map(|r| {
+            if let Some(o) = out {
+                o.write(og_repair_report {
+                    locks_reset: r.locks_reset,
+                    rolled_back: r.rolled_back,
+                    published: r.published,
                 });
             }
         }))
@@ -280,7 +326,7 @@ pub extern "C" fn og_shared_engine_last_error(
     })
 }
 
-/// Decides one message, as `og_engine_check`, against the shared state. Takes no file lock:
+/// Decides one message, as `og_engine_check`, against the shared state. Takes no lock:
 /// the tenant's state is read from this process's private copy, refreshed when another process
 /// changed it.
 ///
@@ -305,7 +351,8 @@ pub extern "C" fn og_shared_engine_check(
 }
 
 /// Counts a message that was accepted and scanned, as `og_engine_record`, in the shared state:
-/// under the state file's exclusive lock, as one atomic write. When this returns
+/// under the lock of the tenant's stripe (writers for tenants of other stripes run in
+/// parallel), as one atomic write. When this returns
 /// `OG_RESULT_OK` the count is committed, whatever happens to the process next.
 ///
 /// Events: the first `events_len` go to `events` (NULL only when `events_len` is 0), their
@@ -334,7 +381,7 @@ pub extern "C" fn og_shared_engine_record(
 }
 
 /// `og_shared_engine_check`, then `og_shared_engine_record` when the message is accepted, as
-/// one step under the exclusive lock. Outputs as for the two.
+/// one step under the tenant's stripe lock. Outputs as for the two.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_evaluate(
     engine: *const og_shared_engine,

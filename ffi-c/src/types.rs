@@ -315,6 +315,18 @@ pub struct og_restore_report {
     pub unknown: u32,
 }
 
+/// What `og_shared_repair` did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct og_repair_report {
+    /// Stripe locks found held by processes that are gone, now reset.
+    pub locks_reset: u32,
+    /// Unfinished writes rolled back.
+    pub rolled_back: u32,
+    /// Committed writes whose process died before publishing them, now published.
+    pub published: u32,
+}
+
 /// What an NDR (RFC 3464 delivery status notification) reports; see `og_ndr_render`.
 /// All strings are NUL-terminated UTF-8.
 #[repr(C)]

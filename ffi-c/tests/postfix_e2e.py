@@ -199,8 +199,11 @@ def sink_markers(dump):
     folder = os.path.dirname(dump)
     for name in sorted(os.listdir(folder)):
         if name.startswith(os.path.basename(dump)):
-            with open(os.path.join(folder, name), errors="replace") as f:
-                text += f.read()
+            try:
+                with open(os.path.join(folder, name), errors="replace") as f:
+                    text += f.read()
+            except FileNotFoundError:
+                pass  # a sibling smtp-sink was still writing, since folded into the dump
     return {line.split(":", 1)[1].strip() for line in text.splitlines()
             if line.lower().startswith("subject:")}
 

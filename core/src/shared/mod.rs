@@ -121,8 +121,8 @@ pub use engine::{
     migrate, repair_state, verify_state, MigrateReport, RepairReport, SharedEngine, SharedInfo,
 };
 pub use format::{
-    compile, compile_policy, create_state, verify_image, ImageInfo, StateInfo, IMAGE_MAGIC,
-    IMAGE_VERSION, STATE_MAGIC, STATE_VERSION,
+    compile, compile_policy, create_state, read_state_info, verify_image, ImageInfo, StateInfo,
+    IMAGE_MAGIC, IMAGE_VERSION, STATE_MAGIC, STATE_VERSION,
 };
 pub(crate) use sys::advise_huge_pages;
 pub use sys::MappedStorage;

@@ -6,6 +6,7 @@
  *   outguard-shared create IMAGE STATE
  *   outguard-shared migrate OLD_IMAGE OLD_STATE NEW_IMAGE NEW_STATE
  *   outguard-shared status IMAGE STATE TENANT      (IMAGE may be "": the one STATE names)
+ *   outguard-shared repair IMAGE STATE             (no process may have STATE open)
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,7 +18,8 @@
 static int usage(void)
 {
     fputs("usage: outguard-shared compile POLICY IMAGE | create IMAGE STATE |\n"
-          "       migrate OLD_IMAGE OLD_STATE NEW_IMAGE NEW_STATE | status IMAGE STATE TENANT\n",
+          "       migrate OLD_IMAGE OLD_STATE NEW_IMAGE NEW_STATE | status IMAGE STATE TENANT |\n"
+          "       repair IMAGE STATE\n",
           stderr);
     return 2;
 }
@@ -42,6 +44,14 @@ int main(int argc, char **argv)
         og_result r = og_shared_migrate(argv[2], argv[3], argv[4], argv[5], &rep, err, sizeof err);
         if (r == OG_RESULT_OK)
             printf("migrated: %u tenants added, %u removed\n", rep.added, rep.removed);
+        return report(r, err);
+    }
+    if (argc == 4 && strcmp(argv[1], "repair") == 0) {
+        og_repair_report rep;
+        og_result r = og_shared_repair(*argv[2] ? argv[2] : NULL, argv[3], &rep, err, sizeof err);
+        if (r == OG_RESULT_OK)
+            printf("repaired: %u lock(s) reset, %u write(s) rolled back, %u published\n",
+                   rep.locks_reset, rep.rolled_back, rep.published);
         return report(r, err);
     }
     if (argc == 5 && strcmp(argv[1], "status") == 0) {
