@@ -85,11 +85,16 @@ cc -std=c11 -Wall -Werror -o "$prefix/hello-shared" "$prefix/hello.c" $(pkg-conf
 # static: the archive itself plus Libs.private
 cc -std=c11 -Wall -Werror -o "$prefix/hello-static" "$prefix/hello.c" $(pkg-config --cflags outguard) \
   "$prefix/lib/liboutguard.a" $(pkg-config --static --libs-only-l outguard | sed 's/-loutguard//')
-if ldd "$prefix/hello-static" | grep -q liboutguard; then fail "hello-static links liboutguard.so"; fi
-ldd "$prefix/hello-shared" | grep -q "$soname" || fail "hello-shared does not load $soname"
-"$prefix/hello-shared" | grep -q 'registered' && "$prefix/hello-static" | grep -q 'registered' \
-  && ok "installed library usable through pkg-config (shared and static)" \
-  || fail "programs built against the installed prefix"
+# Outputs are captured first: with pipefail, `ldd | grep -q` fails when grep's early exit
+# kills ldd with SIGPIPE.
+deps_static="$(ldd "$prefix/hello-static")"; deps_shared="$(ldd "$prefix/hello-shared")"
+case "$deps_static" in *liboutguard*) fail "hello-static links liboutguard.so" ;; esac
+case "$deps_shared" in *"$soname"*) ;; *) fail "hello-shared does not load $soname" ;; esac
+out_shared="$("$prefix/hello-shared")"; out_static="$("$prefix/hello-static")"
+case "$out_shared/$out_static" in
+  *registered*/*registered*) ok "installed library usable through pkg-config (shared and static)" ;;
+  *) fail "programs built against the installed prefix" ;;
+esac
 rm -rf "$prefix"
 prefix=""
 
