@@ -1443,6 +1443,24 @@ mod tests {
 
     /// Runs `f` in a forked child and returns how the child ended: `Ok(code)` when it exited,
     /// `Err(signal)` when a signal killed it (a crash point: SIGKILL).
+    /// A child takes contoso's stripe lock, writes half a record and dies in a way the kernel
+    /// does not see (its robust list unregistered: no owner-died mark, as after a machine
+    /// crash or in a copy of a file taken while in use).
+    fn die_unseen_in_a_half_write(image: &Path, state: &Path) {
+        let r = in_child(|| {
+            let mut c = SharedEngine::open(image, state).unwrap();
+            let g = c.lock_tenant(0).unwrap().unwrap();
+            half_write(&mut c, 0, "contoso");
+            std::mem::forget(g);
+            // SAFETY: unregisters this thread's robust list (no owner-died mark at exit), exits.
+            unsafe {
+                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
+                libc::_exit(0)
+            }
+        });
+        assert_eq!(r, Ok(0));
+    }
+
     fn in_child(f: impl FnOnce()) -> Result<i32, i32> {
         // SAFETY: the child runs `f` (engine calls on its own engines) and leaves with `_exit`,
         // never returning into the test harness.
@@ -1535,18 +1553,7 @@ mod tests {
             let mut a = SharedEngine::open(&image, &state).unwrap();
             a.record(1000, &msg(), Verdict::Clean).unwrap();
         }
-        let r = in_child(|| {
-            let mut c = SharedEngine::open(&image, &state).unwrap();
-            let g = c.lock_tenant(0).unwrap().unwrap();
-            half_write(&mut c, 0, "contoso");
-            std::mem::forget(g);
-            // SAFETY: unregisters this thread's robust list (no owner-died mark at exit), exits.
-            unsafe {
-                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
-                libc::_exit(0)
-            }
-        });
-        assert_eq!(r, Ok(0));
+        die_unseen_in_a_half_write(&image, &state);
         let mut b = SharedEngine::open(&image, &state).unwrap();
         let t0 = std::time::Instant::now();
         let r = b.record(1000, &msg(), Verdict::Clean);
@@ -1849,18 +1856,7 @@ mod tests {
         // Fabrikam's last write committed, then "death" before publishing.
         let seq = a.st().seq(1).unwrap();
         seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Release);
-        let r = in_child(|| {
-            let mut c = SharedEngine::open(&image, &state).unwrap();
-            let g = c.lock_tenant(0).unwrap().unwrap();
-            half_write(&mut c, 0, "contoso");
-            std::mem::forget(g);
-            // SAFETY: unregisters this thread's robust list, then exits.
-            unsafe {
-                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
-                libc::_exit(0)
-            }
-        });
-        assert_eq!(r, Ok(0));
+        die_unseen_in_a_half_write(&image, &state);
         assert!(matches!(
             repair_state(&image, &state),
             Err(SharedError::InUse { .. })
