@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use outguard::shared::{self, SharedEngine as CoreShared, SharedError};
 use outguard::Event as CoreEvent;
-use pyo3::exceptions::{PyFileExistsError, PyOSError};
+use pyo3::exceptions::{PyBlockingIOError, PyFileExistsError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
@@ -165,6 +165,38 @@ impl SharedEngine {
                 added: r.added,
             })
             .map_err(shared_error)
+    }
+
+    /// Repairs a state file that no process has open: resets stripe locks left held by
+    /// processes that are gone, rolls back unfinished writes, publishes committed ones and
+    /// checks every tenant record against the image (`image` None: the one the state file
+    /// names). Raises `BlockingIOError` when a process has the file open (nothing changed).
+    /// Returns the counts of what was done.
+    #[staticmethod]
+    fn repair(
+        py: Python<'_>,
+        image: Option<PathBuf>,
+        state: PathBuf,
+    ) -> PyResult<std::collections::BTreeMap<&'static str, u32>> {
+        let r = py
+            .detach(|| {
+                let image = match image {
+                    Some(i) => i,
+                    None => shared::read_state_info(&state)?.image_path,
+                };
+                shared::repair_state(&image, &state)
+            })
+            .map_err(|e| match e {
+                SharedError::InUse { .. } => PyBlockingIOError::new_err(e.to_string()),
+                e => shared_error(e),
+            })?;
+        Ok([
+            ("locks_reset", r.locks_reset),
+            ("rolled_back", r.rolled_back),
+            ("published", r.published),
+        ]
+        .into_iter()
+        .collect())
     }
 
     /// Decides one message against the shared state; counts nothing (as `Engine.check`).

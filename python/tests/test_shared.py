@@ -35,6 +35,21 @@ def test_two_handles_share_counts(tmp_path: Path) -> None:
     assert b.check(now=NOW + 21, mail_from="x@elsewhere.example", tenant="contoso").accepted
 
 
+def test_repair_needs_the_file_idle(tmp_path: Path) -> None:
+    image, state = _files(tmp_path)
+    e = outguard.SharedEngine(image, state)
+    e.evaluate(now=NOW, mail_from="a@contoso.com", tenant="contoso")
+    with pytest.raises(BlockingIOError, match="open"):
+        outguard.SharedEngine.repair(image, state)
+    del e
+    assert outguard.SharedEngine.repair(None, state) == {"locks_reset": 0, "rolled_back": 0, "published": 0}
+    # nothing lost by the repair
+    again = outguard.SharedEngine(None, state)
+    assert again.status("contoso", now=NOW).counters.total == 1
+    with pytest.raises(OSError):
+        outguard.SharedEngine.repair(image, tmp_path / "missing")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_children_count_into_one_file(tmp_path: Path) -> None:
     image, state = _files(tmp_path)

@@ -383,6 +383,13 @@ class SharedEngine:
         new_state: Union[str, os.PathLike[str]],
     ) -> ReloadReport:
         """Carries counters, blocks and audit trails over to a state file for a new image."""
+    @staticmethod
+    def repair(
+        image: Optional[Union[str, os.PathLike[str]]], state: Union[str, os.PathLike[str]]
+    ) -> dict[str, int]:
+        """Repairs a state file no process has open (stale locks, unfinished writes); raises
+        ``BlockingIOError`` while one has it open. Returns ``locks_reset``, ``rolled_back`` and
+        ``published`` counts."""
     def check(
         self,
         now: _Time,
