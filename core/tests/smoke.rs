@@ -102,4 +102,23 @@ fn check_batch_decides_like_check() {
     assert!(out.iter().any(|d| !d.accepted()) && out.iter().any(|d| d.accepted()));
     // A short output slice decides only what fits.
     assert_eq!(e.check_batch(now, &msgs, &mut out[..5]), 5);
+
+    // A time per message: each decided at its own time, across groups and across the
+    // 24 h window (the counters that tripped the block age out along the batch).
+    let times: Vec<u64> = (0..msgs.len() as u64)
+        .map(|i| now + 10 + i * 3_000)
+        .collect();
+    assert_eq!(e.check_batch_at(&times, &msgs, &mut out), msgs.len());
+    for ((m, d), t) in msgs.iter().zip(&out).zip(&times) {
+        assert_eq!(*d, e.check(*t, m), "at {t}");
+    }
+    let early = e.check(times[0], &msgs[6]);
+    let late = e.check(times[39], &msgs[6]);
+    assert_ne!(
+        early.counters, late.counters,
+        "time must matter in this batch"
+    );
+    // The shortest of the three slices bounds the count.
+    assert_eq!(e.check_batch_at(&times[..7], &msgs, &mut out), 7);
+    assert_eq!(e.check_batch_at(&times, &msgs[..3], &mut out), 3);
 }
