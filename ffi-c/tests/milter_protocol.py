@@ -8,6 +8,8 @@ keeps serving, and exits cleanly (and leak-free under ASan) on SIGTERM.
 """
 
 import os
+import resource
+import shutil
 import signal
 import socket
 import struct
@@ -44,6 +46,13 @@ def packet(cmd, data=b""):
 
 
 def read_packet(s):
+    try:
+        return read_packet_or_reset(s)
+    except ConnectionResetError:
+        return None
+
+
+def read_packet_or_reset(s):
     head = b""
     while len(head) < 4:
         chunk = s.recv(4 - len(head))
@@ -90,6 +99,164 @@ def message_rest():
     return (macros(b"R", i="Q1") + packet(b"R", b"<rcpt@dest.example>\0")
             + packet(b"L", b"From\0<alice@contoso.com>\0")
             + packet(b"L", b"X-Spam-Flag\0 NO\0") + packet(b"E"))
+
+
+def connect_unknown(host=b"client.example"):
+    """A connect step without an address (family 'U'): only macros can attribute the client."""
+    return packet(b"C", host + b"\0U")
+
+
+UNATTRIBUTED = (b"y", b"550 5.7.64 TenantAttribution; Relay Access Denied\0")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def negotiation_limits(sock):
+    """An MTA that offers fewer protocol flags than outguard wants: only the offered ones are
+    taken, and every step the MTA did not agree to leave unanswered gets its reply."""
+    s = connect(sock)
+    no_steps = 0x1 | 0x2 | 0x10 | 0x40 | 0x100 | 0x200  # the SMFIP_NO* bits, no SMFIP_NR_*
+    s.sendall(packet(b"O", struct.pack(">III", 6, SMFIF_SETSYMLIST, no_steps)))
+    cmd, data = read_packet(s)
+    version, act, flags = struct.unpack(">III", data[:12])
+    check(cmd == b"O" and flags & ~no_steps == 0 and flags & SMFIP_NOCONNECT,
+          f"flags answered within the offer (0x{flags:x})")
+    s.sendall(mail("<alice@contoso.com>") + packet(b"R", b"<rcpt@dest.example>\0")
+              + packet(b"L", b"Subject\0hi\0") + packet(b"E"))
+    r = [read_packet(s) for _ in range(4)]
+    check(r == [(b"c", b"")] * 4, f"MAIL, RCPT, header and end each answered without SMFIP_NR_* ({r!r})")
+    s.close()
+    # A version 2 MTA: answered with version 2, and no symbol list (a version 6 feature).
+    s = connect(sock)
+    s.sendall(packet(b"O", struct.pack(">III", 2, SMFIF_SETSYMLIST, 0x7F)))
+    cmd, data = read_packet(s)
+    version, act, flags = struct.unpack(">III", data[:12])
+    check((cmd, version, act, data[12:]) == (b"O", 2, 0, b"") and not flags & SMFIP_NOCONNECT,
+          f"version 2 MTA: version 2, no symbol list, connect step kept ({version}, 0x{act:x}, 0x{flags:x})")
+    s.close()
+
+
+def macro_stages(sock):
+    """libmilter keeps the macros of each stage and smfi_getsymval looks in the latest stage
+    first (MAIL, then HELO, then CONNECT): an MTA that cannot take our symbol list sends
+    {client_addr} with the connect step when so configured, and {cert_subject} with HELO."""
+    s = connect(sock)
+    negotiate(s, actions=0)  # no symbol lists: the MTA's default macro lists
+    s.sendall(macros(b"C", **{"{client_addr}": "192.0.2.7", "j": "mx.example"}) + connect_unknown()
+              + packet(b"M", b"<alice@contoso.com>\0"))
+    r = read_packet(s)
+    check(r == (b"c", b""), f"{{client_addr}} of the connect step attributes MAIL FROM ({r!r})")
+    # HELO itself is skipped (SMFIP_NOHELO); its macros still come (Postfix sends them anyway).
+    s.sendall(packet(b"A") + macros(b"C") + connect_unknown() + macros(b"H", **{"{client_addr}": "192.0.2.8"})
+              + macros(b"M", i="Q2") + packet(b"M", b"<alice@contoso.com>\0"))
+    r = read_packet(s)
+    check(r == (b"c", b""), f"{{client_addr}} of the HELO step attributes MAIL FROM ({r!r})")
+    # The MAIL step's value comes first.
+    s.sendall(packet(b"A") + macros(b"M", **{"{client_addr}": "198.51.100.1"})
+              + packet(b"M", b"<alice@contoso.com>\0"))
+    r = read_packet(s)
+    check(r == UNATTRIBUTED, f"the MAIL step's {{client_addr}} takes precedence ({r!r})")
+    # A new SMTP session (QUIT_NC) starts without the last session's macros; so does a new
+    # connect step (it clears the HELO and MAIL stages, as in libmilter).
+    s.sendall(packet(b"A") + macros(b"M", **{"{client_addr}": "192.0.2.7"}) + packet(b"M", b"<alice@contoso.com>\0"))
+    check(read_packet(s) == (b"c", b""), "the MAIL step's {client_addr} attributes")
+    s.sendall(packet(b"A") + packet(b"K") + connect_unknown() + packet(b"M", b"<alice@contoso.com>\0"))
+    r = read_packet(s)
+    check(r == UNATTRIBUTED, f"QUIT_NC: no macro of the previous session is used ({r!r})")
+    s.sendall(packet(b"A") + macros(b"C", **{"{client_addr}": "192.0.2.7"}) + connect_unknown()
+              + macros(b"M", **{"{client_addr}": "198.51.100.1"}) + packet(b"M", b"<alice@contoso.com>\0")
+              + packet(b"A") + connect_unknown() + packet(b"M", b"<alice@contoso.com>\0"))
+    r1, r2 = read_packet(s), read_packet(s)
+    check(r1 == UNATTRIBUTED and r2 == (b"c", b""),
+          f"a connect step clears the MAIL stage's macros, keeps its own ({r1!r}, {r2!r})")
+    s.close()
+
+
+def slow_reader(sock):
+    """An MTA that sends commands but never reads the replies must not stall the others."""
+    hog = connect(sock)
+    hog.setblocking(False)
+    data = packet(b"H", b"x\0") * 100000  # a reply each (nothing negotiated)
+    sent, idle_since = 0, None
+    start = time.monotonic()
+    while time.monotonic() - start < 3:
+        try:
+            n = hog.send(data[sent % len(data):][:65536])
+            sent += n
+            idle_since = None
+        except BlockingIOError:
+            if idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > 0.3:
+                break
+            time.sleep(0.01)
+    s = connect(sock)
+    s.settimeout(3)
+    t0 = time.monotonic()
+    try:
+        negotiate(s)
+        s.sendall(mail("<alice@contoso.com>"))
+        r = read_packet(s)
+    except (socket.timeout, OSError) as e:
+        r = repr(e)
+    check(r == (b"c", b""), f"a peer that never reads stalls no other session "
+          f"({r!r} after {time.monotonic() - t0:.1f} s; {sent} bytes sent by the peer)")
+    s.close()
+    hog.close()
+
+
+def large_packet(sock):
+    """Any packet up to the 1 MiB limit is taken (the buffer grows to fit it)."""
+    s = connect(sock)
+    s.sendall(packet(b"B", b"x" * (1024 * 1024 - 1)))  # nothing negotiated: a reply is due
+    r = read_packet(s)
+    check(r == (b"c", b""), f"a packet of the largest length allowed (1 MiB) is answered ({r!r})")
+    s.close()
+
+
+def fd_exhaustion(binary, policy, d, env):
+    """Out of file descriptors, accept fails: the loop must not spin on the listening socket,
+    and serves again once descriptors are free."""
+    sock = f"{d}/fd.sock"
+    limit = 24
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    proc = subprocess.Popen([binary, "-E", policy, f"unix:{sock}"], stderr=open(f"{d}/fd.log", "w"),
+                            env=env, preexec_fn=low_limit)
+    try:
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        clients = [connect(sock) for _ in range(limit + 8)]
+        time.sleep(0.3)
+        before = cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        spent = cpu_seconds(proc.pid) - before
+        check(spent < 0.3, f"out of descriptors: the loop waits instead of spinning ({spent:.2f} s CPU in 1 s)")
+        for c in clients:
+            c.close()
+        time.sleep(0.2)
+        s = connect(sock)
+        cmd = negotiate(s)[0]
+        check(cmd == b"O", "descriptors free again: new connections served")
+        s.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = None
+    check(rc == 0, f"the descriptor-starved milter exits cleanly (rc={rc})")
+    if rc != 0:
+        print(open(f"{d}/fd.log").read())
 
 
 def closed(s):
@@ -183,6 +350,11 @@ def main():
         s.sendall(packet(b"M", b"<alice@contoso.com>\0")[:7])
         s.close()
 
+        negotiation_limits(sock)
+        macro_stages(sock)
+        large_packet(sock)
+        slow_reader(sock)
+
         s = connect(sock)
         negotiate(s)
         s.sendall(mail("<alice@contoso.com>"))
@@ -196,8 +368,11 @@ def main():
             proc.kill()
             rc = None
     check(rc == 0, f"milter exits cleanly on SIGTERM (rc={rc}; sanitizers report here)")
+    fd_exhaustion(sys.argv[1], policy, d, env)
     if FAILED:
         print(open(log).read())
+    else:
+        shutil.rmtree(d, ignore_errors=True)
     print(f"milter protocol: {len(FAILED)} failed")
     return 1 if FAILED else 0
 

@@ -12,13 +12,16 @@
  * calls (outguard-milter.c).
  *
  * Packets: a 4-byte big-endian length, a command byte, then length - 1 bytes of data.
+ *
+ * Nothing here blocks: replies the MTA does not read yet wait in the connection's output
+ * buffer, and while it is full that connection's input waits too (the MTA cannot be owed more
+ * replies than the buffer holds), so one MTA process that stops reading stalls only itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,22 +36,37 @@
 
 #define MAX_PACKET (1024 * 1024) /* longer than any command an MTA sends (body chunks: 64 KiB) */
 #define READ_CHUNK 16384
+#define IN_MAX (MAX_PACKET + 4 + READ_CHUNK) /* the input buffer never needs more */
+#define MAX_REPLY 1024                        /* the longest reply to one command */
+
+/* The macros of one protocol stage, as the MTA sent them: name\0value\0... */
+struct macros {
+  char *buf;
+  size_t len, cap;
+};
+
+/* The stages whose macros are kept, as libmilter keeps them: smfi_getsymval looks in the
+ * latest stage first. MTAs that cannot take our symbol list send their configured macros
+ * ({cert_subject} with HELO by default, {client_addr} where the operator adds it) with these
+ * steps, even the ones skipped by SMFIP_NOCONNECT / SMFIP_NOHELO. */
+enum { STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGES };
 
 struct conn {
   int fd;
   bool tcp;                       /* a TCP connection (not a unix socket) */
+  bool writing;                   /* waiting for EPOLLOUT, input paused */
   time_t last;                    /* last activity, for the idle timeout */
   struct conn *prev, *next;       /* every open connection */
   unsigned char *in;              /* received bytes not yet handled */
   size_t in_len, in_cap;
-  unsigned char out[4096];        /* replies of one batch of commands */
+  unsigned char out[8192];        /* replies not yet taken by the socket */
   size_t out_len;
-  char *macros;                   /* the MAIL FROM step's macros: name\0value\0... */
-  size_t macros_len;
+  struct macros macros[STAGES];
   struct session s;
 };
 
 static struct conn *all;
+static int loop_ep = -1;          /* the epoll instance of events_run */
 
 static uint32_t get32(const unsigned char *p) {
   uint32_t v;
@@ -123,13 +141,9 @@ fail: {
 
 /* ----- replies ---------------------------------------------------------------------------- */
 
-static bool flush(struct conn *c);
-
-/* Queues a reply packet (writing what is queued first when it is full); false when the MTA is
- * gone. */
+/* Queues a reply packet; false when it does not fit (handle() keeps MAX_REPLY free). */
 static bool queue(struct conn *c, char cmd, const void *data, size_t len) {
-  if (len > sizeof c->out - 5) return false;
-  if (c->out_len + 5 + len > sizeof c->out && !flush(c)) return false;
+  if (len > MAX_REPLY - 5 || c->out_len + 5 + len > sizeof c->out) return false;
   put32(c->out + c->out_len, (uint32_t)len + 1);
   c->out[c->out_len + 4] = (unsigned char)cmd;
   if (len) memcpy(c->out + c->out_len + 5, data, len);
@@ -137,23 +151,26 @@ static bool queue(struct conn *c, char cmd, const void *data, size_t len) {
   return true;
 }
 
-/* Writes the queued replies; false when the MTA is gone. */
-static bool flush(struct conn *c) {
+/* Writes as much of the queued replies as the socket takes now; false when the MTA is gone. */
+static bool send_out(struct conn *c) {
   size_t off = 0;
   while (off < c->out_len) {
-    ssize_t w = write(c->fd, c->out + off, c->out_len - off);
+    ssize_t w = send(c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL);
     if (w > 0) {
       off += (size_t)w;
     } else if (w < 0 && errno == EINTR) {
       continue;
-    } else if (w < 0 && errno == EAGAIN) {
-      struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-      if (poll(&p, 1, 10000) <= 0) return false;
+    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break; /* the rest when epoll reports the socket writable */
     } else {
       return false;
     }
   }
-  c->out_len = 0;
+  if (off > 0) {
+    memmove(c->out, c->out + off, c->out_len - off);
+    c->out_len -= off;
+    c->last = time(NULL);
+  }
   return true;
 }
 
@@ -177,7 +194,7 @@ static bool negotiate(struct conn *c, const unsigned char *d, size_t len) {
   }
   uint32_t flags = offered & (uint32_t)want;
   c->s.noreply = flags & WANT_NR;
-  unsigned char r[256];
+  unsigned char r[MAX_REPLY - 5];
   size_t n = 0;
   put32(r, version < 6 ? version : 6);
   put32(r + 4, our_actions);
@@ -190,6 +207,7 @@ static bool negotiate(struct conn *c, const unsigned char *d, size_t len) {
     } lists[] = {{SMFIM_ENVFROM, ENVFROM_MACROS}, {SMFIM_ENVRCPT, "i"}, {SMFIM_EOM, "i"}};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
       size_t m = strlen(lists[i].macros) + 1;
+      if (n + 4 + m > sizeof r) return false;
       put32(r + n, lists[i].stage);
       memcpy(r + n + 4, lists[i].macros, m);
       n += 4 + m;
@@ -198,22 +216,59 @@ static bool negotiate(struct conn *c, const unsigned char *d, size_t len) {
   return queue(c, SMFIC_OPTNEG, r, n);
 }
 
-/* A macro of the MAIL FROM step, by name with or without braces; NULL when not sent. */
-static const char *macro(const struct conn *c, const char *name) {
-  size_t want = strlen(name);
-  if (name[0] == '{') name++, want -= 2;
-  for (size_t off = 0; off < c->macros_len;) {
-    const char *k = c->macros + off;
-    size_t klen = strnlen(k, c->macros_len - off);
-    if (off + klen + 1 >= c->macros_len) break;
+/* The stage of a SMFIC_MACRO command's step, or -1 for a stage whose macros are not kept. */
+static int stage_of(unsigned char cmd) {
+  switch (cmd) {
+    case SMFIC_CONNECT: return STAGE_CONNECT;
+    case SMFIC_HELO: return STAGE_HELO;
+    case SMFIC_MAIL: return STAGE_MAIL;
+    default: return -1;
+  }
+}
+
+static bool set_macros(struct macros *m, const unsigned char *d, size_t len) {
+  if (len > m->cap) {
+    char *p = realloc(m->buf, len);
+    if (p == NULL) return false;
+    m->buf = p;
+    m->cap = len;
+  }
+  if (len) memcpy(m->buf, d, len);
+  m->len = len;
+  return true;
+}
+
+/* Forgets the macros of stage `from` and every later one. */
+static void clear_macros(struct conn *c, int from) {
+  for (int i = from; i < STAGES; i++) c->macros[i].len = 0;
+}
+
+/* A macro of one stage, by name without braces; NULL when not sent. */
+static const char *macro_in(const struct macros *m, const char *name, size_t want) {
+  for (size_t off = 0; off < m->len;) {
+    const char *k = m->buf + off;
+    size_t klen = strnlen(k, m->len - off);
+    if (off + klen + 1 >= m->len) break;
     const char *v = k + klen + 1;
-    size_t vlen = strnlen(v, c->macros_len - off - klen - 1);
-    if (off + klen + 1 + vlen >= c->macros_len) break;
+    size_t vlen = strnlen(v, m->len - off - klen - 1);
+    if (off + klen + 1 + vlen >= m->len) break; /* the value's NUL is inside the buffer */
     const char *kk = k;
     size_t kklen = klen;
     if (kklen >= 2 && kk[0] == '{' && kk[kklen - 1] == '}') kk++, kklen -= 2;
     if (kklen == want && memcmp(kk, name, want) == 0) return v;
     off += klen + 1 + vlen + 1;
+  }
+  return NULL;
+}
+
+/* A macro as smfi_getsymval finds it, by name with or without braces: the MAIL stage's, else
+ * HELO's, else CONNECT's; NULL when not sent. */
+static const char *macro(const struct conn *c, const char *name) {
+  size_t want = strlen(name);
+  if (name[0] == '{') name++, want -= 2;
+  for (int i = STAGES - 1; i >= 0; i--) {
+    const char *v = macro_in(&c->macros[i], name, want);
+    if (v != NULL) return v;
   }
   return NULL;
 }
@@ -237,21 +292,18 @@ static void connect_info(struct conn *c, const unsigned char *d, size_t len) {
 static bool command(struct conn *c, unsigned char cmd, unsigned char *d, size_t len) {
   switch (cmd) {
     case SMFIC_OPTNEG: return negotiate(c, d, len);
-    case SMFIC_MACRO:
-      if (len >= 1 && d[0] == SMFIC_MAIL) {
-        free(c->macros);
-        c->macros = malloc(len);
-        if (c->macros == NULL) return false;
-        memcpy(c->macros, d + 1, len - 1);
-        c->macros[len - 1] = '\0';
-        c->macros_len = len - 1;
-      }
-      return true;
+    case SMFIC_MACRO: { /* never answered */
+      int stage = len >= 1 ? stage_of(d[0]) : -1;
+      return stage < 0 || set_macros(&c->macros[stage], d + 1, len - 1);
+    }
     case SMFIC_CONNECT:
+      clear_macros(c, STAGE_CONNECT + 1); /* as libmilter: later stages belong to the last one */
       connect_info(c, d, len);
       reset_message(&c->s);
       return go_on(c, SMFIP_NR_CONN);
-    case SMFIC_HELO: return go_on(c, SMFIP_NR_HELO);
+    case SMFIC_HELO:
+      clear_macros(c, STAGE_HELO + 1);
+      return go_on(c, SMFIP_NR_HELO);
     case SMFIC_MAIL: {
       if (len == 0 || d[len - 1] != '\0') return false;
       og_reason why = OG_REASON_NONE;
@@ -289,6 +341,7 @@ static bool command(struct conn *c, unsigned char cmd, unsigned char *d, size_t 
       memset(&c->s, 0, sizeof c->s);
       c->s.noreply = nr;
       reset_message(&c->s);
+      clear_macros(c, 0);
       return true;
     }
     case SMFIC_QUIT: return false;
@@ -298,7 +351,8 @@ static bool command(struct conn *c, unsigned char cmd, unsigned char *d, size_t 
   }
 }
 
-/* Handles every complete packet received; false closes the connection. */
+/* Handles the complete packets received, as long as the replies fit, and sends the replies;
+ * false closes the connection. */
 static bool handle(struct conn *c) {
   size_t off = 0;
   bool ok = true;
@@ -309,15 +363,55 @@ static bool handle(struct conn *c) {
       return false;
     }
     if (c->in_len - off - 4 < len) break;
+    if (sizeof c->out - c->out_len < MAX_REPLY) {
+      if (!send_out(c)) return false;
+      if (sizeof c->out - c->out_len < MAX_REPLY) break; /* the MTA is not reading: wait */
+    }
     ok = command(c, c->in[off + 4], c->in + off + 5, len - 1);
     off += 4 + (size_t)len;
   }
   memmove(c->in, c->in + off, c->in_len - off);
   c->in_len -= off;
-  return flush(c) && ok;
+  if (c->in_len == 0 && c->in_cap > 4 * READ_CHUNK) { /* after a large packet */
+    free(c->in);
+    c->in = NULL;
+    c->in_cap = 0;
+  }
+  return send_out(c) && ok;
+}
+
+/* Waits for the socket to be writable while replies are pending (and reads nothing then),
+ * for input otherwise; false when epoll refuses. */
+static bool rearm(struct conn *c) {
+  bool writing = c->out_len > 0;
+  if (writing == c->writing) return true;
+  struct epoll_event ev = {.events = writing ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+  if (epoll_ctl(loop_ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) return false;
+  c->writing = writing;
+  return true;
 }
 
 /* ----- the loop ------------------------------------------------------------------------------ */
+
+/* The listening socket leaves epoll while accept has no descriptor (or memory) for a new
+ * connection: level-triggered, it would wake the loop again at once, for as long as that lasts.
+ * Pending connections wait in the backlog until a connection closes or a second passes. */
+static bool accept_paused, accept_failing;
+
+static void pause_accept(int ep, int lfd, int err) {
+  if (accept_paused) return;
+  if (epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL) != 0) return;
+  accept_paused = true;
+  if (!accept_failing) /* once until accept works again */
+    logf_("event loop: accept: %s; waiting for a connection to close", strerror(err));
+  accept_failing = true;
+}
+
+static void resume_accept(int ep, int *lfd) {
+  if (!accept_paused) return;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = lfd};
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, *lfd, &ev) == 0) accept_paused = false;
+}
 
 static void drop(int ep, struct conn *c) {
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -326,14 +420,20 @@ static void drop(int ep, struct conn *c) {
   else all = c->next;
   if (c->next) c->next->prev = c->prev;
   free(c->in);
-  free(c->macros);
+  for (int i = 0; i < STAGES; i++) free(c->macros[i].buf);
   free(c);
 }
 
 static void accept_all(int ep, int lfd) {
   for (;;) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN, or a transient error: epoll tells us again */
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM) continue;
+      pause_accept(ep, lfd, errno); /* EMFILE, ENFILE, ENOBUFS, ENOMEM */
+      return;
+    }
+    accept_failing = false;
     struct conn *c = calloc(1, sizeof *c);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (c == NULL || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -357,8 +457,10 @@ static void accept_all(int ep, int lfd) {
 static bool readable(struct conn *c) {
   for (;;) { /* once, unless interrupted */
     if (c->in_cap - c->in_len < READ_CHUNK) {
+      /* What is left after handle() is part of one packet (at most MAX_PACKET + 3 bytes). */
+      if (c->in_cap >= IN_MAX) return false;
       size_t cap = c->in_cap ? c->in_cap * 2 : 2 * READ_CHUNK;
-      if (cap > MAX_PACKET + 2 * READ_CHUNK) return false;
+      if (cap > IN_MAX) cap = IN_MAX;
       unsigned char *p = realloc(c->in, cap);
       if (p == NULL) return false;
       c->in = p;
@@ -377,15 +479,25 @@ static bool readable(struct conn *c) {
 #endif
       c->in_len += (size_t)r;
       c->last = time(NULL);
-      return handle(c); /* epoll reports the socket again if more is waiting */
+      return handle(c) && rearm(c); /* epoll reports the socket again if more is waiting */
     }
     if (r < 0 && errno == EINTR) continue;
     return r < 0 && errno == EAGAIN;
   }
 }
 
+/* Sends the replies the MTA was not reading, then handles the input held back meanwhile;
+ * false closes the connection. */
+static bool writable(struct conn *c) {
+  if (!send_out(c)) return false;
+  if (c->out_len == 0 && !handle(c)) return false;
+  return rearm(c);
+}
+
 void events_run(int lfd, int wake_fd, int timeout) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
+  loop_ep = ep;
+  accept_paused = accept_failing = false;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &lfd};
   struct epoll_event wake = {.events = EPOLLIN, .data.ptr = &wake_fd};
   if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) != 0 ||
@@ -409,14 +521,18 @@ void events_run(int lfd, int wake_fd, int timeout) {
         accept_all(ep, lfd);
       } else {
         struct conn *c = evs[i].data.ptr;
-        if (!readable(c)) drop(ep, c);
+        if (!(c->writing ? writable(c) : readable(c))) {
+          drop(ep, c);
+          resume_accept(ep, &lfd);
+        }
       }
     }
     if (stop) break;
     time_t now = time(NULL);
-    if (timeout > 0 && now != swept) {
+    if (now != swept) {
       swept = now;
-      for (struct conn *c = all, *next; c != NULL; c = next) {
+      resume_accept(ep, &lfd);
+      for (struct conn *c = all, *next; timeout > 0 && c != NULL; c = next) {
         next = c->next;
         if (now - c->last > timeout) drop(ep, c);
       }
