@@ -93,6 +93,7 @@ pub(crate) struct Keep<'py> {
     tenant: fastcall::Keep<'py>,
     auth_user: fastcall::Keep<'py>,
     cert_domain: fastcall::Keep<'py>,
+    client_ip: fastcall::Keep<'py>,
     verdict: fastcall::Keep<'py>,
     mail_from_owned: OnceCell<Vec<u8>>,
     auth_user_owned: OnceCell<String>,
@@ -209,7 +210,14 @@ impl<'k, 'py> Scalar<'k, 'py> {
         let tenant = opt_str(a[2], "tenant", &keep.tenant)?.filter(|(_, t)| !t.is_empty());
         let client_ip = match a[3] {
             None => None,
-            Some(o) => convert::opt_ip(Some(&o))?,
+            // A str is read in place (no copies), as the other text fields are.
+            Some(o) => match as_str_obj(o) {
+                Some(s) => match fastcall::text(s, &keep.client_ip)? {
+                    "" => None,
+                    t => Some(convert::parse_ip(t)?),
+                },
+                None => convert::opt_ip(Some(&o))?,
+            },
         };
         let flag = |k: usize| -> PyResult<bool> {
             match a[k] {
