@@ -4,6 +4,43 @@
 use crate::Error;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// An IP address from its text form: exactly what `str::parse::<IpAddr>` accepts, with the
+/// common dotted-quad IPv4 form read directly (a few nanoseconds instead of the general
+/// parser's tens).
+pub fn parse_ip(s: &[u8]) -> Option<IpAddr> {
+    parse_ipv4(s)
+        .map(IpAddr::V4)
+        .or_else(|| core::str::from_utf8(s).ok()?.parse().ok())
+}
+
+/// Four decimal octets, each `0` or 1–3 digits without a leading zero and at most 255 (the
+/// forms the standard parser accepts); `None` sends the text to the general parser.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    if s.len() < 7 || s.len() > 15 {
+        return None;
+    }
+    let mut out = [0u8; 4];
+    let mut it = s.split(|&b| b == b'.');
+    for o in &mut out {
+        let part = it.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut v = 0u16;
+        for &b in part {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(b - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    if it.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(out))
+}
+
 /// An IP address as a 128-bit number (IPv4 mapped into `::ffff:0:0/96`).
 pub fn addr_bits(ip: IpAddr) -> u128 {
     match ip {
@@ -117,6 +154,48 @@ impl core::fmt::Display for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_ip_accepts_exactly_what_the_standard_parser_accepts() {
+        for s in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "0.0.0.0",
+            "10.0.0.1",
+            "203.0.113.5",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "00.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "999.1.1.1",
+            "1.2.3.25x",
+            "1.2.3.4\0",
+            "",
+            "a.b.c.d",
+            "1.2.3.",
+            ".1.2.3",
+            "1000.1.1.1",
+            "1.2.3.0000",
+            "::ffff:1.2.3.4",
+            "2001:db8::1",
+            "::",
+            "::1",
+            "2001:db8:bad::25",
+            "1:2:3:4:5:6:7:8:9",
+            "fe80::1%1",
+        ] {
+            let want = s.parse::<IpAddr>().ok();
+            assert_eq!(parse_ip(s.as_bytes()), want, "{s:?}");
+        }
+        assert_eq!(parse_ip(b"\xff.1.1.1"), None);
+    }
 
     #[test]
     fn parses_and_prints() {

@@ -1040,3 +1040,20 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The fast IPv4 reader never disagrees with the standard parser, on near-addresses.
+    #[test]
+    fn parse_ip_agrees_with_the_standard_parser(
+        s in prop_oneof![
+            "[0-9.]{0,18}",
+            "[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}",
+            "[0-9a-f:.]{0,24}",
+            any::<String>(),
+        ],
+    ) {
+        prop_assert_eq!(outguard::cidr::parse_ip(s.as_bytes()), s.parse::<std::net::IpAddr>().ok());
+    }
+}

@@ -96,7 +96,9 @@ pub(crate) fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
             Some(IpAddr::from([b[0], b[1], b[2], b[3]]))
         }
         (None, OG_IP_V6) => Some(IpAddr::from(m.client_addr.bytes)),
-        (Some(s), OG_IP_NONE) => Some(s.parse::<IpAddr>().map_err(|_| og_result::InvalidIp)?),
+        (Some(s), OG_IP_NONE) => {
+            Some(outguard::cidr::parse_ip(s.as_bytes()).ok_or(og_result::InvalidIp)?)
+        }
         _ => return Err(og_result::InvalidParameter),
     };
     Ok(Message {

@@ -703,9 +703,9 @@ impl Columns {
                         if s.is_empty() {
                             None
                         } else {
-                            Some(s.trim().parse::<IpAddr>().map_err(|_| {
-                                at("client_ip", i, format!("invalid IP address {s:?}"))
-                            })?)
+                            Some(outguard::cidr::parse_ip(s.trim().as_bytes()).ok_or_else(
+                                || at("client_ip", i, format!("invalid IP address {s:?}")),
+                            )?)
                         }
                     }
                 };

@@ -63,9 +63,8 @@ pub fn opt_time(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u
 
 /// Parses an IP address from its text.
 pub fn parse_ip(s: &str) -> PyResult<IpAddr> {
-    s.trim()
-        .parse::<IpAddr>()
-        .map_err(|_| PyValueError::new_err(format!("invalid IP address {s:?}")))
+    outguard::cidr::parse_ip(s.trim().as_bytes())
+        .ok_or_else(|| PyValueError::new_err(format!("invalid IP address {s:?}")))
 }
 
 /// An IP address from a `str` or an `ipaddress.IPv4Address`/`IPv6Address` (anything whose
