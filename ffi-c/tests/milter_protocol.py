@@ -248,15 +248,20 @@ def fd_exhaustion(binary, policy, d, env):
         check(cmd == b"O", "descriptors free again: new connections served")
         s.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop(proc)
     check(rc == 0, f"the descriptor-starved milter exits cleanly (rc={rc})")
     if rc != 0:
         print(open(f"{d}/fd.log").read())
+
+
+def stop(proc):
+    """SIGTERM, then the exit code (None when it had to be killed)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None
 
 
 def closed(s):
@@ -361,12 +366,7 @@ def main():
         check(read_packet(s) == (b"c", b""), "still serving after all of that")
         s.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop(proc)
     check(rc == 0, f"milter exits cleanly on SIGTERM (rc={rc}; sanitizers report here)")
     fd_exhaustion(sys.argv[1], policy, d, env)
     if FAILED:
