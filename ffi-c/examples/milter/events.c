@@ -201,15 +201,11 @@ static bool negotiate(struct conn *c, const unsigned char *d, size_t len) {
   put32(r + 8, flags);
   n = 12;
   if (symlist) {
-    static const struct {
-      uint32_t stage;
-      const char *macros;
-    } lists[] = {{SMFIM_ENVFROM, ENVFROM_MACROS}, {SMFIM_ENVRCPT, "i"}, {SMFIM_EOM, "i"}};
-    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
-      size_t m = strlen(lists[i].macros) + 1;
+    for (size_t i = 0; i < sizeof MACRO_LISTS / sizeof MACRO_LISTS[0]; i++) {
+      size_t m = strlen(MACRO_LISTS[i].macros) + 1;
       if (n + 4 + m > sizeof r) return false;
-      put32(r + n, lists[i].stage);
-      memcpy(r + n + 4, lists[i].macros, m);
+      put32(r + n, (uint32_t)MACRO_LISTS[i].stage);
+      memcpy(r + n + 4, MACRO_LISTS[i].macros, m);
       n += 4 + m;
     }
   }

@@ -33,9 +33,14 @@ struct session {
 };
 
 /* The protocol steps the milter asks the MTA to skip (SMFIP_NO*) and not to wait for
- * (SMFIP_NR_*), and the macros it asks for at MAIL FROM. */
+ * (SMFIP_NR_*). */
 extern const unsigned long WANT_NO, WANT_NR;
-extern const char ENVFROM_MACROS[];
+struct macro_list {
+  int stage;          /* SMFIM_* */
+  const char *macros; /* space-separated names */
+};
+/* The macros asked for, MAIL FROM's first (the MTA accepting it decides the rest). */
+extern const struct macro_list MACRO_LISTS[3];
 
 void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void reset_message(struct session *s);

@@ -217,7 +217,11 @@ static og_message message_of(const struct session *s) {
 const unsigned long WANT_NO = SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOBODY | SMFIP_NODATA |
                               SMFIP_NOUNKNOWN;
 const unsigned long WANT_NR = SMFIP_NR_CONN | SMFIP_NR_RCPT | SMFIP_NR_HDR;
-const char ENVFROM_MACROS[] = "{auth_authen} {client_addr} {cert_subject} i";
+const struct macro_list MACRO_LISTS[3] = {
+    {SMFIM_ENVFROM, "{auth_authen} {client_addr} {cert_subject} i"},
+    {SMFIM_ENVRCPT, "i"},
+    {SMFIM_EOM, "i"},
+};
 
 static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
@@ -229,11 +233,11 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
   *pf0 = 0; /* no message modifications */
   unsigned long want = WANT_NO | WANT_NR;
   if ((f0 & SMFIF_SETSYMLIST) &&
-      smfi_setsymlist(ctx, SMFIM_ENVFROM, (char *)ENVFROM_MACROS) == MI_SUCCESS) {
+      smfi_setsymlist(ctx, MACRO_LISTS[0].stage, (char *)MACRO_LISTS[0].macros) == MI_SUCCESS) {
     *pf0 |= SMFIF_SETSYMLIST;
     want |= SMFIP_NOCONNECT;
-    smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");
-    smfi_setsymlist(ctx, SMFIM_EOM, "i");
+    for (size_t i = 1; i < sizeof MACRO_LISTS / sizeof MACRO_LISTS[0]; i++)
+      smfi_setsymlist(ctx, MACRO_LISTS[i].stage, (char *)MACRO_LISTS[i].macros);
   }
   *pf1 = f1 & want;
   s->noreply = f1 & WANT_NR;
