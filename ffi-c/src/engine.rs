@@ -44,14 +44,18 @@ impl og_engine {
 
 /// Where the events of one call go: the engine's callback (every event) and the caller's
 /// array (the first `len`), with the total count in `*out_n`.
-struct EventSink {
+pub(crate) struct EventSink {
     events: OutSlice<og_event>,
     out_n: Option<Out<usize>>,
     n: usize,
 }
 
 impl EventSink {
-    fn new(events: *mut og_event, len: usize, out_n: *mut usize) -> Result<EventSink, og_result> {
+    pub(crate) fn new(
+        events: *mut og_event,
+        len: usize,
+        out_n: *mut usize,
+    ) -> Result<EventSink, og_result> {
         Ok(EventSink {
             events: ffi::out_slice(events, len)?,
             out_n: ffi::opt_out(out_n),
@@ -79,6 +83,11 @@ impl EventSink {
         if let Some(o) = self.out_n {
             o.write(self.n);
         }
+    }
+    /// Writes all the events of a call that has no callback, then their count.
+    pub(crate) fn write_all(mut self, evs: &[Event]) {
+        self.push_all(None, evs);
+        self.finish();
     }
 }
 

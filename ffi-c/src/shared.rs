@@ -17,9 +17,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use outguard::shared::{self, SharedEngine, SharedError};
 use outguard::TenantId;
 
-use crate::engine::with_message;
+use crate::engine::{with_message, EventSink};
 use crate::error::og_result;
-use crate::ffi::{self, Out, OutSlice};
+use crate::ffi;
 use crate::panic::guard;
 use crate::text::{write_error, write_text};
 use crate::types::*;
@@ -103,21 +103,6 @@ fn with_engine(
             }
         }
     })
-}
-
-/// Writes the events of one call into the caller's array (the first `len`), the total into
-/// `*out_n`.
-fn write_events(
-    events: &mut OutSlice<og_event>,
-    out_n: Option<Out<usize>>,
-    evs: &[outguard::Event],
-) {
-    for (i, ev) in evs.iter().enumerate() {
-        events.write_at(i, og_event::from(ev));
-    }
-    if let Some(o) = out_n {
-        o.write(evs.len());
-    }
 }
 
 // ----- files --------------------------------------------------------------------------------
@@ -370,12 +355,10 @@ pub extern "C" fn og_shared_engine_record(
 ) -> og_result {
     with_engine(engine, |e| {
         let m = ffi::input(message)?;
-        let mut evs = ffi::out_slice(events, events_len)?;
-        let out_n = ffi::opt_out(out_events_n);
+        let sink = EventSink::new(events, events_len, out_events_n)?;
         let verdict = verdict_from_c(verdict)?;
         with_message(m, |msg| {
-            Ok(e.record(now, msg, verdict)
-                .map(|ev| write_events(&mut evs, out_n, &ev)))
+            Ok(e.record(now, msg, verdict).map(|ev| sink.write_all(&ev)))
         })
     })
 }
@@ -396,13 +379,12 @@ pub extern "C" fn og_shared_engine_evaluate(
     with_engine(engine, |e| {
         let m = ffi::input(message)?;
         let out = ffi::out(out_decision)?;
-        let mut evs = ffi::out_slice(events, events_len)?;
-        let out_n = ffi::opt_out(out_events_n);
+        let sink = EventSink::new(events, events_len, out_events_n)?;
         let verdict = verdict_from_c(verdict)?;
         with_message(m, |msg| {
             Ok(e.evaluate(now, msg, verdict).map(|(d, ev)| {
                 out.write(og_decision::from(&d));
-                write_events(&mut evs, out_n, &ev);
+                sink.write_all(&ev);
             }))
         })
     })
@@ -425,10 +407,8 @@ pub extern "C" fn og_shared_engine_release(
     with_engine(engine, |e| {
         let tenant = ffi::text(tenant)?;
         let rule = rule_from_c(rule)?;
-        let mut evs = ffi::out_slice(events, events_len)?;
-        let out_n = ffi::opt_out(out_events_n);
-        Ok(e.release(tenant, rule, now)
-            .map(|ev| write_events(&mut evs, out_n, &ev)))
+        let sink = EventSink::new(events, events_len, out_events_n)?;
+        Ok(e.release(tenant, rule, now).map(|ev| sink.write_all(&ev)))
     })
 }
 
@@ -447,14 +427,13 @@ pub extern "C" fn og_shared_engine_set_lapsed(
 ) -> og_result {
     with_engine(engine, |e| {
         let tenant = ffi::text(tenant)?;
-        let mut evs = ffi::out_slice(events, events_len)?;
-        let out_n = ffi::opt_out(out_events_n);
+        let sink = EventSink::new(events, events_len, out_events_n)?;
         let r = if lapsed {
             e.mark_lapsed(tenant, now)
         } else {
             e.mark_active(tenant, now)
         };
-        Ok(r.map(|ev| write_events(&mut evs, out_n, &ev)))
+        Ok(r.map(|ev| sink.write_all(&ev)))
     })
 }
 
