@@ -841,11 +841,6 @@ fn main() {
         Some(v) if v >= limit => "met".to_string(),
         Some(v) => format!("**missed, {:.0}% short**", (1.0 - v / limit) * 100.0),
     };
-    let at_most = |v: Option<f64>, limit: f64| match v {
-        None => "not measured".to_string(),
-        Some(v) if v <= limit => "met".to_string(),
-        Some(v) => format!("**missed, {:.1}× over**", v / limit),
-    };
     let times = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.2}×"));
     for (label, key) in [
         ("libmilter", "postfix-libmilter"),
@@ -871,14 +866,14 @@ fn main() {
         "shared state: open a 1e6-domain image".into(),
         "≤ 1 ms".into(),
         open_us.map_or("not measured".into(), |v| format!("{v:.0} µs")),
-        at_most(open_us, 1000.0),
+        verdict(open_us, 1000.0),
     ]);
     let check_ratio = x("shared-check-ratio");
     tt.row(vec![
         "shared state: `check` mapped vs in memory".into(),
         "≤ 1.2×".into(),
         times(check_ratio),
-        at_most(check_ratio, 1.2),
+        verdict(check_ratio, 1.2),
     ]);
     let rec = x("shared-record-ratio");
     tt.row(vec![
