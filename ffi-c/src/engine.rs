@@ -17,7 +17,7 @@ use outguard::{Cidr, Event, Message, TenantId};
 use crate::error::og_result;
 use crate::ffi::{self, og_event_callback, EventCallback, Out, OutSlice};
 use crate::panic::guard;
-use crate::text::{write_error, write_text};
+use crate::text::{self, write_text};
 use crate::types::*;
 
 /// An engine: a policy's tenants, rules and lists, with every counter, block and audit
@@ -197,28 +197,13 @@ fn cidr(s: *const c_char) -> Result<Cidr, og_result> {
     Cidr::parse(ffi::text(s)?).map_err(og_result::from)
 }
 
-fn policy_failure(err_buf: &mut OutSlice<u8>, e: &PolicyError) -> og_result {
-    write_error(err_buf, &e.to_string());
-    og_result::from(e)
-}
-
 /// Runs a policy-loading body; on failure writes the description into the error buffer.
 fn with_error_buffer(
     err_buf: *mut c_char,
     err_len: usize,
-    f: impl FnOnce(&mut OutSlice<u8>) -> Result<(), og_result>,
+    f: impl FnOnce() -> Result<Result<(), PolicyError>, og_result>,
 ) -> og_result {
-    guard(|| {
-        let mut eb = ffi::out_bytes(err_buf, err_len)?;
-        let r = f(&mut eb);
-        if let Err(code) = r {
-            if code != og_result::Policy {
-                let msg = og_result::message(code).to_string_lossy();
-                write_error(&mut eb, &msg);
-            }
-        }
-        r
-    })
+    text::with_error_buffer(err_buf, err_len, |e| og_result::from(e), f)
 }
 
 fn load_toml(
@@ -259,14 +244,12 @@ pub extern "C" fn og_engine_new_from_file(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> og_result {
-    with_error_buffer(err_buf, err_len, |eb| {
+    with_error_buffer(err_buf, err_len, || {
         let path = ffi::path(path)?;
         let out = ffi::out(out_engine)?;
-        let engine = Policy::load(path)
+        Ok(Policy::load(path)
             .and_then(|p| p.build())
-            .map_err(|e| policy_failure(eb, &e))?;
-        out.write(new_handle(engine));
-        Ok(())
+            .map(|engine| out.write(new_handle(engine))))
     })
 }
 
@@ -288,13 +271,11 @@ pub extern "C" fn og_engine_new_from_toml(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> og_result {
-    with_error_buffer(err_buf, err_len, |eb| {
+    with_error_buffer(err_buf, err_len, || {
         let out = ffi::out(out_engine)?;
-        let engine = load_toml(text, len, file_name, base_dir)?
+        Ok(load_toml(text, len, file_name, base_dir)?
             .and_then(|p| p.build())
-            .map_err(|e| policy_failure(eb, &e))?;
-        out.write(new_handle(engine));
-        Ok(())
+            .map(|engine| out.write(new_handle(engine))))
     })
 }
 
@@ -933,13 +914,11 @@ pub extern "C" fn og_engine_is_low_reputation(
 fn reload(
     h: &og_engine,
     policy: Result<Policy, PolicyError>,
-    eb: &mut OutSlice<u8>,
     report: *mut og_reload_report,
-) -> Result<(), og_result> {
+) -> Result<(), PolicyError> {
     let report = ffi::opt_out(report);
-    let policy = policy.map_err(|e| policy_failure(eb, &e))?;
     // Build outside the lock; checks keep running meanwhile. Only the state swap locks.
-    let fresh = policy.build().map_err(|e| policy_failure(eb, &e))?;
+    let fresh = policy?.build()?;
     let r = outguard::policy::replace_engine(fresh, &mut h.write().engine);
     if let Some(o) = report {
         o.write(og_reload_report {
@@ -966,10 +945,10 @@ pub extern "C" fn og_engine_reload_file(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> og_result {
-    with_error_buffer(err_buf, err_len, |eb| {
+    with_error_buffer(err_buf, err_len, || {
         let h = ffi::input(engine)?;
         let path = ffi::path(path)?;
-        reload(h, Policy::load(path), eb, out_report)
+        Ok(reload(h, Policy::load(path), out_report))
     })
 }
 
@@ -988,10 +967,10 @@ pub extern "C" fn og_engine_reload_toml(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> og_result {
-    with_error_buffer(err_buf, err_len, |eb| {
+    with_error_buffer(err_buf, err_len, || {
         let h = ffi::input(engine)?;
         let policy = load_toml(text, len, file_name, base_dir)?;
-        reload(h, policy, eb, out_report)
+        Ok(reload(h, policy, out_report))
     })
 }
 

@@ -21,7 +21,7 @@ use crate::engine::{with_message, EventSink};
 use crate::error::og_result;
 use crate::ffi;
 use crate::panic::guard;
-use crate::text::{write_error, write_text};
+use crate::text::{self, write_text};
 use crate::types::*;
 
 /// An engine over a policy image and a shared state file. Opaque; open it with
@@ -71,20 +71,7 @@ fn with_error_buffer(
     err_len: usize,
     f: impl FnOnce() -> Result<Result<(), SharedError>, og_result>,
 ) -> og_result {
-    guard(|| {
-        let mut eb = ffi::out_bytes(err_buf, err_len)?;
-        match f() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                write_error(&mut eb, &e.to_string());
-                Err(code(&e))
-            }
-            Err(c) => {
-                write_error(&mut eb, &og_result::message(c).to_string_lossy());
-                Err(c)
-            }
-        }
-    })
+    text::with_error_buffer(err_buf, err_len, code, f)
 }
 
 /// Runs a call on the handle; a `SharedError` is kept for `og_shared_engine_last_error`.

@@ -47,6 +47,31 @@ pub(crate) fn write_error(buf: &mut OutSlice<u8>, msg: &str) {
     buf.copy_at(n, &[0]);
 }
 
+/// Runs a body that fails with a result code or with an error `E` that describes itself (a
+/// policy's problems, a file's); on failure writes that description (for a code, its message)
+/// into the error buffer and returns the code (`code(e)` for an `E`).
+pub(crate) fn with_error_buffer<E: core::fmt::Display>(
+    err_buf: *mut c_char,
+    err_len: usize,
+    code: fn(&E) -> og_result,
+    f: impl FnOnce() -> Result<Result<(), E>, og_result>,
+) -> og_result {
+    guard(|| {
+        let mut eb = ffi::out_bytes(err_buf, err_len)?;
+        match f() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                write_error(&mut eb, &e.to_string());
+                Err(code(&e))
+            }
+            Err(c) => {
+                write_error(&mut eb, &og_result::message(c).to_string_lossy());
+                Err(c)
+            }
+        }
+    })
+}
+
 /// Every static text of the core, NUL-terminated once, at first use, and kept for the life of
 /// the process (so the pointers handed to C never dangle). Nothing allocates after that.
 struct Texts {
