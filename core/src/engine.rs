@@ -1856,11 +1856,42 @@ impl<S: Storage> Engine<S> {
     ) -> Result<Events, Error> {
         let sender = parse_sender(msg.mail_from)?;
         let r = self.resolve(msg, &sender).ok_or(Error::UnknownTenant)?;
+        Ok(self.count_resolved(now, r.tenant, r.class, msg.recipients, verdict))
+    }
+
+    /// The counting half of [`Engine::record`] for a message already resolved to tenant `t`
+    /// and sender class `class`.
+    fn count_resolved(
+        &mut self,
+        now: u64,
+        t: u32,
+        class: SenderClass,
+        recipients: u32,
+        verdict: Verdict,
+    ) -> Events {
         let mut events = Events::new();
-        self.expire_tenant(r.tenant, now, &mut events);
-        self.count(r.tenant, now, r.class, verdict, msg.recipients.max(1));
-        self.test_rules(r.tenant, now, &mut events);
-        Ok(events)
+        self.expire_tenant(t, now, &mut events);
+        self.count(t, now, class, verdict, recipients.max(1));
+        self.test_rules(t, now, &mut events);
+        events
+    }
+
+    /// [`Engine::record`] for a message `d` (its decision by [`Engine::check`] on the current
+    /// tables) accepted: counts it for the tenant and sender class `check` resolved, without
+    /// parsing and resolving it again. Counts nothing for a refused message.
+    pub(crate) fn record_accepted(
+        &mut self,
+        now: u64,
+        d: &Decision,
+        msg: &Message<'_>,
+        verdict: Verdict,
+    ) -> Events {
+        match (d.accepted(), d.tenant, d.sender_class) {
+            (true, Some(t), Some(class)) => {
+                self.count_resolved(now, t.0, class, msg.recipients, verdict)
+            }
+            _ => Events::new(),
+        }
     }
 
     /// `check`, then `record` when the message is accepted (monitor-mode refusals count as
@@ -1872,10 +1903,7 @@ impl<S: Storage> Engine<S> {
         verdict: Verdict,
     ) -> (Decision, Events) {
         let d = self.check(now, msg);
-        if !d.accepted() {
-            return (d, Events::new());
-        }
-        let events = self.record(now, msg, verdict).unwrap_or_default();
+        let events = self.record_accepted(now, &d, msg, verdict);
         (d, events)
     }
 

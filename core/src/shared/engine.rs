@@ -769,8 +769,7 @@ impl SharedEngine {
             if !d.accepted() {
                 return Ok((d, Events::new()));
             }
-            let events =
-                self.write_tenant(t.0, |e| e.record(now, msg, verdict).unwrap_or_default())?;
+            let events = self.write_tenant(t.0, |e| e.record_accepted(now, &d, msg, verdict))?;
             return Ok((d, events));
         }
         Err(self.too_many_hops())
