@@ -485,33 +485,6 @@ impl Engine {
         .map_err(|err| tenant_error(err, tenant))
     }
 
-    fn decide(
-        &self,
-        py: Python<'_>,
-        now: u64,
-        msg: &OwnedMessage,
-        verdict: Option<Verdict>,
-    ) -> Decision {
-        match verdict {
-            None => self.read(py, |e| {
-                let d = e.check(now, &msg.as_message());
-                Decision {
-                    d,
-                    tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
-                    events: Vec::new(),
-                }
-            }),
-            Some(v) => self.write(py, |e| {
-                let (d, evs) = e.evaluate(now, &msg.as_message(), v);
-                Decision {
-                    d,
-                    tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
-                    events: events_of(e, &evs),
-                }
-            }),
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn read_columns(
         &self,
@@ -794,40 +767,15 @@ impl Engine {
         }
     }
 
+    // The scalar calls' placeholders (`CheckCall`, `EvaluateCall`): their names, signatures and
+    // docs, which `install` (fastcall.rs) gives the hand-made methods that replace them at import.
     /// Decides one message; counts nothing. Takes the read lock: threads check in parallel.
-    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
-                        cert_domain=None, forwarded=false, spf_pass=false, dkim_pass=false,
-                        recipients=1))]
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        &self,
-        py: Python<'_>,
-        now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
-        tenant: Option<String>,
-        client_ip: Option<&Bound<'_, PyAny>>,
-        auth_user: Option<String>,
-        cert_domain: Option<String>,
-        forwarded: bool,
-        spf_pass: bool,
-        dkim_pass: bool,
-        recipients: u32,
-    ) -> PyResult<Decision> {
-        let (now, msg) = Fields {
-            now,
-            mail_from,
-            tenant,
-            client_ip,
-            auth_user,
-            cert_domain,
-            forwarded,
-            spf_pass,
-            dkim_pass,
-            recipients,
-        }
-        .message()?;
-        Ok(self.decide(py, now, &msg, None))
-    }
+    #[pyo3(
+        text_signature = "($self, now, mail_from, *, tenant=None, client_ip=None, \
+                              auth_user=None, cert_domain=None, forwarded=False, \
+                              spf_pass=False, dkim_pass=False, recipients=1)"
+    )]
+    fn check(&self) {}
 
     /// Counts a message that was accepted and scanned, with the content filter's verdict
     /// (`"clean"`, `"spam"`, `"bulk"`, `"phish"`, `"malware"`), and trips blocks. Returns the
@@ -878,41 +826,12 @@ impl Engine {
 
     /// `check`, then `record` when the message is accepted. Returns the decision (made before
     /// counting) with the events recording caused in `decision.events`.
-    #[pyo3(signature = (now, mail_from, *, verdict="clean", tenant=None, client_ip=None,
-                        auth_user=None, cert_domain=None, forwarded=false, spf_pass=false,
-                        dkim_pass=false, recipients=1))]
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate(
-        &self,
-        py: Python<'_>,
-        now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
-        verdict: &str,
-        tenant: Option<String>,
-        client_ip: Option<&Bound<'_, PyAny>>,
-        auth_user: Option<String>,
-        cert_domain: Option<String>,
-        forwarded: bool,
-        spf_pass: bool,
-        dkim_pass: bool,
-        recipients: u32,
-    ) -> PyResult<Decision> {
-        let v = convert::verdict(verdict)?;
-        let (now, msg) = Fields {
-            now,
-            mail_from,
-            tenant,
-            client_ip,
-            auth_user,
-            cert_domain,
-            forwarded,
-            spf_pass,
-            dkim_pass,
-            recipients,
-        }
-        .message()?;
-        Ok(self.decide(py, now, &msg, Some(v)))
-    }
+    #[pyo3(
+        text_signature = "($self, now, mail_from, *, verdict=\"clean\", tenant=None, \
+                              client_ip=None, auth_user=None, cert_domain=None, \
+                              forwarded=False, spf_pass=False, dkim_pass=False, recipients=1)"
+    )]
+    fn evaluate(&self) {}
 
     /// Evaluates a batch of messages given as columns (lists, numpy arrays, pandas or pyarrow
     /// columns; a single value stands for every message) in time order, with the GIL released
@@ -1060,45 +979,21 @@ impl Engine {
 
     /// Benchmark support: replaced at import by the hand-made `_check_floor` (`CallFloor`):
     /// `check`'s arguments matched to parameters, nothing converted, `None` returned.
-    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
-                        cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
-                        recipients=None))]
-    #[allow(clippy::too_many_arguments, unused_variables)]
-    fn _check_floor(
-        &self,
-        now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
-        tenant: Option<&Bound<'_, PyAny>>,
-        client_ip: Option<&Bound<'_, PyAny>>,
-        auth_user: Option<&Bound<'_, PyAny>>,
-        cert_domain: Option<&Bound<'_, PyAny>>,
-        forwarded: Option<&Bound<'_, PyAny>>,
-        spf_pass: Option<&Bound<'_, PyAny>>,
-        dkim_pass: Option<&Bound<'_, PyAny>>,
-        recipients: Option<&Bound<'_, PyAny>>,
-    ) {
-    }
+    #[pyo3(
+        text_signature = "($self, now, mail_from, *, tenant=None, client_ip=None, \
+                              auth_user=None, cert_domain=None, forwarded=None, spf_pass=None, \
+                              dkim_pass=None, recipients=None)"
+    )]
+    fn _check_floor(&self) {}
 
     /// Benchmark support: replaced at import by the hand-made `_read_floor` (`ReadFloor`):
     /// `_check_floor` plus every argument converted into a message (not decided).
-    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
-                        cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
-                        recipients=None))]
-    #[allow(clippy::too_many_arguments, unused_variables)]
-    fn _read_floor(
-        &self,
-        now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
-        tenant: Option<&Bound<'_, PyAny>>,
-        client_ip: Option<&Bound<'_, PyAny>>,
-        auth_user: Option<&Bound<'_, PyAny>>,
-        cert_domain: Option<&Bound<'_, PyAny>>,
-        forwarded: Option<&Bound<'_, PyAny>>,
-        spf_pass: Option<&Bound<'_, PyAny>>,
-        dkim_pass: Option<&Bound<'_, PyAny>>,
-        recipients: Option<&Bound<'_, PyAny>>,
-    ) {
-    }
+    #[pyo3(
+        text_signature = "($self, now, mail_from, *, tenant=None, client_ip=None, \
+                              auth_user=None, cert_domain=None, forwarded=None, spf_pass=None, \
+                              dkim_pass=None, recipients=None)"
+    )]
+    fn _read_floor(&self) {}
 
     /// Benchmark support: nanoseconds per message of the core's part of `check_batch`
     /// (`count=False`: `Engine::check_batch_at`) or `replay` (`count=True`: `evaluate` in

@@ -200,46 +200,14 @@ impl SharedEngine {
     }
 
     /// Decides one message against the shared state; counts nothing (as `Engine.check`).
-    #[pyo3(signature = (now, mail_from, *, tenant=None, client_ip=None, auth_user=None,
-                        cert_domain=None, forwarded=false, spf_pass=false, dkim_pass=false,
-                        recipients=1))]
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        &self,
-        py: Python<'_>,
-        now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
-        tenant: Option<String>,
-        client_ip: Option<&Bound<'_, PyAny>>,
-        auth_user: Option<String>,
-        cert_domain: Option<String>,
-        forwarded: bool,
-        spf_pass: bool,
-        dkim_pass: bool,
-        recipients: u32,
-    ) -> PyResult<Decision> {
-        let (now, msg) = Fields {
-            now,
-            mail_from,
-            tenant,
-            client_ip,
-            auth_user,
-            cert_domain,
-            forwarded,
-            spf_pass,
-            dkim_pass,
-            recipients,
-        }
-        .message()?;
-        self.with(py, |e| {
-            e.check(now, &msg.as_message()).map(|d| Decision {
-                d,
-                tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
-                events: Vec::new(),
-            })
-        })
-        .map_err(shared_error)
-    }
+    // A placeholder: its name, signature and docs go to the hand-made `SharedCheckCall`, which
+    // replaces it at import (fastcall.rs).
+    #[pyo3(
+        text_signature = "($self, now, mail_from, *, tenant=None, client_ip=None, \
+                              auth_user=None, cert_domain=None, forwarded=False, \
+                              spf_pass=False, dkim_pass=False, recipients=1)"
+    )]
+    fn check(&self) {}
 
     /// Counts a message that was accepted and scanned (as `Engine.record`) in the shared state.
     /// Returns the events it caused.
