@@ -199,27 +199,23 @@ pub extern "C" fn og_shared_repair(
 ) -> og_result {
     with_error_buffer(err_buf, err_len, || {
         let state = ffi::path(state_path)?;
-        let image = match image_path.is_null() {
-            true => None,
-            false => Some(ffi::path(image_path)?),
-        };
+        let image = ffi::opt_path(image_path)?;
         let out = ffi::opt_out(out_report);
         let image = match image {
-            Some(i) => i.to_path_buf(),
-            None => match shared::read_state_info(state) {
-                Ok(info) => info.image_path,
-                Err(e) => return Ok(Err(e)),
-            },
+            Some(i) => Ok(i.to_path_buf()),
+            None => shared::read_state_info(state).map(|info| info.image_path),
         };
-        Ok(shared::repair_state(&image, state).map(|r| {
-            if let Some(o) = out {
-                o.write(og_repair_report {
-                    locks_reset: r.locks_reset,
-                    rolled_back: r.rolled_back,
-                    published: r.published,
-                });
-            }
-        }))
+        Ok(image
+            .and_then(|i| shared::repair_state(&i, state))
+            .map(|r| {
+                if let Some(o) = out {
+                    o.write(og_repair_report {
+                        locks_reset: r.locks_reset,
+                        rolled_back: r.rolled_back,
+                        published: r.published,
+                    });
+                }
+            }))
     })
 }
 
