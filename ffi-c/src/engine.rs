@@ -905,7 +905,7 @@ pub extern "C" fn og_engine_is_low_reputation(
     guard(|| {
         let h = ffi::input(engine)?;
         let o = ffi::out(out)?;
-        let ip: IpAddr = ffi::text(ip)?.parse().map_err(|_| og_result::InvalidIp)?;
+        let ip = outguard::cidr::parse_ip(ffi::text(ip)?.as_bytes()).ok_or(og_result::InvalidIp)?;
         o.write(h.read().engine.is_low_reputation(ip));
         Ok(())
     })
