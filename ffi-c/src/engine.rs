@@ -548,6 +548,26 @@ pub extern "C" fn og_engine_status(
     })
 }
 
+/// Writes every item of a list into `out` and their number into `*out_n`; when they do not
+/// fit, writes only the number needed (`OG_RESULT_BUFFER_TOO_SMALL`). `items` is called twice:
+/// to count, then to write.
+fn write_list<T, I: Iterator<Item = T>>(
+    out: &mut OutSlice<T>,
+    out_n: Out<usize>,
+    items: impl Fn() -> I,
+) -> Result<(), og_result> {
+    let n = items().count();
+    if n > out.len() {
+        out_n.write(n);
+        return Err(og_result::BufferTooSmall);
+    }
+    for (i, item) in items().enumerate() {
+        out.write_at(i, item);
+    }
+    out_n.write(n);
+    Ok(())
+}
+
 /// Every tenant refused at `now` (or that would be, in monitor mode), one entry per reason,
 /// into `out` (`len` entries; NULL only when `len` is 0). `*out_n` receives the number of
 /// entries; when they do not fit, nothing is written to `out`, `*out_n` receives the number
@@ -568,16 +588,12 @@ pub extern "C" fn og_engine_restricted(
         let mut out = ffi::out_slice(out, len)?;
         let out_n = ffi::out(out_n)?;
         let inner = h.read();
-        let n = inner.engine.restricted(now).count();
-        if n > out.len() {
-            out_n.write(n);
-            return Err(og_result::BufferTooSmall);
-        }
-        for (i, r) in inner.engine.restricted(now).enumerate() {
-            out.write_at(i, og_restriction::from(&r));
-        }
-        out_n.write(n);
-        Ok(())
+        write_list(&mut out, out_n, || {
+            inner
+                .engine
+                .restricted(now)
+                .map(|r| og_restriction::from(&r))
+        })
     })
 }
 
@@ -599,16 +615,9 @@ pub extern "C" fn og_engine_audit(
         let out_n = ffi::out(out_n)?;
         let inner = h.read();
         let t = tenant_of(&inner.engine, tenant)?;
-        let n = inner.engine.audit(t).count();
-        if n > out.len() {
-            out_n.write(n);
-            return Err(og_result::BufferTooSmall);
-        }
-        for (i, ev) in inner.engine.audit(t).enumerate() {
-            out.write_at(i, og_event::from(ev));
-        }
-        out_n.write(n);
-        Ok(())
+        write_list(&mut out, out_n, || {
+            inner.engine.audit(t).map(og_event::from)
+        })
     })
 }
 
@@ -1008,11 +1017,10 @@ pub extern "C" fn og_engine_snapshot(
         let out_n = ffi::out(out_n)?;
         let inner = h.read();
         let need = inner.engine.snapshot_len();
-        if need > buf.len() {
+        let Some(dst) = buf.zeroed_prefix(need) else {
             out_n.write(need);
             return Err(og_result::BufferTooSmall);
-        }
-        let dst = buf.zeroed_prefix(need).ok_or(og_result::BufferTooSmall)?;
+        };
         let n = inner.engine.write_snapshot(dst)?;
         out_n.write(n);
         Ok(())
