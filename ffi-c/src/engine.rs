@@ -412,8 +412,6 @@ pub extern "C" fn og_engine_evaluate(
     })
 }
 
-type Action = fn(&mut HeapEngine, TenantId, u64) -> Result<outguard::Events, outguard::Error>;
-
 fn tenant_action(
     engine: *const og_engine,
     tenant: *const c_char,
@@ -481,7 +479,7 @@ pub extern "C" fn og_engine_mark_lapsed(
     events_len: usize,
     out_events_n: *mut usize,
 ) -> og_result {
-    let f: Action = |e, t, now| e.mark_lapsed(t, now);
+    let f = HeapEngine::mark_lapsed;
     tenant_action(engine, tenant, now, events, events_len, out_events_n, f)
 }
 
@@ -496,7 +494,7 @@ pub extern "C" fn og_engine_mark_active(
     events_len: usize,
     out_events_n: *mut usize,
 ) -> og_result {
-    let f: Action = |e, t, now| e.mark_active(t, now);
+    let f = HeapEngine::mark_active;
     tenant_action(engine, tenant, now, events, events_len, out_events_n, f)
 }
 
