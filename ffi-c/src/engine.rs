@@ -94,7 +94,7 @@ impl EventSink {
 /// The core's view of a C message (borrowed; no allocation). Inlined: returned through memory,
 /// the ~100-byte `Message` costs store-forwarding stalls worth more than the conversion.
 #[inline(always)]
-pub(crate) fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
+fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
     if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
         return Err(og_result::InvalidParameter);
     }
@@ -155,13 +155,13 @@ fn with_converted<R>(
 /// A-label copies of a message's names when they carry U-labels (the core only knows ASCII
 /// domains). ASCII messages, the usual case, allocate nothing.
 #[derive(Default)]
-pub(crate) struct AsciiNames {
+struct AsciiNames {
     mail_from: Option<Vec<u8>>,
     auth_user: Option<String>,
     cert_domain: Option<String>,
 }
 
-pub(crate) fn ascii_names(m: &Message<'_>) -> AsciiNames {
+fn ascii_names(m: &Message<'_>) -> AsciiNames {
     use outguard::policy::idna::{address_to_ascii, domain_to_ascii};
     let mut n = AsciiNames::default();
     if !m.mail_from.is_ascii() {
@@ -175,7 +175,7 @@ pub(crate) fn ascii_names(m: &Message<'_>) -> AsciiNames {
 }
 
 /// The message with its names replaced by their A-label copies, where there are any.
-pub(crate) fn with_ascii<'a>(mut m: Message<'a>, n: &'a AsciiNames) -> Message<'a> {
+fn with_ascii<'a>(mut m: Message<'a>, n: &'a AsciiNames) -> Message<'a> {
     if let Some(v) = &n.mail_from {
         m.mail_from = v;
     }
