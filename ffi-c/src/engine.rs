@@ -17,7 +17,7 @@ use outguard::{Cidr, Event, Message, TenantId};
 use crate::error::og_result;
 use crate::ffi::{self, og_event_callback, EventCallback, Out, OutSlice};
 use crate::panic::guard;
-use crate::text::{self, write_text};
+use crate::text::{self, write_tenant_id};
 use crate::types::*;
 
 /// An engine: a policy's tenants, rules and lists, with every counter, block and audit
@@ -655,12 +655,11 @@ pub extern "C" fn og_engine_tenant_id(
         let h = ffi::input(engine)?;
         let mut buf = ffi::out_bytes(buf, len)?;
         let out_n = ffi::out(out_n)?;
-        let inner = h.read();
-        let id = inner.engine.tenant_name(TenantId(tenant));
-        if id.is_empty() {
-            return Err(og_result::UnknownTenant);
-        }
-        write_text(&mut buf, out_n, id.as_bytes())
+        write_tenant_id(
+            &mut buf,
+            out_n,
+            h.read().engine.tenant_name(TenantId(tenant)),
+        )
     })
 }
 

@@ -21,7 +21,7 @@ use crate::engine::{with_message, EventSink};
 use crate::error::og_result;
 use crate::ffi;
 use crate::panic::guard;
-use crate::text::{self, write_text};
+use crate::text::{self, write_tenant_id, write_text};
 use crate::types::*;
 
 /// An engine over a policy image and a shared state file. Opaque; open it with
@@ -451,11 +451,7 @@ pub extern "C" fn og_shared_engine_tenant_id(
     with_engine(engine, |e| {
         let mut buf = ffi::out_bytes(buf, len)?;
         let out_n = ffi::out(out_n)?;
-        let id = e.tenant_name(TenantId(tenant));
-        if id.is_empty() {
-            return Err(og_result::UnknownTenant);
-        }
-        write_text(&mut buf, out_n, id.as_bytes()).map(Ok)
+        write_tenant_id(&mut buf, out_n, e.tenant_name(TenantId(tenant))).map(Ok)
     })
 }
 

@@ -33,6 +33,19 @@ pub(crate) fn write_text(
     Ok(())
 }
 
+/// Copies a tenant's id as `write_text` does; an empty id (what the engines give for an index
+/// that is no tenant) is `OG_RESULT_UNKNOWN_TENANT`.
+pub(crate) fn write_tenant_id(
+    buf: &mut OutSlice<u8>,
+    out_n: Out<usize>,
+    id: &str,
+) -> Result<(), og_result> {
+    if id.is_empty() {
+        return Err(og_result::UnknownTenant);
+    }
+    write_text(buf, out_n, id.as_bytes())
+}
+
 /// Writes an error description into an error buffer: truncated at a character boundary to
 /// fit, always NUL-terminated; nothing at all when the buffer has no room.
 pub(crate) fn write_error(buf: &mut OutSlice<u8>, msg: &str) {
