@@ -927,10 +927,7 @@ fn reload(
     let fresh = policy?.build()?;
     let r = outguard::policy::replace_engine(fresh, &mut h.write().engine);
     if let Some(o) = report {
-        o.write(og_reload_report {
-            added: r.added.len().try_into().unwrap_or(u32::MAX),
-            removed: r.removed.len().try_into().unwrap_or(u32::MAX),
-        });
+        o.write(og_reload_report::new(&r.added, &r.removed));
     }
     Ok(())
 }

@@ -169,10 +169,7 @@ pub extern "C" fn og_shared_migrate(
         let out = ffi::opt_out(out_report);
         Ok(shared::migrate(oi, os, ni, ns).map(|r| {
             if let Some(o) = out {
-                o.write(og_reload_report {
-                    added: r.added.len() as u32,
-                    removed: r.removed.len() as u32,
-                });
+                o.write(og_reload_report::new(&r.added, &r.removed));
             }
         }))
     })

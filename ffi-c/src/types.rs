@@ -511,6 +511,16 @@ impl From<&Event> for og_event {
     }
 }
 
+impl og_reload_report {
+    /// The numbers of tenants added and removed (saturating; tenant counts fit in `u32`).
+    pub(crate) fn new(added: &[String], removed: &[String]) -> og_reload_report {
+        og_reload_report {
+            added: added.len().try_into().unwrap_or(u32::MAX),
+            removed: removed.len().try_into().unwrap_or(u32::MAX),
+        }
+    }
+}
+
 impl From<&RuleStatus> for og_rule_status {
     fn from(s: &RuleStatus) -> og_rule_status {
         og_rule_status {
