@@ -641,14 +641,6 @@ pub fn ip_one(o: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
     convert::ip(o).map(|ip| Some(ip.to_string().into_bytes()))
 }
 
-fn idna_address(s: &str) -> Option<String> {
-    outguard::policy::idna::address_to_ascii(s)
-}
-fn idna_any(s: &str) -> Option<String> {
-    outguard::policy::idna::address_to_ascii(s)
-        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
-}
-
 /// The conversions a batch needs, made before its messages borrow them.
 pub struct Prepared {
     mail_from: Vec<(usize, Vec<u8>)>,
@@ -726,9 +718,15 @@ impl Columns {
             })?;
         }
         Ok(Prepared {
-            mail_from: self.mail_from.conversions("mail_from", n, idna_address)?,
-            auth_user: self.auth_user.conversions("auth_user", n, idna_any)?,
-            cert_domain: self.cert_domain.conversions("cert_domain", n, idna_any)?,
+            mail_from: self.mail_from.conversions(
+                "mail_from",
+                n,
+                outguard::policy::idna::address_to_ascii,
+            )?,
+            auth_user: self.auth_user.conversions("auth_user", n, convert::idna)?,
+            cert_domain: self
+                .cert_domain
+                .conversions("cert_domain", n, convert::idna)?,
             ips,
             verdicts: vs,
         })

@@ -204,14 +204,17 @@ impl OwnedMessage {
     }
 }
 
+/// The A-label form of an internationalised address or domain (a login, a certificate or
+/// accepted domain); `None` when it has none (ASCII already, or not a name).
+pub fn idna(s: &str) -> Option<String> {
+    outguard::policy::idna::address_to_ascii(s)
+        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
+}
+
 /// An internationalised domain in a login or certificate domain, in A-labels (the core only
 /// knows ASCII names); anything else is passed through for the core to judge.
 pub fn idna_text(v: Option<String>) -> Option<String> {
-    v.map(|s| {
-        outguard::policy::idna::address_to_ascii(&s)
-            .or_else(|| outguard::policy::idna::domain_to_ascii(&s))
-            .unwrap_or(s)
-    })
+    v.map(|s| idna(&s).unwrap_or(s))
 }
 
 /// An envelope sender from `str` or `bytes` (`None` is the null sender, like `""` and `"<>"`).

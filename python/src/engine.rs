@@ -142,7 +142,7 @@ fn idna_field<'k, 'py>(
         return Ok(None);
     };
     if !t.is_ascii() {
-        if let Some(c) = idna_any(t) {
+        if let Some(c) = convert::idna(t) {
             return Ok(Some(converted.get_or_init(|| c)));
         }
     }
@@ -329,11 +329,6 @@ pub(crate) fn name_of<'e>(
             }
         }
     }
-}
-
-fn idna_any(s: &str) -> Option<String> {
-    outguard::policy::idna::address_to_ascii(s)
-        .or_else(|| outguard::policy::idna::domain_to_ascii(s))
 }
 
 /// `Engine.check` (`fastcall.rs`).
@@ -1188,7 +1183,7 @@ impl Engine {
         subdomains: bool,
         validated: bool,
     ) -> PyResult<()> {
-        let name = convert::idna_text(Some(name.to_owned())).unwrap_or_default();
+        let name = convert::idna(name).unwrap_or_else(|| name.to_owned());
         self.on_tenant(py, tenant, |e, t| {
             e.add_domain(t, &name, subdomains, validated)
         })
@@ -1196,13 +1191,13 @@ impl Engine {
 
     /// Marks an accepted domain of a tenant validated.
     fn validate_domain(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
-        let name = convert::idna_text(Some(name.to_owned())).unwrap_or_default();
+        let name = convert::idna(name).unwrap_or_else(|| name.to_owned());
         self.on_tenant(py, tenant, |e, t| e.validate_domain(t, &name))
     }
 
     /// Removes an accepted domain from a tenant.
     fn remove_domain(&self, py: Python<'_>, tenant: &str, name: &str) -> PyResult<()> {
-        let name = convert::idna_text(Some(name.to_owned())).unwrap_or_default();
+        let name = convert::idna(name).unwrap_or_else(|| name.to_owned());
         self.on_tenant(py, tenant, |e, t| e.remove_domain(t, &name))
     }
 
