@@ -734,11 +734,6 @@ pub(crate) fn record_error(py: Python<'_>, e: Error, mail_from: &[u8]) -> PyErr 
     }
 }
 
-/// The tenant-scoped list results as Python lists.
-fn py_events<'py>(py: Python<'py>, evs: Vec<EventData>) -> PyResult<Bound<'py, PyList>> {
-    event_list(py, &evs)
-}
-
 #[pymethods]
 impl Engine {
     /// Builds an engine holding `policy` (fresh counters).
@@ -814,7 +809,7 @@ impl Engine {
                 .map(|evs| events_of(e, &evs))
         });
         match r {
-            Ok(evs) => py_events(py, evs),
+            Ok(evs) => event_list(py, &evs),
             Err(e) => Err(record_error(py, e, &msg.mail_from)),
         }
     }
@@ -1070,7 +1065,7 @@ impl Engine {
         let evs = self.on_tenant(py, tenant, |e, t| {
             e.release(t, rule, now).map(|evs| events_of(e, &evs))
         })?;
-        py_events(py, evs)
+        event_list(py, &evs)
     }
 
     /// A tenant's state at `now`.
@@ -1103,7 +1098,7 @@ impl Engine {
         let evs = self.on_tenant(py, tenant, |e, t| {
             e.mark_lapsed(t, now).map(|evs| events_of(e, &evs))
         })?;
-        py_events(py, evs)
+        event_list(py, &evs)
     }
 
     /// Marks a lapsed tenant active again; mail resumes after the policy's renewal delay.
@@ -1117,7 +1112,7 @@ impl Engine {
         let evs = self.on_tenant(py, tenant, |e, t| {
             e.mark_active(t, now).map(|evs| events_of(e, &evs))
         })?;
-        py_events(py, evs)
+        event_list(py, &evs)
     }
 
     /// Expires every timed block that has run out by `now`; returns the `expired` events.
@@ -1132,7 +1127,7 @@ impl Engine {
             e.expire(now, |ev| out.push(*ev));
             events_of(e, &out)
         });
-        py_events(py, evs)
+        event_list(py, &evs)
     }
 
     /// Grants a tenant an exception to the low-reputation rule for `range` until `expires`
@@ -1336,7 +1331,7 @@ impl Engine {
                 Ok(events_of(e, &evs))
             })
             .map_err(|err| tenant_error(err, tenant))?;
-        py_events(py, evs)
+        event_list(py, &evs)
     }
 
     /// The tenant ids.
