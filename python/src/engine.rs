@@ -154,7 +154,7 @@ fn idna_field<'k, 'py>(
 /// PyO3 methods do (`Fields::message`).
 pub(crate) struct Scalar<'k, 'py> {
     pub now: u64,
-    pub msg: Message<'k>,
+    msg: Message<'k>,
     /// The `tenant` argument (when a non-empty, exact `str`).
     tenant: Option<Borrowed<'k, 'py, PyString>>,
     /// `verdict` (methods that take it; `"clean"` when not given).
