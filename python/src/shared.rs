@@ -38,13 +38,6 @@ fn shared_error(err: SharedError) -> PyErr {
     }
 }
 
-fn tenant_shared_error(err: SharedError, tenant: &str) -> PyErr {
-    match err {
-        SharedError::Engine(e) => tenant_error(e, tenant),
-        other => shared_error(other),
-    }
-}
-
 fn events_of(e: &CoreShared, evs: &[CoreEvent]) -> Vec<EventData> {
     evs.iter()
         .map(|ev| EventData {
@@ -71,6 +64,19 @@ impl SharedEngine {
         py.detach(|| {
             let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut g)
+        })
+    }
+
+    /// Runs an action on a named tenant (`with`); the core's errors name the tenant.
+    fn on_tenant<R: Send>(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        f: impl FnOnce(&mut CoreShared) -> Result<R, SharedError> + Send,
+    ) -> PyResult<R> {
+        self.with(py, f).map_err(|err| match err {
+            SharedError::Engine(e) => tenant_error(e, tenant),
+            other => shared_error(other),
         })
     }
 }
@@ -313,11 +319,9 @@ impl SharedEngine {
     ) -> PyResult<Bound<'py, PyList>> {
         let now = convert::time(now, "now")?;
         let rule = rule.map(convert::rule).transpose()?;
-        let evs = self
-            .with(py, |e| {
-                e.release(tenant, rule, now).map(|evs| events_of(e, &evs))
-            })
-            .map_err(|err| tenant_shared_error(err, tenant))?;
+        let evs = self.on_tenant(py, tenant, |e| {
+            e.release(tenant, rule, now).map(|evs| events_of(e, &evs))
+        })?;
         event_list(py, &evs)
     }
 
@@ -329,11 +333,9 @@ impl SharedEngine {
         now: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let now = convert::time(now, "now")?;
-        let evs = self
-            .with(py, |e| {
-                e.mark_lapsed(tenant, now).map(|evs| events_of(e, &evs))
-            })
-            .map_err(|err| tenant_shared_error(err, tenant))?;
+        let evs = self.on_tenant(py, tenant, |e| {
+            e.mark_lapsed(tenant, now).map(|evs| events_of(e, &evs))
+        })?;
         event_list(py, &evs)
     }
 
@@ -345,11 +347,9 @@ impl SharedEngine {
         now: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let now = convert::time(now, "now")?;
-        let evs = self
-            .with(py, |e| {
-                e.mark_active(tenant, now).map(|evs| events_of(e, &evs))
-            })
-            .map_err(|err| tenant_shared_error(err, tenant))?;
+        let evs = self.on_tenant(py, tenant, |e| {
+            e.mark_active(tenant, now).map(|evs| events_of(e, &evs))
+        })?;
         event_list(py, &evs)
     }
 
@@ -361,12 +361,11 @@ impl SharedEngine {
         now: &Bound<'_, PyAny>,
     ) -> PyResult<TenantStatus> {
         let now = convert::time(now, "now")?;
-        self.with(py, |e| e.status(tenant, now))
+        self.on_tenant(py, tenant, |e| e.status(tenant, now))
             .map(|s| TenantStatus {
                 s,
                 tenant: tenant.to_owned(),
             })
-            .map_err(|err| tenant_shared_error(err, tenant))
     }
 
     /// Writes the state file's changed pages to disk (`msync`); other processes see changes
