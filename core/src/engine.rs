@@ -399,6 +399,43 @@ fn words_ip(w: [u32; 4]) -> u128 {
     w[0] as u128 | (w[1] as u128) << 32 | (w[2] as u128) << 64 | (w[3] as u128) << 96
 }
 
+/// Probes an open-addressing index of entry numbers plus one (0 empty, [`INDEX_DELETED`] a
+/// deleted slot) from the home slot of hash `h`: `Ok(slot)` of the first entry `is` accepts,
+/// `Err(first free slot)` when there is none.
+fn probe_index(
+    idx: &[u32],
+    h: u64,
+    mut is: impl FnMut(u32) -> bool,
+) -> Result<usize, Option<usize>> {
+    let n = idx.len();
+    if n == 0 {
+        return Err(None);
+    }
+    let mut i = reduce(h, n);
+    let mut free = None;
+    for _ in 0..n {
+        match idx[i] {
+            0 => return Err(free.or(Some(i))),
+            INDEX_DELETED => free = free.or(Some(i)),
+            v => {
+                if is(v - 1) {
+                    return Ok(i);
+                }
+            }
+        }
+        i += 1;
+        if i == n {
+            i = 0;
+        }
+    }
+    Err(free)
+}
+
+/// Hash of the exact range `(kind, owner, network, len)` in the range table.
+fn range_hash(kind: u8, owner: u32, network: u128, len: u8) -> u64 {
+    hash_u128(SEED_RANGE, network, owner, (kind as u32) << 8 | len as u32)
+}
+
 /// Read-only lookups over the tables (shared by `&self` and `&mut self` paths).
 struct View<'p> {
     p: Parts<'p>,
@@ -425,37 +462,19 @@ impl<'p> View<'p> {
         }
     }
 
-    /// Index slot of `id`: `Ok(slot)` when found, `Err(first free slot)` otherwise.
-    fn tenant_slot(&self, id: &[u8]) -> Result<usize, Option<usize>> {
-        let idx = self
-            .p
+    /// The tenant index (entry numbers plus one, see [`probe_index`]).
+    fn tenant_index(&self) -> &'p [u32] {
+        self.p
             .tenant_index
             .get(..self.l.tenant_index)
-            .unwrap_or(&[]);
-        let n = idx.len();
-        if n == 0 {
-            return Err(None);
-        }
-        let mut i = reduce(hash_bytes(SEED_TENANT, id), n);
-        let mut free = None;
-        for _ in 0..n {
-            match idx[i] {
-                0 => return Err(free.or(Some(i))),
-                INDEX_DELETED => {
-                    free = free.or(Some(i));
-                }
-                v => {
-                    if self.tenant_id(v - 1) == id {
-                        return Ok(i);
-                    }
-                }
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        Err(free)
+            .unwrap_or(&[])
+    }
+
+    /// Index slot of `id`: `Ok(slot)` when found, `Err(first free slot)` otherwise.
+    fn tenant_slot(&self, id: &[u8]) -> Result<usize, Option<usize>> {
+        probe_index(self.tenant_index(), hash_bytes(SEED_TENANT, id), |t| {
+            self.tenant_id(t) == id
+        })
     }
 
     /// Index slot of the connector `name` of tenant `t`.
@@ -465,32 +484,11 @@ impl<'p> View<'p> {
             .connector_index
             .get(..self.l.connector_index)
             .unwrap_or(&[]);
-        let n = idx.len();
-        if n == 0 {
-            return Err(None);
-        }
-        let mut i = reduce(hash_bytes(SEED_CONNECTOR ^ t as u64, name), n);
-        let mut free = None;
-        for _ in 0..n {
-            match idx[i] {
-                0 => return Err(free.or(Some(i))),
-                INDEX_DELETED => {
-                    free = free.or(Some(i));
-                }
-                v => {
-                    if let Some(c) = self.p.connectors.get(v as usize - 1) {
-                        if c.tenant == t && name_of(self.p.names, c.name_off, c.name_len) == name {
-                            return Ok(i);
-                        }
-                    }
-                }
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        Err(free)
+        probe_index(idx, hash_bytes(SEED_CONNECTOR ^ t as u64, name), |c| {
+            self.p.connectors.get(c as usize).is_some_and(|c| {
+                c.tenant == t && name_of(self.p.names, c.name_off, c.name_len) == name
+            })
+        })
     }
 
     /// The source ranges of a connector.
@@ -631,10 +629,7 @@ impl<'p> View<'p> {
             return Err(None);
         }
         let w = ip_words(network);
-        let mut i = reduce(
-            hash_u128(SEED_RANGE, network, owner, (kind as u32) << 8 | len as u32),
-            n,
-        );
+        let mut i = reduce(range_hash(kind, owner, network, len), n);
         let mut free = None;
         for _ in 0..n {
             let e = &r[i];
@@ -712,11 +707,7 @@ impl<'p> View<'p> {
     fn touch_first(&self, m: &Message<'_>) -> u64 {
         let mut sink = 0u64;
         if let Some(id) = m.tenant {
-            let idx = self
-                .p
-                .tenant_index
-                .get(..self.l.tenant_index)
-                .unwrap_or(&[]);
+            let idx = self.tenant_index();
             if !idx.is_empty() {
                 let i = reduce(hash_bytes(SEED_TENANT, id.as_bytes()), idx.len());
                 sink ^= idx[i] as u64;
@@ -739,11 +730,7 @@ impl<'p> View<'p> {
                 if r.is_empty() {
                     break;
                 }
-                let net = bits & prefix_mask(len);
-                let i = reduce(
-                    hash_u128(SEED_RANGE, net, 0, (kind as u32) << 8 | len as u32),
-                    r.len(),
-                );
+                let i = reduce(range_hash(kind, 0, bits & prefix_mask(len), len), r.len());
                 sink ^= r[i].value;
             }
         }
