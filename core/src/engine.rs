@@ -796,6 +796,57 @@ impl<'p> View<'p> {
             limit: rules.unregistered.limit,
         }
     }
+
+    /// The tenant (and its record) and sender class of a message, if it belongs to a tenant.
+    fn resolve(&self, msg: &Message<'_>, sender: &Sender) -> Option<Resolved<'p>> {
+        let cert = msg
+            .cert_domain
+            .and_then(|c| validate_domain(c.as_bytes()).ok());
+        let (tenant, attribution) = if let Some(id) = msg.tenant {
+            (self.find_tenant(id.as_bytes())?, Attribution::Explicit)
+        } else if let Some(t) = msg
+            .auth_user
+            .and_then(|u| login_domain(u.as_bytes()))
+            .and_then(|d| self.unique_domain_owner(d))
+        {
+            (t, Attribution::AuthUser)
+        } else if let Some((t, _)) = cert
+            .as_ref()
+            .and_then(|c| self.certificate_connector(c, None))
+        {
+            (t, Attribution::Certificate)
+        } else if let Some(e) = msg
+            .client_ip
+            .and_then(|ip| self.find_range(RANGE_KIND_CONNECTOR, 0, addr_bits(ip), |_| true))
+        {
+            let c = self.p.connectors.get(e.value as usize)?;
+            (c.tenant, Attribution::IpConnector)
+        } else {
+            return None;
+        };
+        let rec = self.tenant(tenant)?;
+        let class = match sender {
+            Sender::Null => SenderClass::Null,
+            Sender::Domain(d) if self.is_registered(tenant, d) => SenderClass::Registered,
+            _ => {
+                let via_cert = cert.as_ref().is_some_and(|c| {
+                    self.certificate_connector(c, Some(tenant)).is_some()
+                        && self.is_registered(tenant, c)
+                });
+                if via_cert || (msg.forwarded && (msg.spf_pass || msg.dkim_pass)) {
+                    SenderClass::Exempt
+                } else {
+                    SenderClass::Unregistered
+                }
+            }
+        };
+        Some(Resolved {
+            tenant,
+            rec,
+            attribution,
+            class,
+        })
+    }
 }
 
 /// A range as the tables hold it: prefix at most 128 bits, host bits cleared.
@@ -826,9 +877,10 @@ fn lapsed_now(t: &TenantRecord, now: u64) -> bool {
     t.flags & TENANT_LAPSED != 0 || now < t.active_at
 }
 
-/// A message resolved against the tables: its tenant and sender class.
-struct Resolved {
+/// A message resolved against the tables: its tenant (with the record) and sender class.
+struct Resolved<'p> {
     tenant: u32,
+    rec: &'p TenantRecord,
     attribution: Attribution,
     class: SenderClass,
 }
@@ -1632,52 +1684,6 @@ impl<S: Storage> Engine<S> {
 
     // ----- decisions -----------------------------------------------------------------------
 
-    fn resolve(&self, msg: &Message<'_>, sender: &Sender) -> Option<Resolved> {
-        let v = self.view();
-        let cert = msg
-            .cert_domain
-            .and_then(|c| validate_domain(c.as_bytes()).ok());
-        let (tenant, attribution) = if let Some(id) = msg.tenant {
-            (v.find_tenant(id.as_bytes())?, Attribution::Explicit)
-        } else if let Some(t) = msg
-            .auth_user
-            .and_then(|u| login_domain(u.as_bytes()))
-            .and_then(|d| v.unique_domain_owner(d))
-        {
-            (t, Attribution::AuthUser)
-        } else if let Some((t, _)) = cert.as_ref().and_then(|c| v.certificate_connector(c, None)) {
-            (t, Attribution::Certificate)
-        } else if let Some(e) = msg
-            .client_ip
-            .and_then(|ip| v.find_range(RANGE_KIND_CONNECTOR, 0, addr_bits(ip), |_| true))
-        {
-            let c = v.p.connectors.get(e.value as usize)?;
-            (c.tenant, Attribution::IpConnector)
-        } else {
-            return None;
-        };
-        v.tenant(tenant)?;
-        let class = match sender {
-            Sender::Null => SenderClass::Null,
-            Sender::Domain(d) if v.is_registered(tenant, d) => SenderClass::Registered,
-            _ => {
-                let via_cert = cert.as_ref().is_some_and(|c| {
-                    v.certificate_connector(c, Some(tenant)).is_some() && v.is_registered(tenant, c)
-                });
-                if via_cert || (msg.forwarded && (msg.spf_pass || msg.dkim_pass)) {
-                    SenderClass::Exempt
-                } else {
-                    SenderClass::Unregistered
-                }
-            }
-        };
-        Some(Resolved {
-            tenant,
-            attribution,
-            class,
-        })
-    }
-
     /// Decides many messages, like [`Engine::check`] on each in order, writing `out[i]` for
     /// `msgs[i]`; returns how many were decided (`min(msgs.len(), out.len())`). Faster per
     /// message than single calls on large tables: each group of messages first touches the
@@ -1738,7 +1744,8 @@ impl<S: Storage> Engine<S> {
                 return d;
             }
         };
-        let Some(r) = self.resolve(msg, &sender) else {
+        let v = self.view();
+        let Some(r) = v.resolve(msg, &sender) else {
             d.reason = Some(Reason::Unattributed);
             d.sender_class = Some(if sender == Sender::Null {
                 SenderClass::Null
@@ -1750,11 +1757,7 @@ impl<S: Storage> Engine<S> {
         d.tenant = Some(TenantId(r.tenant));
         d.attribution = Some(r.attribution);
         d.sender_class = Some(r.class);
-        let v = self.view();
-        let Some(rec) = v.tenant(r.tenant) else {
-            d.reason = Some(Reason::Unattributed);
-            return d;
-        };
+        let rec = r.rec;
         let rules = v.rules_for(rec, &self.rules);
         d.counters = v.counters(r.tenant, rec, &rules, &self.cap, now);
 
@@ -1842,8 +1845,12 @@ impl<S: Storage> Engine<S> {
         verdict: Verdict,
     ) -> Result<Events, Error> {
         let sender = parse_sender(msg.mail_from)?;
-        let r = self.resolve(msg, &sender).ok_or(Error::UnknownTenant)?;
-        Ok(self.count_resolved(now, r.tenant, r.class, msg.recipients, verdict))
+        let r = self
+            .view()
+            .resolve(msg, &sender)
+            .ok_or(Error::UnknownTenant)?;
+        let (t, class) = (r.tenant, r.class);
+        Ok(self.count_resolved(now, t, class, msg.recipients, verdict))
     }
 
     /// The counting half of [`Engine::record`] for a message already resolved to tenant `t`
