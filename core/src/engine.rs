@@ -704,7 +704,7 @@ impl<'p> View<'p> {
 
     /// Reads the home slot of each lookup `check` will make for `m` (a prefetch that needs
     /// no unsafe code: the loads are independent, so the CPU overlaps their misses).
-    fn touch_first(&self, m: &Message<'_>) -> u64 {
+    fn touch_first(&self, m: &Message<'_>, sender: Result<Sender<'_>, Error>) -> u64 {
         let mut sink = 0u64;
         if let Some(id) = m.tenant {
             let idx = self.tenant_index();
@@ -713,7 +713,7 @@ impl<'p> View<'p> {
                 sink ^= idx[i] as u64;
             }
         }
-        if let Ok(Sender::Domain(d)) = parse_sender(m.mail_from) {
+        if let Ok(Sender::Domain(d)) = sender {
             let dom = self.domains();
             if !dom.is_empty() {
                 let i = reduce(hash_domain(SEED_DOMAIN, d), dom.len());
@@ -1713,21 +1713,24 @@ impl<S: Storage> Engine<S> {
         while start < n {
             let end = (start + GROUP).min(n);
             let mut sink = 0u64;
-            // Stage 1: the first slot of every hash lookup.
-            for m in &msgs[start..end] {
-                sink ^= v.touch_first(m);
+            // Stage 1: the first slot of every hash lookup (parsing each sender once).
+            let mut senders = [Ok(Sender::Null); GROUP];
+            for (s, m) in senders.iter_mut().zip(&msgs[start..end]) {
+                *s = parse_sender(m.mail_from);
+                sink ^= v.touch_first(m, *s);
             }
             // Stage 2: what those slots point at.
             for m in &msgs[start..end] {
                 sink ^= v.touch_second(m, &self.cap);
             }
             core::hint::black_box(sink);
-            for (i, (d, m)) in out[start..end]
+            for (i, ((d, m), s)) in out[start..end]
                 .iter_mut()
                 .zip(&msgs[start..end])
+                .zip(senders)
                 .enumerate()
             {
-                *d = self.check(now(start + i), m);
+                *d = self.decide(&v, now(start + i), m, s);
             }
             start = end;
         }
@@ -1736,15 +1739,22 @@ impl<S: Storage> Engine<S> {
 
     /// Decides one message. Counts nothing.
     pub fn check(&self, now: u64, msg: &Message<'_>) -> Decision {
+        self.decide(&self.view(), now, msg, parse_sender(msg.mail_from))
+    }
+
+    /// [`Engine::check`] over the view `v` with the message's sender parsed.
+    fn decide(
+        &self,
+        v: &View<'_>,
+        now: u64,
+        msg: &Message<'_>,
+        sender: Result<Sender<'_>, Error>,
+    ) -> Decision {
         let mut d = Decision::new();
-        let sender = match parse_sender(msg.mail_from) {
-            Ok(s) => s,
-            Err(_) => {
-                d.reason = Some(Reason::InvalidSender);
-                return d;
-            }
+        let Ok(sender) = sender else {
+            d.reason = Some(Reason::InvalidSender);
+            return d;
         };
-        let v = self.view();
         let Some(r) = v.resolve(msg, &sender) else {
             d.reason = Some(Reason::Unattributed);
             d.sender_class = Some(if sender == Sender::Null {
