@@ -1880,6 +1880,15 @@ impl<S: Storage> Engine<S> {
         events
     }
 
+    /// The tenant of a message, or the error [`Engine::record`] gives for it: the sender
+    /// cannot be parsed ([`Error::InvalidAddress`]) or the message belongs to no tenant
+    /// ([`Error::UnknownTenant`]).
+    pub(crate) fn tenant_of(&self, msg: &Message<'_>) -> Result<u32, Error> {
+        let sender = parse_sender(msg.mail_from)?;
+        let r = self.view().resolve(msg, &sender);
+        r.map(|r| r.tenant).ok_or(Error::UnknownTenant)
+    }
+
     /// [`Engine::record`] for a message `d` (its decision by [`Engine::check`] on the current
     /// tables) accepted: counts it for the tenant and sender class `check` resolved, without
     /// parsing and resolving it again. Counts nothing for a refused message.

@@ -22,7 +22,7 @@ use crate::storage::{
     TENANT_LICENSED, TENANT_USED,
 };
 use crate::{
-    Capacity, Decision, Engine, Error, Event, Events, Message, Reason, Restriction, Rule, TenantId,
+    Capacity, Decision, Engine, Error, Event, Events, Message, Restriction, Rule, TenantId,
     TenantStatus, Verdict,
 };
 
@@ -703,16 +703,9 @@ impl SharedEngine {
 
     /// The tenant a message belongs to (policy data and tenant identity: no lock), or the
     /// error `record` gives for it.
-    fn tenant_of(&self, now: u64, msg: &Message<'_>) -> Result<u32, SharedError> {
+    fn tenant_of(&self, msg: &Message<'_>) -> Result<u32, SharedError> {
         self.st().set_source(Source::Shadow);
-        let d = self.engine.check(now, msg);
-        d.tenant.map(|t| t.0).ok_or(SharedError::Engine(
-            if d.reason == Some(Reason::InvalidSender) {
-                Error::InvalidAddress
-            } else {
-                Error::UnknownTenant
-            },
-        ))
+        self.engine.tenant_of(msg).map_err(SharedError::Engine)
     }
 
     /// Counts a message that was accepted and scanned (see [`Engine::record`]) in the shared
@@ -727,7 +720,7 @@ impl SharedEngine {
     ) -> Result<Events, SharedError> {
         for _ in 0..=MAX_HOPS {
             self.ensure_current()?;
-            let t = self.tenant_of(now, msg)?;
+            let t = self.tenant_of(msg)?;
             let Some(_g) = self.lock_tenant(t)? else {
                 continue;
             };
