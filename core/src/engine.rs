@@ -1883,6 +1883,7 @@ impl<S: Storage> Engine<S> {
     /// The tenant of a message, or the error [`Engine::record`] gives for it: the sender
     /// cannot be parsed ([`Error::InvalidAddress`]) or the message belongs to no tenant
     /// ([`Error::UnknownTenant`]).
+    #[cfg(feature = "shared")]
     pub(crate) fn tenant_of(&self, msg: &Message<'_>) -> Result<u32, Error> {
         let sender = parse_sender(msg.mail_from)?;
         let r = self.view().resolve(msg, &sender);
