@@ -986,6 +986,18 @@ impl<S: Storage> Engine<S> {
         core::str::from_utf8(self.view().tenant_id(t.0)).unwrap_or("")
     }
 
+    /// Whether `name` is the id of tenant `t`: [`Engine::tenant_name`]`(t) == name`, without
+    /// checking the stored id's UTF-8 (a binding that holds the caller's own id string asks
+    /// this on every decision).
+    pub fn tenant_name_is(&self, t: TenantId, name: &str) -> bool {
+        let id = self.view().tenant_id(t.0);
+        // An id that is not UTF-8 reads as "" through `tenant_name`.
+        if name.is_empty() {
+            return id.is_empty() || core::str::from_utf8(id).is_err();
+        }
+        id == name.as_bytes()
+    }
+
     /// Every tenant.
     pub fn tenants(&self) -> impl Iterator<Item = TenantId> + '_ {
         let v = self.view();

@@ -344,6 +344,8 @@ fn empty_and_invalid_tenant_ids() {
     );
     assert_eq!(e.audit(ghost).count(), 0);
     assert_eq!(e.tenant_name(ghost), "");
+    assert!(e.tenant_name_is(ghost, ""));
+    assert!(!e.tenant_name_is(ghost, "ghost"));
     assert!(e.connector_info(ConnectorId(u32::MAX)).is_none());
 }
 

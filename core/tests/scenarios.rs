@@ -492,6 +492,9 @@ fn attribution_order_explicit_auth_certificate_ip() {
         assert_eq!(d.tenant, Some(id(who)), "{m:?}");
         assert_eq!(d.attribution, Some(how), "{m:?}");
         assert_eq!(e.tenant_name(d.tenant.unwrap()), who);
+        assert!(e.tenant_name_is(d.tenant.unwrap(), who));
+        assert!(!e.tenant_name_is(d.tenant.unwrap(), "someone-else"));
+        assert!(!e.tenant_name_is(d.tenant.unwrap(), ""));
     }
 }
 

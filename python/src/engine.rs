@@ -110,7 +110,7 @@ fn as_str_obj<'k, 'py>(o: Borrowed<'k, 'py, PyAny>) -> Option<Borrowed<'k, 'py, 
 }
 
 /// An optional `str` argument (`None`: absent) and its text, as `what` in errors.
-#[inline]
+#[inline(always)]
 fn opt_str<'k, 'py>(
     obj: Option<Borrowed<'k, 'py, PyAny>>,
     what: &str,
@@ -121,17 +121,23 @@ fn opt_str<'k, 'py>(
         Some(o) if o.is_none() => Ok(None),
         Some(o) => match as_str_obj(o) {
             Some(s) => Ok(Some((s, fastcall::text(s, keep)?))),
-            None => Err(PyTypeError::new_err(format!(
-                "{what}: expected str or None, got {}",
-                o.get_type().name()?
-            ))),
+            None => Err(not_str(what, o)),
         },
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn not_str(what: &str, o: Borrowed<'_, '_, PyAny>) -> PyErr {
+    match o.get_type().name() {
+        Ok(n) => PyTypeError::new_err(format!("{what}: expected str or None, got {n}")),
+        Err(e) => e,
     }
 }
 
 /// A text field that IDNA may convert: its conversion if it has one, else the given text
 /// (`None` when absent or empty).
-#[inline]
+#[inline(always)]
 fn idna_field<'k, 'py>(
     obj: Option<Borrowed<'k, 'py, PyAny>>,
     what: &str,
@@ -142,11 +148,19 @@ fn idna_field<'k, 'py>(
         return Ok(None);
     };
     if !t.is_ascii() {
-        if let Some(c) = convert::idna(t) {
-            return Ok(Some(converted.get_or_init(|| c)));
-        }
+        return Ok(Some(idna_text(t, converted)));
     }
     Ok(Some(t).filter(|s| !s.is_empty()))
+}
+
+/// A non-ASCII text field: its IDNA conversion if it has one, else itself.
+#[cold]
+#[inline(never)]
+fn idna_text<'k>(t: &'k str, converted: &'k OnceCell<String>) -> &'k str {
+    match convert::idna(t) {
+        Some(c) => converted.get_or_init(|| c),
+        None => t,
+    }
 }
 
 /// The message of a scalar call, read from its arguments (`fastcall::Args`), its text lent by
@@ -168,6 +182,20 @@ fn missing(method: &str, k: usize) -> PyErr {
     ))
 }
 
+/// A flag argument given as `o`: `None` and the two `bool`s read by identity, anything else
+/// converted as `bool` (or refused); `None` for that when `strict`.
+fn flag_of(k: usize, o: Borrowed<'_, '_, PyAny>, strict: bool) -> PyResult<Option<bool>> {
+    if o.is_none() || o.as_ptr() == PyBool::new(o.py(), false).as_ptr() {
+        Ok(Some(false))
+    } else if o.as_ptr() == PyBool::new(o.py(), true).as_ptr() {
+        Ok(Some(true))
+    } else if strict {
+        Ok(None)
+    } else {
+        o.extract::<bool>().map(Some).map_err(|_| not_bool(k, o))
+    }
+}
+
 fn not_bool(k: usize, o: Borrowed<'_, '_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!(
         "{}: expected a bool, got {}",
@@ -185,10 +213,12 @@ impl<'k, 'py> Scalar<'k, 'py> {
         method: &str,
         a: &fastcall::Args<'k, 'py>,
         keep: &'k Keep<'py>,
-    ) -> PyResult<Self> {
+        strict: bool,
+    ) -> PyResult<Option<Self>> {
         let now_obj = a[0].ok_or_else(|| missing(method, 0))?;
         let now = match fastcall::small_uint(now_obj) {
             Some(v) => v,
+            None if strict => return Ok(None),
             None => convert::time(&now_obj.to_owned(), "now")?,
         };
         let mf = a[1].ok_or_else(|| missing(method, 1))?;
@@ -201,6 +231,10 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 Some(c) => keep.mail_from_owned.get_or_init(|| c.into_bytes()),
                 None => t.as_bytes(),
             }
+        } else if let Ok(b) = mf.cast_exact::<PyBytes>() {
+            fastcall::bytes_of(b)
+        } else if strict {
+            return Ok(None);
         } else if let Ok(b) = mf.cast::<PyBytes>() {
             fastcall::bytes_of(b)
         } else {
@@ -216,22 +250,26 @@ impl<'k, 'py> Scalar<'k, 'py> {
                     "" => None,
                     t => Some(convert::parse_ip(t)?),
                 },
+                None if o.is_none() => None,
+                None if strict => return Ok(None),
                 None => convert::opt_ip(Some(&o))?,
             },
         };
-        let flag = |k: usize| -> PyResult<bool> {
+        let flag = |k: usize| -> PyResult<Option<bool>> {
             match a[k] {
-                None => Ok(false),
-                Some(o) if o.is_none() => Ok(false),
-                Some(o) if o.as_ptr() == PyBool::new(o.py(), false).as_ptr() => Ok(false),
-                Some(o) if o.as_ptr() == PyBool::new(o.py(), true).as_ptr() => Ok(true),
-                Some(o) => o.extract::<bool>().map_err(|_| not_bool(k, o)),
+                None => Ok(Some(false)),
+                Some(o) => flag_of(k, o, strict),
             }
+        };
+        let (Some(forwarded), Some(spf_pass), Some(dkim_pass)) = (flag(6)?, flag(7)?, flag(8)?)
+        else {
+            return Ok(None);
         };
         let recipients = match a[9] {
             None => 1,
             Some(o) => match fastcall::small_uint(o).and_then(|v| u32::try_from(v).ok()) {
                 Some(v) => v,
+                None if strict => return Ok(None),
                 None => o.extract::<u32>().map_err(|_| {
                     PyValueError::new_err(format!(
                         "recipients: expected a count (0 ..= 4294967295), got {}",
@@ -252,7 +290,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 }
             },
         };
-        Ok(Scalar {
+        Ok(Some(Scalar {
             now,
             msg: Message {
                 mail_from,
@@ -265,9 +303,9 @@ impl<'k, 'py> Scalar<'k, 'py> {
                     &keep.cert_domain,
                     &keep.cert_domain_owned,
                 )?,
-                forwarded: flag(6)?,
-                spf_pass: flag(7)?,
-                dkim_pass: flag(8)?,
+                forwarded,
+                spf_pass,
+                dkim_pass,
                 recipients,
             },
             // Kept for the Decision only when exactly a `str` (a subclass is not handed back).
@@ -275,7 +313,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 .map(|(s, _)| s)
                 .filter(|s| s.is_exact_instance_of::<PyString>()),
             verdict,
-        })
+        }))
     }
 
     /// The message, borrowing the arguments.
@@ -313,21 +351,19 @@ pub(crate) enum Name {
 
 /// The tenant's name for decision `d` (read with the engine locked): `Same` when it is the
 /// text of the `tenant` argument (`given`), so the `Decision` can hold the caller's `str`.
+/// `is`: whether a tenant's id is a text (`Engine::tenant_name_is`); `name`: its id.
 pub(crate) fn name_of<'e>(
     given: Option<&str>,
     d: &outguard::Decision,
+    is: impl FnOnce(TenantId, &str) -> bool,
     name: impl FnOnce(TenantId) -> &'e str,
 ) -> Name {
     match d.tenant {
         None => Name::None,
-        Some(t) => {
-            let n = name(t);
-            if given == Some(n) {
-                Name::Same
-            } else {
-                Name::Text(n.into())
-            }
-        }
+        Some(t) => match given {
+            Some(g) if is(t, g) => Name::Same,
+            _ => Name::Text(name(t).into()),
+        },
     }
 }
 
@@ -341,15 +377,26 @@ impl fastcall::Method for CheckCall {
         py: Python<'py>,
         slf: Borrowed<'_, 'py, PyAny>,
         args: &fastcall::Args<'_, 'py>,
-    ) -> PyResult<Py<PyAny>> {
+        strict: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let engine = slf.cast::<Engine>()?;
         let keep = Keep::default();
-        let m = Scalar::read("check", args, &keep)?;
+        let Some(m) = Scalar::read("check", args, &keep, strict)? else {
+            return Ok(None);
+        };
         let msg = m.message();
         let (now, given) = (m.now, m.tenant_text());
         let (d, name) = engine.get().read(py, |e| {
             let d = e.check(now, &msg);
-            (d, name_of(given, &d, |t| e.tenant_name(t)))
+            (
+                d,
+                name_of(
+                    given,
+                    &d,
+                    |t, g| e.tenant_name_is(t, g),
+                    |t| e.tenant_name(t),
+                ),
+            )
         });
         let tenant = m.tenant_name(name);
         Ok(Bound::new(
@@ -361,7 +408,8 @@ impl fastcall::Method for CheckCall {
             },
         )?
         .into_any()
-        .unbind())
+        .unbind()
+        .into())
     }
 }
 
@@ -375,24 +423,34 @@ impl fastcall::Method for EvaluateCall {
         py: Python<'py>,
         slf: Borrowed<'_, 'py, PyAny>,
         args: &fastcall::Args<'_, 'py>,
-    ) -> PyResult<Py<PyAny>> {
+        strict: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let engine = slf.cast::<Engine>()?;
         let keep = Keep::default();
-        let m = Scalar::read("evaluate", args, &keep)?;
+        let Some(m) = Scalar::read("evaluate", args, &keep, strict)? else {
+            return Ok(None);
+        };
         let msg = m.message();
         let (now, verdict, given) = (m.now, m.verdict, m.tenant_text());
         let (d, name, events) = engine.get().write(py, |e| {
             let (d, evs) = e.evaluate(now, &msg, verdict);
             (
                 d,
-                name_of(given, &d, |t| e.tenant_name(t)),
+                name_of(
+                    given,
+                    &d,
+                    |t, g| e.tenant_name_is(t, g),
+                    |t| e.tenant_name(t),
+                ),
                 events_of(e, &evs),
             )
         });
         let tenant = m.tenant_name(name);
-        Ok(Bound::new(py, Decision { d, tenant, events })?
-            .into_any()
-            .unbind())
+        Ok(Some(
+            Bound::new(py, Decision { d, tenant, events })?
+                .into_any()
+                .unbind(),
+        ))
     }
 }
 
@@ -407,10 +465,11 @@ impl fastcall::Method for CallFloor {
         py: Python<'py>,
         slf: Borrowed<'_, 'py, PyAny>,
         args: &fastcall::Args<'_, 'py>,
-    ) -> PyResult<Py<PyAny>> {
+        _strict: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         slf.cast::<Engine>()?;
         std::hint::black_box(args);
-        Ok(py.None())
+        Ok(Some(py.None()))
     }
 }
 
@@ -425,12 +484,15 @@ impl fastcall::Method for ReadFloor {
         py: Python<'py>,
         slf: Borrowed<'_, 'py, PyAny>,
         args: &fastcall::Args<'_, 'py>,
-    ) -> PyResult<Py<PyAny>> {
+        strict: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         slf.cast::<Engine>()?;
         let keep = Keep::default();
-        let m = Scalar::read("_read_floor", args, &keep)?;
+        let Some(m) = Scalar::read("_read_floor", args, &keep, strict)? else {
+            return Ok(None);
+        };
         std::hint::black_box(m.message());
-        Ok(py.None())
+        Ok(Some(py.None()))
     }
 }
 

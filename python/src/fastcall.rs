@@ -66,11 +66,16 @@ pub(crate) trait Method {
     /// It takes the `verdict` keyword.
     const VERDICT: bool;
     /// The method's work, from its arguments (`slf` not yet checked to be the right type).
+    /// `strict`: called outside PyO3's trampoline, so it may only use the conversions that
+    /// drop no Python error (see `entry_fast`); `Ok(None)` when an argument needs another (the
+    /// call is then made again through the trampoline, not strict). Never `None` when not
+    /// strict.
     fn call<'py>(
         py: Python<'py>,
         slf: Borrowed<'_, 'py, PyAny>,
         args: &Args<'_, 'py>,
-    ) -> PyResult<Py<PyAny>>;
+        strict: bool,
+    ) -> PyResult<Option<Py<PyAny>>>;
 }
 
 fn name_of<M: Method>() -> &'static str {
@@ -95,7 +100,10 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
             let name = name.cast::<PyString>()?;
             match name.to_cow() {
                 Ok(text) => NAMES.iter().position(|n| *n == text),
-                Err(_) => None,
+                Err(e) => {
+                    discard(name.py(), e);
+                    None
+                }
             }
         }
     };
@@ -133,45 +141,158 @@ fn too_many<M: Method>(n: usize) -> PyErr {
     ))
 }
 
-// The methods run inside PyO3's own trampolines (the ones its generated methods use): they
-// raise PyO3's attach count for the call, so a `Py<T>` dropped in the body (a `PyErr` caught
-// and discarded while converting an argument, say) is released at once instead of waiting
-// in PyO3's deferred pool for the next PyO3 call; they drain that pool on entry, and turn
-// errors and panics into Python exceptions. `Python::attach` would do the same at about
-// twice the cost (the thread is not attached in PyO3's count when the interpreter calls
-// here, so it goes through `PyGILState_Ensure`/`Release`). The trampolines are PyO3's
-// hidden (`impl_`) API, which the code its macros generate calls, so it stays compatible
-// within a PyO3 minor version (pinned in Cargo.toml).
+/// Frees an error now (CPython releases it), not through PyO3's deferred pool as dropping a
+/// `PyErr` outside PyO3's trampoline would.
+pub(crate) fn discard(py: Python<'_>, e: PyErr) {
+    e.restore(py);
+    // SAFETY: attached; clears the error just raised.
+    unsafe { ffi::PyErr_Clear() }
+}
+
+// The interpreter calls `entry_fast` / `entry_varargs` directly, not through PyO3's
+// trampolines (which cost about a tenth of a `check`: PyO3's attach count in thread-local
+// storage raised and lowered, its deferred-release pool checked). They keep what matters of
+// the trampoline: a panic becomes a Python exception instead of unwinding into the
+// interpreter, and an error is raised. What they do not do is raise PyO3's attach count, so a
+// `Py<T>` dropped inside the call would wait in PyO3's deferred pool until the next PyO3 call
+// instead of being released at once. So the call is made `strict`: only the conversions that
+// drop no Python object (exact `int`s, `str`s, `bytes`, `None`, `True`, `False`: what calls
+// almost always pass) run here; an argument that needs another conversion (a float time, an
+// `ipaddress` object, a bool-like flag...) makes the method answer `None`, and the whole call
+// is made again through PyO3's trampoline (the PyO3 `Def` below), not strict.
+
+// PyO3's trampolines are its hidden (`impl_`) API, which the code its macros generate calls,
+// so they stay compatible within a PyO3 minor version (pinned in Cargo.toml).
 use pyo3::impl_::trampoline as pyo3_trampoline;
 use pyo3_trampoline::{
     cfunction_with_keywords as varargs_trampoline,
     fastcall_cfunction_with_keywords as fast_trampoline,
 };
 
-/// The PyO3 trampoline definitions of `M`'s two calling conventions.
+/// PyO3's trampoline definitions of `M`'s two calling conventions (the non-strict calls).
 struct Def<M>(PhantomData<M>);
 
 impl<M: Method> pyo3_trampoline::MethodDef<fast_trampoline::Func> for Def<M> {
-    const METH: fast_trampoline::Func = call_fast::<M>;
+    const METH: fast_trampoline::Func = trampolined_fast::<M>;
 }
 
 impl<M: Method> pyo3_trampoline::MethodDef<varargs_trampoline::Func> for Def<M> {
-    const METH: varargs_trampoline::Func = call_varargs::<M>;
+    const METH: varargs_trampoline::Func = trampolined_varargs::<M>;
 }
 
-/// `METH_FASTCALL | METH_KEYWORDS`: positional arguments, then the keyword values, in one
-/// vector; the keyword names in a tuple.
-///
+/// A non-strict call's result (`None` is not an answer there).
+fn answer(r: PyResult<Option<*mut ffi::PyObject>>) -> PyResult<*mut ffi::PyObject> {
+    r?.ok_or_else(|| PySystemError::new_err("argument conversion refused outside strict mode"))
+}
+
 /// # Safety
-/// Called by the interpreter (through PyO3's trampoline, attached) with the arguments of
-/// this calling convention.
-unsafe fn call_fast<M: Method>(
+/// Called by PyO3's trampoline (attached) with the arguments of `METH_FASTCALL`.
+unsafe fn trampolined_fast<M: Method>(
     py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: forwarded as received.
+    answer(unsafe { call_fast::<M>(py, slf, args, nargsf, kwnames, false) })
+}
+
+/// # Safety
+/// Called by PyO3's trampoline (attached) with the arguments of `METH_VARARGS`.
+unsafe fn trampolined_varargs<M: Method>(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: forwarded as received.
+    answer(unsafe { call_varargs::<M>(py, slf, args, kwargs, false) })
+}
+
+/// What a strict call gives the interpreter: the new reference, or NULL with the error (or
+/// the panic, as `pyo3.PanicException`) raised; `None`: make the call through PyO3.
+fn finish(
+    py: Python<'_>,
+    r: std::thread::Result<PyResult<Option<*mut ffi::PyObject>>>,
+) -> Option<*mut ffi::PyObject> {
+    match r {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            e.restore(py);
+            Some(std::ptr::null_mut())
+        }
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            pyo3::panic::PanicException::new_err(msg).restore(py);
+            Some(std::ptr::null_mut())
+        }
+    }
+}
+
+/// `METH_FASTCALL | METH_KEYWORDS` entry of `M`.
+///
+/// # Safety
+/// Called by the interpreter, attached, with the arguments of this calling convention.
+unsafe extern "C" fn entry_fast<M: Method>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the interpreter calls a method with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the arguments of this calling convention, alive for the call.
+        unsafe { call_fast::<M>(py, slf, args, nargsf, kwnames, true) }
+    }));
+    match finish(py, r) {
+        Some(p) => p,
+        // SAFETY: the same call, through PyO3's trampoline.
+        None => unsafe { fast_trampoline::<Def<M>>(slf, args, nargsf, kwnames) },
+    }
+}
+
+/// `METH_VARARGS | METH_KEYWORDS` entry of `M` (Python 3.9).
+///
+/// # Safety
+/// Called by the interpreter, attached, with the arguments of this calling convention.
+unsafe extern "C" fn entry_varargs<M: Method>(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the interpreter calls a method with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the arguments of this calling convention, alive for the call.
+        unsafe { call_varargs::<M>(py, slf, args, kwargs, true) }
+    }));
+    match finish(py, r) {
+        Some(p) => p,
+        // SAFETY: the same call, through PyO3's trampoline.
+        None => unsafe { varargs_trampoline::<Def<M>>(slf, args, kwargs) },
+    }
+}
+
+/// `METH_FASTCALL | METH_KEYWORDS`: positional arguments, then the keyword values, in one
+/// vector; the keyword names in a tuple.
+///
+/// # Safety
+/// Called attached (by an entry point or PyO3's trampoline) with the arguments of this
+/// calling convention.
+unsafe fn call_fast<M: Method>(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    strict: bool,
+) -> PyResult<Option<*mut ffi::PyObject>> {
     let nargs = nargsf as usize & !ARGUMENTS_OFFSET;
     if nargs > POSITIONAL {
         return Err(too_many::<M>(nargs));
@@ -193,20 +314,21 @@ unsafe fn call_fast<M: Method>(
     }
     // SAFETY: `slf` is the instance the method descriptor was called on.
     let slf = unsafe { Borrowed::from_ptr(py, slf) };
-    M::call(py, slf, &slots).map(Py::into_ptr)
+    Ok(M::call(py, slf, &slots, strict)?.map(Py::into_ptr))
 }
 
 /// `METH_VARARGS | METH_KEYWORDS` (Python 3.9): an argument tuple and a keyword dict.
 ///
 /// # Safety
-/// Called by the interpreter (through PyO3's trampoline, attached) with the arguments of
-/// this calling convention.
+/// Called attached (by an entry point or PyO3's trampoline) with the arguments of this
+/// calling convention.
 unsafe fn call_varargs<M: Method>(
     py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
+    strict: bool,
+) -> PyResult<Option<*mut ffi::PyObject>> {
     // SAFETY: `args` is the argument tuple, alive for the call.
     let args = unsafe { Borrowed::from_ptr(py, args) };
     let args = args.cast::<PyTuple>()?;
@@ -228,7 +350,7 @@ unsafe fn call_varargs<M: Method>(
     }
     // SAFETY: `slf` is the instance the method descriptor was called on.
     let slf = unsafe { Borrowed::from_ptr(py, slf) };
-    M::call(py, slf, &slots).map(Py::into_ptr)
+    Ok(M::call(py, slf, &slots, strict)?.map(Py::into_ptr))
 }
 
 /// `OUTGUARD_CHECK_CALL=varargs`: use what Python 3.9 gets (tests cover it this way).
@@ -258,13 +380,11 @@ pub fn install<M: Method>(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<()
         // SAFETY: the interpreter calls an `ml_meth` by the convention `ml_flags` names
         // (it casts it back, as C extensions do); the pointer's type here is only storage.
         ffi::PyMethodDefPointer {
-            PyCFunction: unsafe {
-                std::mem::transmute::<Fast, ffi::PyCFunction>(fast_trampoline::<Def<M>>)
-            },
+            PyCFunction: unsafe { std::mem::transmute::<Fast, ffi::PyCFunction>(entry_fast::<M>) },
         }
     } else {
         ffi::PyMethodDefPointer {
-            PyCFunctionWithKeywords: varargs_trampoline::<Def<M>>,
+            PyCFunctionWithKeywords: entry_varargs::<M>,
         }
     };
     // The definition must live as long as the type: made once per process, at import.

@@ -91,16 +91,28 @@ impl fastcall::Method for SharedCheckCall {
         py: Python<'py>,
         slf: pyo3::Borrowed<'_, 'py, PyAny>,
         args: &fastcall::Args<'_, 'py>,
-    ) -> PyResult<Py<PyAny>> {
+        strict: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let engine = slf.cast::<SharedEngine>()?;
         let keep = Keep::default();
-        let m = Scalar::read("check", args, &keep)?;
+        let Some(m) = Scalar::read("check", args, &keep, strict)? else {
+            return Ok(None);
+        };
         let (now, msg, given) = (m.now, m.message(), m.tenant_text());
         let (d, name) = engine
             .get()
             .with(py, |e| {
-                e.check(now, &msg)
-                    .map(|d| (d, name_of(given, &d, |t| e.tenant_name(t))))
+                e.check(now, &msg).map(|d| {
+                    (
+                        d,
+                        name_of(
+                            given,
+                            &d,
+                            |t, g| e.tenant_name_is(t, g),
+                            |t| e.tenant_name(t),
+                        ),
+                    )
+                })
             })
             .map_err(shared_error)?;
         let tenant = m.tenant_name(name);
@@ -113,7 +125,8 @@ impl fastcall::Method for SharedCheckCall {
             },
         )?
         .into_any()
-        .unbind())
+        .unbind()
+        .into())
     }
 }
 

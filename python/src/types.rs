@@ -288,7 +288,7 @@ impl TenantName {
 }
 
 /// The answer for one message.
-#[pyclass(frozen, module = "outguard", freelist = 32)]
+#[pyclass(frozen, module = "outguard")]
 pub struct Decision {
     pub d: outguard::Decision,
     pub tenant: Option<TenantName>,

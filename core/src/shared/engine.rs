@@ -885,6 +885,12 @@ impl SharedEngine {
         self.engine.tenant_name(t)
     }
 
+    /// Whether `name` is the id of tenant `t` ([`Engine::tenant_name_is`]).
+    pub fn tenant_name_is(&self, t: TenantId, name: &str) -> bool {
+        self.st().set_source(Source::Shadow);
+        self.engine.tenant_name_is(t, name)
+    }
+
     /// The policy's engine bookkeeping and default rules (policy data: no lock).
     pub fn capacity(&self) -> &Capacity {
         self.engine.capacity()
