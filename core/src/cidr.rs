@@ -14,28 +14,43 @@ pub fn parse_ip(s: &[u8]) -> Option<IpAddr> {
 }
 
 /// Four decimal octets, each `0` or 1–3 digits without a leading zero and at most 255 (the
-/// forms the standard parser accepts); `None` sends the text to the general parser.
+/// forms the standard parser accepts); `None` sends the text to the general parser. One pass,
+/// a digit at a time (splitting on `.` took twice the instructions).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    /// The value of an ASCII digit.
+    fn digit(b: Option<&u8>) -> Option<u8> {
+        let d = b?.wrapping_sub(b'0');
+        (d <= 9).then_some(d)
+    }
     if s.len() < 7 || s.len() > 15 {
         return None;
     }
     let mut out = [0u8; 4];
-    let mut it = s.split(|&b| b == b'.');
-    for o in &mut out {
-        let part = it.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut v = 0u16;
-        for &b in part {
-            if !b.is_ascii_digit() {
+    let mut i = 0;
+    for (k, o) in out.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
                 return None;
             }
-            v = v * 10 + u16::from(b - b'0');
+            i += 1;
         }
+        let mut v = u16::from(digit(s.get(i))?);
+        i += 1;
+        if let Some(d) = digit(s.get(i)) {
+            if v == 0 {
+                return None; // a leading zero
+            }
+            v = v * 10 + u16::from(d);
+            i += 1;
+            if let Some(d) = digit(s.get(i)) {
+                v = v * 10 + u16::from(d);
+                i += 1;
+            }
+        }
+        // A fourth digit fails the `.` test or the end test.
         *o = u8::try_from(v).ok()?;
     }
-    if it.next().is_some() {
+    if i != s.len() {
         return None;
     }
     Some(Ipv4Addr::from(out))
@@ -190,11 +205,52 @@ mod tests {
             "2001:db8:bad::25",
             "1:2:3:4:5:6:7:8:9",
             "fe80::1%1",
+            "1.2.3.4.",
+            "1.2.3.255",
+            "1.2.3.256",
+            "001.2.3.4",
+            "0.0.0.00",
+            "1.2.3.4a",
+            "1.2.3a.4",
+            "123.123.123.123",
+            "1.2.3.1234",
+            "1.2.3.4\n",
         ] {
             let want = s.parse::<IpAddr>().ok();
             assert_eq!(parse_ip(s.as_bytes()), want, "{s:?}");
         }
         assert_eq!(parse_ip(b"\xff.1.1.1"), None);
+    }
+
+    #[test]
+    fn parse_ip_agrees_on_every_mix_of_odd_octets() {
+        extern crate std;
+        use std::string::String;
+        const PARTS: [&str; 18] = [
+            "", "0", "00", "01", "1", "9", "10", "99", "100", "199", "255", "256", "299", "999",
+            "0000", "1000", "a", "1a",
+        ];
+        let mut s = String::new();
+        for a in PARTS {
+            for b in PARTS {
+                for c in PARTS {
+                    for d in PARTS {
+                        for tail in ["", ".", ".1"] {
+                            s.clear();
+                            for (i, p) in [a, b, c, d].into_iter().enumerate() {
+                                if i > 0 {
+                                    s.push('.');
+                                }
+                                s.push_str(p);
+                            }
+                            s.push_str(tail);
+                            let want = s.parse::<IpAddr>().ok();
+                            assert_eq!(parse_ip(s.as_bytes()), want, "{s:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
