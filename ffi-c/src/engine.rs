@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use outguard::policy::{HeapEngine, Policy, PolicyError};
-use outguard::{Cidr, Event, Message, TenantId};
+use outguard::{Cidr, Decision, Event, Message, Reason, TenantId};
 
 use crate::error::og_result;
 use crate::ffi::{self, og_event_callback, EventCallback, Out, OutSlice};
@@ -34,6 +34,7 @@ struct Inner {
 }
 
 impl og_engine {
+    #[inline]
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -91,14 +92,32 @@ impl EventSink {
     }
 }
 
-/// The core's view of a C message (borrowed; no allocation). Inlined: returned through memory,
-/// the ~100-byte `Message` costs store-forwarding stalls worth more than the conversion.
+/// Runs `f` on the core's view of a C message (borrowed; no allocation) and whether its
+/// `auth_user` and `cert_domain` are ASCII (else they may need converting to A-labels).
+/// Inlined, with the `Message` built in place and lent to `f`: returned through memory, the
+/// ~90-byte `Message` was copied on every call, which cost more than the conversion.
 #[inline(always)]
-fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
+fn with_raw_message<'a, R>(
+    m: &'a og_message,
+    f: impl FnOnce(&Message<'a>, bool) -> Result<R, og_result>,
+) -> Result<R, og_result> {
     if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
         return Err(og_result::InvalidParameter);
     }
-    let client_ip = match (ffi::opt_text(m.client_ip)?, m.client_addr.family) {
+    // Each field is stored into `msg` as soon as it is known (in the order that decides which
+    // error a bad message gets), rather than kept in registers across the `strlen` calls.
+    let mut msg = Message {
+        mail_from: &[],
+        tenant: None,
+        client_ip: None,
+        auth_user: None,
+        cert_domain: None,
+        forwarded: m.flags & OG_MESSAGE_FORWARDED != 0,
+        spf_pass: m.flags & OG_MESSAGE_SPF_PASS != 0,
+        dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
+        recipients: m.recipients,
+    };
+    msg.client_ip = match (ffi::opt_text_ascii(m.client_ip)?.0, m.client_addr.family) {
         (None, OG_IP_NONE) => None,
         (None, OG_IP_V4) => {
             let b = &m.client_addr.bytes;
@@ -110,17 +129,13 @@ fn message<'a>(m: &'a og_message) -> Result<Message<'a>, og_result> {
         }
         _ => return Err(og_result::InvalidParameter),
     };
-    Ok(Message {
-        mail_from: ffi::bytes(m.mail_from, m.mail_from_len)?,
-        tenant: ffi::opt_text(m.tenant)?,
-        client_ip,
-        auth_user: ffi::opt_text(m.auth_user)?,
-        cert_domain: ffi::opt_text(m.cert_domain)?,
-        forwarded: m.flags & OG_MESSAGE_FORWARDED != 0,
-        spf_pass: m.flags & OG_MESSAGE_SPF_PASS != 0,
-        dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
-        recipients: m.recipients,
-    })
+    msg.mail_from = ffi::bytes(m.mail_from, m.mail_from_len)?;
+    msg.tenant = ffi::opt_text_ascii(m.tenant)?.0;
+    let auth_ascii;
+    (msg.auth_user, auth_ascii) = ffi::opt_text_ascii(m.auth_user)?;
+    let cert_ascii;
+    (msg.cert_domain, cert_ascii) = ffi::opt_text_ascii(m.cert_domain)?;
+    f(&msg, auth_ascii && cert_ascii)
 }
 
 /// Runs `f` on the core's view of a C message with its U-labels turned into A-labels (the core
@@ -131,15 +146,56 @@ pub(crate) fn with_message<R>(
     m: &og_message,
     f: impl FnOnce(&Message<'_>) -> Result<R, og_result>,
 ) -> Result<R, og_result> {
-    let raw = message(m)?;
-    if raw.mail_from.is_ascii()
-        && raw.auth_user.is_none_or(str::is_ascii)
-        && raw.cert_domain.is_none_or(str::is_ascii)
-    {
-        f(&raw)
-    } else {
-        with_converted(raw, f)
-    }
+    with_raw_message(m, |raw, names_ascii| {
+        if names_ascii && raw.mail_from.is_ascii() {
+            f(raw)
+        } else {
+            with_converted(*raw, f)
+        }
+    })
+}
+
+/// `Engine::check` on a C message: [`with_message`]'s result, with the sender's scan for
+/// U-labels left until the core has refused it as unparsable.
+///
+/// Why that gives the same decision for every message: a check has no side effects, and the
+/// core parses the sender before anything else and answers `InvalidSender` when that fails,
+/// so any other decision means `parse_sender` accepted `mail_from`. It then holds no U-label
+/// where the conversion looks: the conversion rewrites only what follows the last `@` (less a
+/// closing `>`), and a parsed sender's domain (hostname bytes or a printable ASCII literal)
+/// is followed by nothing but blanks and `>`. So the converted sender would be the same bytes
+/// and the decision the same. Only an `InvalidSender` with a non-ASCII sender is checked
+/// again, converted, as `with_message` would have done. `auth_user` and `cert_domain` are
+/// converted before the check, exactly as in `with_message`. The test
+/// `check_decides_as_the_eager_conversion` holds this to the eager path.
+///
+/// The decision is written to `out` from where the core returned it (not returned again
+/// through memory).
+#[inline(always)]
+fn check_message(
+    h: &og_engine,
+    now: u64,
+    m: &og_message,
+    out: Out<og_decision>,
+) -> Result<(), og_result> {
+    with_raw_message(m, |raw, names_ascii| {
+        if names_ascii {
+            let d = h.read().engine.check(now, raw);
+            if d.reason != Some(Reason::InvalidSender) || raw.mail_from.is_ascii() {
+                out.write(og_decision::from(&d));
+                return Ok(());
+            }
+        }
+        out.write(og_decision::from(&check_converted(h, now, raw)));
+        Ok(())
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn check_converted(h: &og_engine, now: u64, raw: &Message<'_>) -> Decision {
+    let names = ascii_names(raw);
+    h.read().engine.check(now, &with_ascii(*raw, &names))
 }
 
 #[cold]
@@ -332,10 +388,7 @@ pub extern "C" fn og_engine_check(
         let h = ffi::input(engine)?;
         let m = ffi::input(message)?;
         let out = ffi::out(out_decision)?;
-        with_message(m, |msg| {
-            out.write(og_decision::from(&h.read().engine.check(now, msg)));
-            Ok(())
-        })
+        check_message(h, now, m, out)
     })
 }
 
@@ -1123,4 +1176,165 @@ mod idna_tests {
             names.mail_from.is_none() && names.auth_user.is_none() && names.cert_domain.is_none()
         );
     }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use std::ffi::CString;
+
+    use super::*;
+
+    const NOW: u64 = 1_780_000_000;
+    const POLICY: &str = r#"
+[[tenants]]
+id = "bücher"
+domains = ["bücher.example"]
+connectors = [{ name = "tls", certificate = "mail.bücher.example" }]
+
+[[tenants]]
+id = "contoso"
+domains = ["contoso.com"]
+"#;
+
+    fn engine() -> og_engine {
+        let engine = Policy::from_toml(POLICY, "test.toml", None)
+            .and_then(|p| p.build())
+            .expect("policy");
+        og_engine {
+            inner: RwLock::new(Inner {
+                engine,
+                callback: None,
+            }),
+        }
+    }
+
+    /// `og_engine_check` against the eager path it replaces (every name converted before the
+    /// check, as `with_message` does for record and evaluate): the same result code, and the
+    /// same decision, for senders with and without U-labels in every position the parser and
+    /// the conversion look at, with every kind of `auth_user` and `cert_domain`.
+    #[test]
+    fn check_decides_as_the_eager_conversion() {
+        let h = engine();
+        let senders: &[&[u8]] = &[
+            "jürgen@bücher.example".as_bytes(),
+            "<jürgen@Bücher.example>".as_bytes(),
+            " <alice@bücher.example> ".as_bytes(),
+            "alice@bücher.example ".as_bytes(),
+            "alice@bücher.example.".as_bytes(),
+            "alice@bücher.example>".as_bytes(),
+            "<alice@bücher.example".as_bytes(),
+            "alice@xn--bcher-kva.example".as_bytes(),
+            "jürgen@xn--bcher-kva.example".as_bytes(),
+            "<@bücher.example:alice@contoso.com>".as_bytes(),
+            "<@bücher.example:alice@bücher.example>".as_bytes(),
+            "<@contoso.com:jürgen@bücher.example>".as_bytes(),
+            "\"a@bücher\"@bücher.example".as_bytes(),
+            "\"a@bücher\"@contoso.com".as_bytes(),
+            "alice@[203.0.113.5]".as_bytes(),
+            "jürgen@[203.0.113.5]".as_bytes(),
+            "alice@bücher..example".as_bytes(),
+            "alice@-bücher.example".as_bytes(),
+            "alice@".as_bytes(),
+            "ü".as_bytes(),
+            "@bücher.example".as_bytes(),
+            b"alice@b\xfccher.example",
+            b"\xff@contoso.com",
+            b"",
+            b"<>",
+            b"alice@contoso.com",
+        ];
+        let names = [
+            None,
+            Some("jürgen@bücher.example"),
+            Some("alice@contoso.com"),
+            Some("mail.bücher.example"),
+            Some("ü"),
+        ];
+        let tenants = [None, Some("bücher"), Some("contoso")];
+        let mut compared = 0;
+        for &from in senders {
+            for tenant in tenants {
+                for auth in names {
+                    for cert in names {
+                        let c = |s: Option<&str>| s.map(|s| CString::new(s).expect("no NUL"));
+                        let (t, a, d) = (c(tenant), c(auth), c(cert));
+                        let p = |s: &Option<CString>| s.as_ref().map_or(ptr_null(), |s| s.as_ptr());
+                        let m = og_message {
+                            mail_from: from.as_ptr().cast(),
+                            mail_from_len: from.len(),
+                            tenant: p(&t),
+                            auth_user: p(&a),
+                            cert_domain: p(&d),
+                            client_ip: ptr_null(),
+                            flags: 0,
+                            recipients: 1,
+                            client_addr: og_ip::default(),
+                        };
+                        let want = with_message(&m, |msg| Ok(h.read().engine.check(NOW, msg)));
+                        let want = want.expect("a valid message");
+                        let mut got = UNWRITTEN;
+                        assert_eq!(og_engine_check(&h, NOW, &m, &mut got), og_result::Ok);
+                        assert_eq!(
+                            format!("{got:?}"),
+                            format!("{:?}", og_decision::from(&want)),
+                            "{:?} tenant {tenant:?} auth {auth:?} cert {cert:?}",
+                            String::from_utf8_lossy(from),
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, senders.len() * 3 * 25);
+
+        // The U-label sender is decided on its A-labels (found again after the core refused the
+        // raw bytes), and a non-ASCII local part with an ASCII domain needs no conversion.
+        let t = CString::new("bücher").expect("no NUL");
+        for from in ["jürgen@bücher.example", "jürgen@xn--bcher-kva.example"] {
+            let m = og_message {
+                mail_from: from.as_ptr().cast(),
+                mail_from_len: from.len(),
+                tenant: t.as_ptr(),
+                auth_user: ptr_null(),
+                cert_domain: ptr_null(),
+                client_ip: ptr_null(),
+                flags: 0,
+                recipients: 1,
+                client_addr: og_ip::default(),
+            };
+            let mut d = UNWRITTEN;
+            assert_eq!(og_engine_check(&h, NOW, &m, &mut d), og_result::Ok);
+            assert!(
+                d.accepted && d.sender_class == OG_SENDER_CLASS_REGISTERED,
+                "{from}: {d:?}"
+            );
+            assert_eq!(d.tenant, 0);
+        }
+    }
+
+    fn ptr_null() -> *const c_char {
+        core::ptr::null()
+    }
+
+    /// A decision no check writes (the reason and tenant are out of range).
+    const UNWRITTEN: og_decision = og_decision {
+        accepted: true,
+        reason: 99,
+        monitored: 99,
+        rule: 99,
+        tenant: 99,
+        attribution: 99,
+        sender_class: 99,
+        counters: og_counters {
+            total: 99,
+            suspicious: 99,
+            unregistered: 99,
+            min_messages: 99,
+            min_suspicious: 99,
+            max_ratio_ppm: 99,
+            warn_ratio_ppm: 99,
+            limit: 99,
+        },
+        block_ends: 99,
+    };
 }

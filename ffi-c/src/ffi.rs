@@ -123,12 +123,58 @@ pub(crate) fn text<'a>(p: *const c_char) -> Result<&'a str, og_result> {
 /// An optional NUL-terminated UTF-8 string (NULL: absent).
 #[inline]
 pub(crate) fn opt_text<'a>(p: *const c_char) -> Result<Option<&'a str>, og_result> {
+    opt_text_ascii(p).map(|(s, _)| s)
+}
+
+/// [`opt_text`], and whether the text is all ASCII (NULL counts as ASCII).
+///
+/// Exactly `CStr::to_str`, but ASCII (tenant ids, logins, domains: nearly every string a
+/// mail server passes) is recognised a word at a time and only other text goes to the general
+/// UTF-8 validator, which costs about a hundred instructions for a short id. Callers that need
+/// to know whether the text is ASCII (to convert U-labels) get it for nothing.
+#[inline(always)]
+pub(crate) fn opt_text_ascii<'a>(p: *const c_char) -> Result<(Option<&'a str>, bool), og_result> {
     if p.is_null() {
-        return Ok(None);
+        return Ok((None, true));
     }
     // SAFETY: non-NULL, NUL-terminated and unchanged during the call by the API contract.
-    let c = unsafe { CStr::from_ptr(p) };
-    c.to_str().map(Some).map_err(|_| og_result::InvalidUtf8)
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    if is_ascii(bytes) {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok((Some(unsafe { core::str::from_utf8_unchecked(bytes) }), true))
+    } else {
+        utf8_general(bytes).map(|s| (Some(s), false))
+    }
+}
+
+/// The general UTF-8 check, for text that is not all ASCII.
+#[cold]
+#[inline(never)]
+fn utf8_general(bytes: &[u8]) -> Result<&str, og_result> {
+    core::str::from_utf8(bytes).map_err(|_| og_result::InvalidUtf8)
+}
+
+/// `<[u8]>::is_ascii`, with strings of up to 16 bytes read as two overlapping words (or
+/// half-words) instead of a word loop and a byte tail; longer ones go to the standard loop,
+/// out of line.
+#[inline(always)]
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    if b.len() > 16 {
+        return is_ascii_long(b);
+    }
+    if let (Some(head), Some(tail)) = (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        return (u64::from_ne_bytes(*head) | u64::from_ne_bytes(*tail)) & HIGH == 0;
+    }
+    if let (Some(head), Some(tail)) = (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        return (u32::from_ne_bytes(*head) | u32::from_ne_bytes(*tail)) & HIGH as u32 == 0;
+    }
+    b.iter().fold(0, |acc, &x| acc | x) < 0x80
+}
+
+#[inline(never)]
+fn is_ascii_long(b: &[u8]) -> bool {
+    b.is_ascii()
 }
 
 /// A NUL-terminated file name: any bytes (Unix paths need not be UTF-8).
@@ -242,5 +288,55 @@ impl EventCallback {
         // SAFETY: the function pointer was given by C for exactly this signature; `ev`
         // lives for the duration of the call.
         unsafe { (self.f)(self.userdata, ev) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use super::*;
+
+    #[test]
+    fn is_ascii_agrees_with_the_standard_check() {
+        for len in 0..40 {
+            let ascii = vec![b'a'; len];
+            assert!(is_ascii(&ascii));
+            for i in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut b = ascii.clone();
+                    b[i] = high;
+                    assert!(!is_ascii(&b), "len {len}, byte {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_checked_as_utf8_whatever_its_length() {
+        assert_eq!(opt_text_ascii(core::ptr::null()), Ok((None, true)));
+        for len in 1..40 {
+            let ascii = "t".repeat(len);
+            let c = CString::new(ascii.clone()).expect("no NUL");
+            assert_eq!(opt_text_ascii(c.as_ptr()), Ok((Some(ascii.as_str()), true)));
+            // Valid UTF-8 that is not ASCII, the non-ASCII character at every position.
+            for i in 0..len {
+                let s = format!("{}ü{}", &ascii[..i], &ascii[i..]);
+                let c = CString::new(s.clone()).expect("no NUL");
+                assert_eq!(opt_text_ascii(c.as_ptr()), Ok((Some(s.as_str()), false)));
+                assert_eq!(opt_text(c.as_ptr()), Ok(Some(s.as_str())));
+            }
+            // A bad byte, and a sequence cut short, at every position (the end too).
+            for i in 0..=len {
+                for bad in [&b"\xff"[..], b"\xc3"] {
+                    let mut b = ascii.as_bytes()[..i].to_vec();
+                    b.extend_from_slice(bad);
+                    b.extend_from_slice(&ascii.as_bytes()[i..]);
+                    let c = CString::new(b).expect("no NUL");
+                    assert_eq!(opt_text_ascii(c.as_ptr()), Err(og_result::InvalidUtf8));
+                    assert_eq!(text(c.as_ptr()), Err(og_result::InvalidUtf8));
+                }
+            }
+        }
     }
 }

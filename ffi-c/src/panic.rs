@@ -6,7 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::og_result;
 
-/// Runs `f`; a panic becomes `OG_RESULT_PANIC`.
+/// Runs `f`; a panic becomes `OG_RESULT_PANIC`. Inlined: every export has its own instance,
+/// called once, and inlined its arguments stay in registers instead of going through memory.
+#[inline]
 pub(crate) fn guard(f: impl FnOnce() -> Result<(), og_result>) -> og_result {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => og_result::Ok,

@@ -475,6 +475,98 @@ static void test_check(void) {
   og_engine_free(e);
 }
 
+/* Non-ASCII text: tenant ids, U-label senders and names. The same decisions whatever the
+   length of a string and wherever its non-ASCII bytes are. */
+static const char IDNA_POLICY[] =
+    "[[tenants]]\n"
+    "id = \"b\xc3\xbc" "cher\"\n"
+    "domains = [\"b\xc3\xbc" "cher.example\"]\n"
+    "connectors = [{ name = \"tls\", certificate = \"mail.b\xc3\xbc" "cher.example\" }]\n"
+    "\n"
+    "[[tenants]]\n"
+    "id = \"contoso\"\n"
+    "domains = [\"contoso.com\"]\n";
+
+static void test_non_ascii_text(void) {
+  og_engine *e = new_engine(IDNA_POLICY);
+  const char *tenant = "b\xc3\xbc" "cher";
+  uint32_t idx = OG_NO_TENANT;
+  OK(og_engine_tenant_index(e, tenant, &idx));
+  og_decision d;
+  /* a U-label sender is decided on its A-labels, named tenant or not */
+  og_message m = msg_for(tenant, "j\xc3\xbcrgen@b\xc3\xbc" "cher.example");
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.tenant == idx && d.sender_class == OG_SENDER_CLASS_REGISTERED);
+  m = msg_for(NULL, "<j\xc3\xbcrgen@B\xc3\xbc" "cher.example>");
+  m.cert_domain = "mail.b\xc3\xbc" "cher.example";
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.tenant == idx && d.attribution == OG_ATTRIBUTION_CERTIFICATE);
+  CHECK(d.sender_class == OG_SENDER_CLASS_REGISTERED);
+  m = msg_for(NULL, "alice@xn--bcher-kva.example");
+  m.auth_user = "j\xc3\xbcrgen@b\xc3\xbc" "cher.example";
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.tenant == idx && d.attribution == OG_ATTRIBUTION_AUTH_USER);
+  /* a non-ASCII local part with an A-label domain; a U-label route before the address */
+  m = msg_for(tenant, "j\xc3\xbcrgen@xn--bcher-kva.example");
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.tenant == idx && d.sender_class == OG_SENDER_CLASS_REGISTERED);
+  m = msg_for("contoso", "<@b\xc3\xbc" "cher.example:alice@contoso.com>");
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.sender_class == OG_SENDER_CLASS_REGISTERED);
+  /* unparsable, whether or not it holds U-labels: a decision, not an error */
+  m = msg_for(tenant, "alice@b\xc3\xbc" "cher..example");
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.reason == OG_REASON_INVALID_SENDER);
+  m = msg_for(tenant, "alice@b\xfc" "cher.example");
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.reason == OG_REASON_INVALID_SENDER);
+  /* the same as og_engine_evaluate, which converts before counting */
+  og_decision ev;
+  m = msg_for(tenant, "j\xc3\xbcrgen@b\xc3\xbc" "cher.example");
+  OK(og_engine_check(e, NOW, &m, &d));
+  OK(og_engine_evaluate(e, NOW, &m, OG_VERDICT_CLEAN, &ev, NULL, 0, NULL));
+  CHECK(ev.accepted == d.accepted && ev.tenant == d.tenant && ev.sender_class == d.sender_class);
+
+  /* tenant ids of every length up to 20 bytes: valid UTF-8 (ASCII or not) is looked up,
+     invalid UTF-8 anywhere in it is OG_RESULT_INVALID_UTF8 and writes nothing */
+  og_decision untouched;
+  memset(&untouched, 0xAB, sizeof untouched);
+  for (size_t len = 1; len <= 20; len++) {
+    char id[32];
+    memset(id, 't', len);
+    id[len] = '\0';
+    m = msg_for(id, "alice@contoso.com");
+    OK(og_engine_check(e, NOW, &m, &d));
+    CHECK(d.reason == OG_REASON_UNATTRIBUTED);
+    for (size_t i = 0; i < len; i++) {
+      char bad[32];
+      memcpy(bad, id, len + 1);
+      bad[i] = (char)0xFF;
+      og_decision d2 = untouched;
+      m = msg_for(bad, "alice@contoso.com");
+      EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
+      CHECK(memcmp(&d2, &untouched, sizeof d2) == 0);
+      bad[i] = (char)0xC3; /* a sequence cut short (or followed by ASCII) */
+      EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
+      m.tenant = "contoso";
+      m.auth_user = bad;
+      EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
+      m.auth_user = NULL;
+      m.cert_domain = bad;
+      EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
+      CHECK(memcmp(&d2, &untouched, sizeof d2) == 0);
+    }
+    if (len >= 2) { /* "t..tü": valid UTF-8, not ASCII, an unknown tenant */
+      id[len - 2] = (char)0xC3;
+      id[len - 1] = (char)0xBC;
+      m = msg_for(id, "alice@contoso.com");
+      OK(og_engine_check(e, NOW, &m, &d));
+      CHECK(d.reason == OG_REASON_UNATTRIBUTED);
+    }
+  }
+  og_engine_free(e);
+}
+
 static int callback_events;
 static og_event_kind callback_last_kind;
 static void on_event(void *userdata, const og_event *ev) {
@@ -1030,6 +1122,7 @@ int main(void) {
   test_ndr();
   test_new();
   test_check();
+  test_non_ascii_text();
   test_unregistered_flow();
   test_threshold_and_lapsed();
   test_timed_block_and_expire();

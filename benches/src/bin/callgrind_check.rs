@@ -145,6 +145,15 @@ fn drive_c_check_hot(h: &Handle, m: &CMessage) -> usize {
         .count()
 }
 
+#[inline(never)]
+fn drive_c_check_hot_binary(h: &Handle, m: &CMessage) -> usize {
+    let m = m.c_binary();
+    (0..CALLS)
+        .rev()
+        .filter(|_| h.check(black_box(NOW), black_box(&m)))
+        .count()
+}
+
 /// Same code as `drive_check_hot` but for the range direction: identical functions would be
 /// merged by the compiler, and callgrind would count both under one name.
 #[inline(never)]
@@ -184,6 +193,7 @@ fn main() {
     let (h, rust) = (Handle::new(&text), cabi::rust_engine(&text));
     let hot = cabi::hot_query();
     n += drive_c_check_hot(&h, &CMessage::of(&hot));
+    n += drive_c_check_hot_binary(&h, &CMessage::of(&hot));
     n += drive_rust_check_hot_policy(&rust, &hot);
     println!("callgrind_check: {CALLS} calls per driver ({n} true results)");
 }
