@@ -870,6 +870,24 @@ impl Text {
 }
 
 impl<'a> TextView<'a> {
+    /// The parts that hold values of `range`, each with the part's indices `j0..j1` of them,
+    /// the place in the range of the first (`k0`), and whether the part has neither nulls
+    /// nor missing values (`plain`).
+    fn parts_in<'s>(
+        &'s self,
+        range: &std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (&'s PartView<'a>, usize, usize, usize, bool)> + 's {
+        let range = range.clone();
+        self.parts.iter().filter_map(move |p| {
+            let (from, to) = (range.start.max(p.start), range.end.min(p.start + p.len));
+            if from >= to {
+                return None;
+            }
+            let plain = matches!(p.valid, Validity::All) && p.missing.is_empty();
+            Some((p, from - p.start, to - p.start, from - range.start, plain))
+        })
+    }
+
     /// Calls `set(k, value)` for the `k`-th message of `range` (`None`: missing), a part at
     /// a time; values laid out one after another are sliced straight from their buffer.
     #[inline]
@@ -883,13 +901,7 @@ impl<'a> TextView<'a> {
             (0..range.len()).for_each(|k| set(k, one));
             return Ok(());
         }
-        for p in &self.parts {
-            let (from, to) = (range.start.max(p.start), range.end.min(p.start + p.len));
-            if from >= to {
-                continue;
-            }
-            let (j0, j1, k0) = (from - p.start, to - p.start, from - range.start);
-            let plain = matches!(p.valid, Validity::All) && p.missing.is_empty();
+        for (p, j0, j1, k0, plain) in self.parts_in(&range) {
             match p.packed() {
                 Some((data, base, packed)) if plain => {
                     for j in j0..j1 {
@@ -933,13 +945,7 @@ impl<'a> TextView<'a> {
             (0..range.len()).for_each(|k| set(k, v));
             return Ok(());
         }
-        for p in &self.parts {
-            let (from, to) = (range.start.max(p.start), range.end.min(p.start + p.len));
-            if from >= to {
-                continue;
-            }
-            let (j0, j1, k0) = (from - p.start, to - p.start, from - range.start);
-            let plain = matches!(p.valid, Validity::All) && p.missing.is_empty();
+        for (p, j0, j1, k0, plain) in self.parts_in(&range) {
             let packed = p
                 .packed()
                 .filter(|_| plain)

@@ -329,16 +329,25 @@ impl<'k, 'py> Scalar<'k, 'py> {
         self.tenant.and(self.msg.tenant)
     }
 
-    /// The `Decision`'s tenant for a `Name`.
+    /// The `Decision` of a scalar call: the core's decision `d`, its tenant's `Name` (read
+    /// with the engine locked) and the events the call caused.
     #[inline]
-    pub(crate) fn tenant_name(&self, n: Name) -> Option<TenantName> {
-        match n {
+    pub(crate) fn decision(
+        &self,
+        py: Python<'py>,
+        d: outguard::Decision,
+        n: Name,
+        events: Vec<EventData>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let tenant = match n {
             Name::None => None,
             Name::Same => self
                 .tenant
                 .map(|s| TenantName::Given(s.to_owned().unbind())),
             Name::Text(t) => Some(TenantName::Text(t)),
-        }
+        };
+        let d = Bound::new(py, Decision { d, tenant, events })?;
+        Ok(Some(d.into_any().unbind()))
     }
 }
 
@@ -349,20 +358,31 @@ pub(crate) enum Name {
     Text(Box<str>),
 }
 
-/// The tenant's name for decision `d` (read with the engine locked): `Same` when it is the
-/// text of the `tenant` argument (`given`), so the `Decision` can hold the caller's `str`.
-/// `is`: whether a tenant's id is a text (`Engine::tenant_name_is`); `name`: its id.
-pub(crate) fn name_of<'e>(
-    given: Option<&str>,
-    d: &outguard::Decision,
-    is: impl FnOnce(TenantId, &str) -> bool,
-    name: impl FnOnce(TenantId) -> &'e str,
-) -> Name {
+/// The tenant ids of an engine (the in-memory one and the shared one).
+pub(crate) trait TenantNames {
+    /// `Engine::tenant_name_is`.
+    fn name_is(&self, t: TenantId, name: &str) -> bool;
+    /// `Engine::tenant_name`.
+    fn name(&self, t: TenantId) -> &str;
+}
+
+impl TenantNames for HeapEngine {
+    fn name_is(&self, t: TenantId, name: &str) -> bool {
+        self.tenant_name_is(t, name)
+    }
+    fn name(&self, t: TenantId) -> &str {
+        self.tenant_name(t)
+    }
+}
+
+/// The tenant's name for decision `d` (read from `e`, locked): `Same` when it is the text of
+/// the `tenant` argument (`given`), so the `Decision` can hold the caller's `str`.
+pub(crate) fn name_of(given: Option<&str>, d: &outguard::Decision, e: &impl TenantNames) -> Name {
     match d.tenant {
         None => Name::None,
         Some(t) => match given {
-            Some(g) if is(t, g) => Name::Same,
-            _ => Name::Text(name(t).into()),
+            Some(g) if e.name_is(t, g) => Name::Same,
+            _ => Name::Text(e.name(t).into()),
         },
     }
 }
@@ -388,28 +408,9 @@ impl fastcall::Method for CheckCall {
         let (now, given) = (m.now, m.tenant_text());
         let (d, name) = engine.get().read(py, |e| {
             let d = e.check(now, &msg);
-            (
-                d,
-                name_of(
-                    given,
-                    &d,
-                    |t, g| e.tenant_name_is(t, g),
-                    |t| e.tenant_name(t),
-                ),
-            )
+            (d, name_of(given, &d, e))
         });
-        let tenant = m.tenant_name(name);
-        Ok(Bound::new(
-            py,
-            Decision {
-                d,
-                tenant,
-                events: Vec::new(),
-            },
-        )?
-        .into_any()
-        .unbind()
-        .into())
+        m.decision(py, d, name, Vec::new())
     }
 }
 
@@ -434,23 +435,9 @@ impl fastcall::Method for EvaluateCall {
         let (now, verdict, given) = (m.now, m.verdict, m.tenant_text());
         let (d, name, events) = engine.get().write(py, |e| {
             let (d, evs) = e.evaluate(now, &msg, verdict);
-            (
-                d,
-                name_of(
-                    given,
-                    &d,
-                    |t, g| e.tenant_name_is(t, g),
-                    |t| e.tenant_name(t),
-                ),
-                events_of(e, &evs),
-            )
+            (d, name_of(given, &d, e), events_of(e, &evs))
         });
-        let tenant = m.tenant_name(name);
-        Ok(Some(
-            Bound::new(py, Decision { d, tenant, events })?
-                .into_any()
-                .unbind(),
-        ))
+        m.decision(py, d, name, events)
     }
 }
 

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::convert;
-use crate::engine::{name_of, record_error, Fields, Keep, Scalar};
+use crate::engine::{name_of, record_error, Fields, Keep, Scalar, TenantNames};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
@@ -81,6 +81,15 @@ impl SharedEngine {
     }
 }
 
+impl TenantNames for CoreShared {
+    fn name_is(&self, t: outguard::TenantId, name: &str) -> bool {
+        self.tenant_name_is(t, name)
+    }
+    fn name(&self, t: outguard::TenantId) -> &str {
+        self.tenant_name(t)
+    }
+}
+
 /// `SharedEngine.check` (`fastcall.rs`).
 pub(crate) struct SharedCheckCall;
 
@@ -102,31 +111,10 @@ impl fastcall::Method for SharedCheckCall {
         let (d, name) = engine
             .get()
             .with(py, |e| {
-                e.check(now, &msg).map(|d| {
-                    (
-                        d,
-                        name_of(
-                            given,
-                            &d,
-                            |t, g| e.tenant_name_is(t, g),
-                            |t| e.tenant_name(t),
-                        ),
-                    )
-                })
+                e.check(now, &msg).map(|d| (d, name_of(given, &d, e)))
             })
             .map_err(shared_error)?;
-        let tenant = m.tenant_name(name);
-        Ok(Bound::new(
-            py,
-            Decision {
-                d,
-                tenant,
-                events: Vec::new(),
-            },
-        )?
-        .into_any()
-        .unbind()
-        .into())
+        m.decision(py, d, name, Vec::new())
     }
 }
 
