@@ -320,8 +320,14 @@ fn range_class(network: u128, len: u8) -> usize {
     }
 }
 
-fn lens_index(kind: u8, network: u128, len: u8) -> usize {
-    kind as usize * 3 + range_class(network, len)
+/// The live count of ranges of `kind` with the class and prefix length of `network/len`.
+fn range_count(
+    lens: &mut [[u32; 129]; RANGE_CLASSES],
+    kind: u8,
+    network: u128,
+    len: u8,
+) -> &mut u32 {
+    &mut lens[kind as usize * 3 + range_class(network, len)][len.min(128) as usize]
 }
 
 fn range_order(lens: &[[u32; 129]; RANGE_CLASSES]) -> [[u8; 130]; 6] {
@@ -649,6 +655,15 @@ impl<'p> View<'p> {
         Err(free)
     }
 
+    /// The prefix lengths a lookup of `ip` in ranges of `kind` must probe, longest first.
+    fn probe_lens(&self, kind: u8, ip: u128) -> &'p [u8] {
+        let family = usize::from(ip & prefix_mask(96) != V4_BLOCK);
+        let Some(order) = self.range_order.get(kind as usize * 2 + family) else {
+            return &[];
+        };
+        order.get(1..=order[0] as usize).unwrap_or(&[])
+    }
+
     /// Longest-prefix search: the first entry (longest prefix first) containing `ip` that
     /// satisfies `pred`.
     fn find_range(
@@ -658,10 +673,7 @@ impl<'p> View<'p> {
         ip: u128,
         mut pred: impl FnMut(&RangeEntry) -> bool,
     ) -> Option<&'p RangeEntry> {
-        let family = usize::from(ip & prefix_mask(96) != V4_BLOCK);
-        let order = self.range_order.get(kind as usize * 2 + family)?;
-        let n = order[0] as usize;
-        for &len in order.get(1..=n).unwrap_or(&[]) {
+        for &len in self.probe_lens(kind, ip) {
             if let Ok(i) = self.range_slot(kind, owner, ip & prefix_mask(len), len) {
                 let e = &self.ranges()[i];
                 if pred(e) {
@@ -722,11 +734,9 @@ impl<'p> View<'p> {
         }
         if let Some(ip) = m.client_ip {
             let bits = addr_bits(ip);
-            let family = usize::from(bits & prefix_mask(96) != V4_BLOCK);
             let kind = RANGE_KIND_LOW_REPUTATION;
-            let order = &self.range_order[kind as usize * 2 + family];
             let r = self.ranges();
-            for &len in order.get(1..=order[0] as usize).unwrap_or(&[]) {
+            for &len in self.probe_lens(kind, bits) {
                 if r.is_empty() {
                     break;
                 }
@@ -1200,8 +1210,7 @@ impl<S: Storage> Engine<S> {
             for r in p.ranges.iter_mut().take(self.layout.ranges) {
                 if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_EXCEPTION && r.owner == t.0 {
                     r.flags = RANGE_DELETED;
-                    self.range_lens[lens_index(r.kind, words_ip(r.network), r.len)]
-                        [r.len.min(128) as usize] -= 1;
+                    *range_count(&mut self.range_lens, r.kind, words_ip(r.network), r.len) -= 1;
                     removed_ranges += 1;
                 }
             }
@@ -1564,8 +1573,7 @@ impl<S: Storage> Engine<S> {
             left -= 1;
             if r.flags & RANGE_USED != 0 && r.kind == RANGE_KIND_CONNECTOR {
                 r.flags = RANGE_DELETED;
-                self.range_lens[lens_index(r.kind, words_ip(r.network), r.len)]
-                    [r.len.min(128) as usize] -= 1;
+                *range_count(&mut self.range_lens, r.kind, words_ip(r.network), r.len) -= 1;
                 removed += 1;
             }
             next = r.next;
@@ -1619,9 +1627,9 @@ impl<S: Storage> Engine<S> {
             value,
             ..RangeEntry::EMPTY
         };
-        let li = lens_index(kind, range.network, range.len);
-        self.range_lens[li][range.len.min(128) as usize] += 1;
-        if self.range_lens[li][range.len.min(128) as usize] == 1 {
+        let count = range_count(&mut self.range_lens, kind, range.network, range.len);
+        *count += 1;
+        if *count == 1 {
             self.range_order = range_order(&self.range_lens);
         }
         self.ranges_live += 1;
@@ -1635,9 +1643,9 @@ impl<S: Storage> Engine<S> {
             .range_slot(kind, owner, range.network, range.len)
             .map_err(|_| Error::NotFound)?;
         self.store.parts_mut().ranges[i].flags = RANGE_DELETED;
-        let li = lens_index(kind, range.network, range.len);
-        self.range_lens[li][range.len.min(128) as usize] -= 1;
-        if self.range_lens[li][range.len.min(128) as usize] == 0 {
+        let count = range_count(&mut self.range_lens, kind, range.network, range.len);
+        *count -= 1;
+        if *count == 0 {
             self.range_order = range_order(&self.range_lens);
         }
         self.ranges_live -= 1;
@@ -1866,13 +1874,17 @@ impl<S: Storage> Engine<S> {
         msg: &Message<'_>,
         verdict: Verdict,
     ) -> Result<Events, Error> {
-        let sender = parse_sender(msg.mail_from)?;
-        let r = self
-            .view()
-            .resolve(msg, &sender)
-            .ok_or(Error::UnknownTenant)?;
-        let (t, class) = (r.tenant, r.class);
+        let (t, class) = self.attribute(msg)?;
         Ok(self.count_resolved(now, t, class, msg.recipients, verdict))
+    }
+
+    /// The tenant and sender class of a message, or the error [`Engine::record`] gives for it:
+    /// the sender cannot be parsed ([`Error::InvalidAddress`]) or the message belongs to no
+    /// tenant ([`Error::UnknownTenant`]).
+    fn attribute(&self, msg: &Message<'_>) -> Result<(u32, SenderClass), Error> {
+        let sender = parse_sender(msg.mail_from)?;
+        let r = self.view().resolve(msg, &sender);
+        r.map(|r| (r.tenant, r.class)).ok_or(Error::UnknownTenant)
     }
 
     /// The counting half of [`Engine::record`] for a message already resolved to tenant `t`
@@ -1892,14 +1904,11 @@ impl<S: Storage> Engine<S> {
         events
     }
 
-    /// The tenant of a message, or the error [`Engine::record`] gives for it: the sender
-    /// cannot be parsed ([`Error::InvalidAddress`]) or the message belongs to no tenant
-    /// ([`Error::UnknownTenant`]).
+    /// The tenant of a message, or the error [`Engine::record`] gives for it (see
+    /// [`Engine::attribute`]).
     #[cfg(feature = "shared")]
     pub(crate) fn tenant_of(&self, msg: &Message<'_>) -> Result<u32, Error> {
-        let sender = parse_sender(msg.mail_from)?;
-        let r = self.view().resolve(msg, &sender);
-        r.map(|r| r.tenant).ok_or(Error::UnknownTenant)
+        self.attribute(msg).map(|(t, _)| t)
     }
 
     /// [`Engine::record`] for a message `d` (its decision by [`Engine::check`] on the current

@@ -14,39 +14,32 @@ pub fn fold_mul(a: u64, b: u64) -> u64 {
 /// Hashes a byte string.
 #[inline]
 pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h = seed ^ K0 ^ (bytes.len() as u64).wrapping_mul(K1);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = fold_mul(h ^ u64::from_le_bytes(w), K1);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = fold_mul(h ^ u64::from_le_bytes(w), K0);
-    }
-    fold_mul(h, K1)
+    hash_or(seed, bytes, 0)
 }
 
 /// Hashes a domain name case-insensitively: every byte with bit `0x20` set, which for the
 /// hostname alphabet (letters, digits, `-`, `.`) is exactly ASCII lower-casing.
 #[inline]
 pub fn hash_domain(seed: u64, bytes: &[u8]) -> u64 {
-    const FOLD: u64 = 0x2020_2020_2020_2020;
+    hash_or(seed, bytes, 0x20)
+}
+
+/// Hashes `bytes` with `or` set in each of them (the padding of the last word stays zero).
+#[inline(always)]
+fn hash_or(seed: u64, bytes: &[u8], or: u8) -> u64 {
+    let or_word = u64::from_le_bytes([or; 8]);
     let mut h = seed ^ K0 ^ (bytes.len() as u64).wrapping_mul(K1);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        h = fold_mul(h ^ (u64::from_le_bytes(w) | FOLD), K1);
+        h = fold_mul(h ^ (u64::from_le_bytes(w) | or_word), K1);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut w = [0u8; 8];
         for (o, &b) in w.iter_mut().zip(rest) {
-            *o = b | 0x20;
+            *o = b | or;
         }
         h = fold_mul(h ^ u64::from_le_bytes(w), K0);
     }

@@ -25,6 +25,14 @@ fn ring_slots(cells: &[u32], width: usize) -> usize {
     (cells.len() / width.max(1)).saturating_sub(1)
 }
 
+/// Ring positions of the `gap` (at most `slots`) oldest slots of a ring whose newest slot is
+/// of epoch `head`, oldest first: the slots that leave the window by epoch `head + gap`.
+#[inline]
+fn oldest(head: u64, slots: usize, gap: usize) -> impl Iterator<Item = usize> {
+    let first = (head % slots as u64) as usize + 1;
+    (first..first + gap).map(move |s| if s >= slots { s - slots } else { s })
+}
+
 /// Moves the ring forward to epoch `e`, zeroing slots that left the window and taking them
 /// off the totals.
 #[inline]
@@ -35,15 +43,10 @@ pub fn advance(cells: &mut [u32], width: usize, head: &mut u64, e: u64) {
     }
     let gap = (e - *head).min(slots as u64) as usize;
     let totals = slots * width;
-    let mut s = ((*head % slots as u64) as usize + 1) % slots;
-    for _ in 0..gap {
+    for s in oldest(*head, slots, gap) {
         for col in 0..width {
             let v = core::mem::take(&mut cells[s * width + col]);
             cells[totals + col] = cells[totals + col].saturating_sub(v);
-        }
-        s += 1;
-        if s == slots {
-            s = 0;
         }
     }
     *head = e;
@@ -79,16 +82,8 @@ pub fn sum(cells: &[u32], width: usize, head: u64, e: u64, col: usize) -> u32 {
         return 0;
     }
     // Slots of epochs head-slots+1 ..= head-slots+gap have left the window.
-    let gap = (e - head) as usize;
-    let mut expired = 0u32;
-    let mut s = ((head % slots as u64) as usize + 1) % slots;
-    for _ in 0..gap {
-        expired = expired.saturating_add(cells[s * width + col]);
-        s += 1;
-        if s == slots {
-            s = 0;
-        }
-    }
+    let expired = oldest(head, slots, (e - head) as usize)
+        .fold(0u32, |n, s| n.saturating_add(cells[s * width + col]));
     total.saturating_sub(expired)
 }
 

@@ -59,9 +59,14 @@ fn engine(limit: u32, extra: &[&str]) -> Engine<HeapStorage> {
 }
 
 fn setup(dir: &TempDir, limit: u32) -> (PathBuf, PathBuf) {
+    setup_policy(dir, &engine(limit, &[]))
+}
+
+/// The image of `heap`'s policy and a fresh state file for it, in `dir`.
+fn setup_policy(dir: &TempDir, heap: &Engine<HeapStorage>) -> (PathBuf, PathBuf) {
     let image = dir.path("policy.img");
     let state = dir.path("state");
-    shared::compile(&engine(limit, &[]), &image).unwrap();
+    shared::compile(heap, &image).unwrap();
     shared::create_state(&image, &state).unwrap();
     (image, state)
 }
@@ -220,10 +225,7 @@ fn eight_processes_count_exactly() {
 fn two_processes_on_different_tenants_count_exactly() {
     const CALLS: u32 = 50_000;
     let dir = TempDir::new("two");
-    let image = dir.path("policy.img");
-    let state = dir.path("state");
-    shared::compile(&engine(u32::MAX, &["northwind"]), &image).unwrap();
-    shared::create_state(&image, &state).unwrap();
+    let (image, state) = setup_policy(&dir, &engine(u32::MAX, &["northwind"]));
     let started = Instant::now();
     let pids: Vec<_> = ["contoso", "fabrikam"]
         .into_iter()
@@ -296,11 +298,8 @@ fn killed_writers_lose_nothing_committed_and_keep_nothing_uncommitted() {
     const WRITERS: usize = 6;
     const KILLS: usize = 120;
     let dir = TempDir::new("crash");
-    let image = dir.path("policy.img");
-    let state = dir.path("state");
     let extra = ["t2", "t3", "t4", "t5"];
-    shared::compile(&engine(u32::MAX, &extra), &image).unwrap();
-    shared::create_state(&image, &state).unwrap();
+    let (image, state) = setup_policy(&dir, &engine(u32::MAX, &extra));
     let tenants = ["contoso", "fabrikam", "t2", "t3", "t4", "t5"];
     // Tenant k is in stripe k (8 tenants of capacity, 8 stripes).
     let journal_flag: Vec<u64> = (0..WRITERS)
@@ -522,12 +521,17 @@ fn a_block_is_seen_by_every_process() {
 
 // ----- damaged and foreign files --------------------------------------------------------------
 
+/// Offset and length in bytes of table `i` of a state file's header directory (which starts
+/// at byte 64 with 16 bytes per table).
+fn state_table(b: &[u8], i: usize) -> (usize, usize) {
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    (word(64 + 16 * i), word(72 + 16 * i))
+}
+
 /// Where stripe `s`'s 128-byte block is in a state file (the fifth table of the header's
-/// directory, which starts at byte 64 with 16 bytes per table).
+/// directory).
 fn stripe_block(state: &Path, s: usize) -> usize {
-    let b = std::fs::read(state).unwrap();
-    let off = u64::from_le_bytes(b[128..136].try_into().unwrap()) as usize;
-    let bytes = u64::from_le_bytes(b[136..144].try_into().unwrap()) as usize;
+    let (off, bytes) = state_table(&std::fs::read(state).unwrap(), 4);
     assert!(s * 128 + 128 <= bytes, "stripe {s} of {}", bytes / 128);
     off + s * 128
 }
@@ -629,10 +633,8 @@ fn damaged_and_foreign_files_are_refused() {
     // ... and one that names a tenant of its own: an unfinished write, rolled back (to the
     // before-image in the stripe's journal: tenant 1's record as it is, zero counters).
     b[at + 68..at + 72].copy_from_slice(&1u32.to_ne_bytes());
-    let table =
-        |i: usize| u64::from_le_bytes(b[64 + 16 * i..72 + 16 * i].try_into().unwrap()) as usize;
     let rec = std::mem::size_of::<outguard::TenantRecord>();
-    let (tenants, journal) = (table(0), table(5));
+    let (tenants, journal) = (state_table(&b, 0).0, state_table(&b, 5).0);
     let before = b[tenants + rec..tenants + 2 * rec].to_vec();
     b[journal + rec..journal + 2 * rec].copy_from_slice(&before);
     std::fs::write(&bad, &b).unwrap();
@@ -836,13 +838,10 @@ fn open_or_create_and_policy_compile() {
 #[test]
 fn a_tenant_lapsed_by_policy_is_usable() {
     let dir = TempDir::new("policylapsed");
-    let image = dir.path("policy.img");
-    let state = dir.path("state");
     let mut heap = engine(10, &[]);
     let t = heap.tenant("fabrikam").unwrap();
     heap.set_policy_lapsed(t, true).unwrap();
-    shared::compile(&heap, &image).unwrap();
-    shared::create_state(&image, &state).unwrap();
+    let (image, state) = setup_policy(&dir, &heap);
     let mut e = SharedEngine::open(&image, &state).unwrap();
     let m = msg("fabrikam", "a@fabrikam.com");
     assert_eq!(e.check(T0, &m).unwrap(), heap.check(T0, &m));
