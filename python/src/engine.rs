@@ -37,11 +37,12 @@ pub struct Engine {
     policy_file: RwLock<String>,
 }
 
-fn events_of(eng: &HeapEngine, evs: &[CoreEvent]) -> Vec<EventData> {
+/// The core's events with their tenants' ids (read from `e`, locked).
+pub(crate) fn events_of(e: &impl TenantNames, evs: &[CoreEvent]) -> Vec<EventData> {
     evs.iter()
-        .map(|e| EventData {
-            ev: *e,
-            tenant: eng.tenant_name(e.tenant()).to_owned(),
+        .map(|ev| EventData {
+            ev: *ev,
+            tenant: e.name(ev.tenant()).to_owned(),
         })
         .collect()
 }

@@ -12,17 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use outguard::shared::{self, SharedEngine as CoreShared, SharedError};
-use outguard::Event as CoreEvent;
 use pyo3::exceptions::{PyBlockingIOError, PyFileExistsError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::convert;
-use crate::engine::{name_of, record_error, Fields, Keep, Scalar, TenantNames};
+use crate::engine::{events_of, name_of, record_error, Fields, Keep, Scalar, TenantNames};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
-use crate::types::{event_list, Decision, EventData, ReloadReport, TenantName, TenantStatus};
+use crate::types::{event_list, Decision, ReloadReport, TenantName, TenantStatus};
 
 fn shared_error(err: SharedError) -> PyErr {
     let msg = err.to_string();
@@ -36,15 +35,6 @@ fn shared_error(err: SharedError) -> PyErr {
             Err(err) => err,
         }),
     }
-}
-
-fn events_of(e: &CoreShared, evs: &[CoreEvent]) -> Vec<EventData> {
-    evs.iter()
-        .map(|ev| EventData {
-            ev: *ev,
-            tenant: e.tenant_name(ev.tenant()).to_owned(),
-        })
-        .collect()
 }
 
 /// An engine over a compiled policy image and a shared state file. Every process that opens
