@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use outguard::policy::{HeapEngine, Policy, PolicyError};
-use outguard::{Cidr, Decision, Event, Message, Reason, TenantId};
+use outguard::{Cidr, Event, Message, Reason, TenantId};
 
 use crate::error::og_result;
 use crate::ffi::{self, og_event_callback, EventCallback, Out, OutSlice};
@@ -186,16 +186,11 @@ fn check_message(
                 return Ok(());
             }
         }
-        out.write(og_decision::from(&check_converted(h, now, raw)));
-        Ok(())
+        with_converted(*raw, |msg| {
+            out.write(og_decision::from(&h.read().engine.check(now, msg)));
+            Ok(())
+        })
     })
-}
-
-#[cold]
-#[inline(never)]
-fn check_converted(h: &og_engine, now: u64, raw: &Message<'_>) -> Decision {
-    let names = ascii_names(raw);
-    h.read().engine.check(now, &with_ascii(*raw, &names))
 }
 
 #[cold]

@@ -541,6 +541,16 @@ impl SharedEngine {
         }
     }
 
+    /// Checks tenant `t`'s record in the state file against the image (`verify_state`,
+    /// `repair_state`).
+    fn check_tenant(&self, t: u32) -> Result<(), SharedError> {
+        let st = self.st();
+        let (Some(rec), Some(image)) = (st.shared_record(t), st.shadow_record(t)) else {
+            return Err(self.corrupt(t, "record outside the file"));
+        };
+        check_record(&rec, &image).map_err(|d| self.corrupt(t, d))
+    }
+
     /// Runs `op` (which changes only tenant `t`'s record, counters and audit ring) as one
     /// atomic write. The caller holds the lock of `t`'s stripe (`lock_tenant`).
     fn write_tenant<R>(
@@ -695,10 +705,7 @@ impl SharedEngine {
             self.st().set_source(Source::Shadow);
             return Ok(self.engine.check(now, msg));
         }
-        Err(SharedError::Superseded {
-            path: self.state_path.clone(),
-            by: None,
-        })
+        Err(self.too_many_hops())
     }
 
     /// The tenant a message belongs to (policy data and tenant identity: no lock), or the
@@ -741,28 +748,27 @@ impl SharedEngine {
     ) -> Result<(Decision, Events), SharedError> {
         for _ in 0..=MAX_HOPS {
             self.ensure_current()?;
-            self.st().set_source(Source::Shadow);
-            let d = self.engine.check(now, msg);
-            let Some(t) = d.tenant else {
+            // The tenant picks the stripe to lock; the decision is made under the lock.
+            let Ok(t) = self.tenant_of(msg) else {
                 // No tenant: the decision depends on the policy alone.
-                return Ok((d, Events::new()));
+                return Ok((self.engine.check(now, msg), Events::new()));
             };
-            let Some(_g) = self.lock_tenant(t.0)? else {
+            let Some(_g) = self.lock_tenant(t)? else {
                 continue;
             };
             self.st().set_source(Source::Shared);
             let d = self.engine.check(now, msg);
             self.st().set_source(Source::Shadow);
-            if d.tenant != Some(t) {
+            if d.tenant != Some(TenantId(t)) {
                 // Attribution depends on the policy and the tenants' identity, which the
                 // shared records share with the image; never expected, but never count for a
                 // tenant whose stripe is not held.
-                return Err(self.corrupt(t.0, "attributed differently in the state file"));
+                return Err(self.corrupt(t, "attributed differently in the state file"));
             }
             if !d.accepted() {
                 return Ok((d, Events::new()));
             }
-            let events = self.write_tenant(t.0, |e| e.record_accepted(now, &d, msg, verdict))?;
+            let events = self.write_tenant(t, |e| e.record_accepted(now, &d, msg, verdict))?;
             return Ok((d, events));
         }
         Err(self.too_many_hops())
@@ -836,10 +842,7 @@ impl SharedEngine {
             self.st().set_source(Source::Shadow);
             return self.engine.status(t, now).map_err(SharedError::Engine);
         }
-        Err(SharedError::Superseded {
-            path: self.state_path.clone(),
-            by: None,
-        })
+        Err(self.too_many_hops())
     }
 
     /// Every tenant refused at `now` (see [`Engine::restricted`]), read under every stripe's
@@ -934,11 +937,7 @@ pub fn verify_state(image_path: &Path, state_path: &Path) -> Result<StateInfo, S
     let _g = e.lock_all()?;
     for t in 0..e.st().tenants() as u32 {
         e.repair_seq(t);
-        let st = e.st();
-        let (Some(rec), Some(image)) = (st.shared_record(t), st.shadow_record(t)) else {
-            return Err(e.corrupt(t, "record outside the file"));
-        };
-        check_record(&rec, &image).map_err(|d| e.corrupt(t, d))?;
+        e.check_tenant(t)?;
     }
     Ok(h.info(state_path))
 }
@@ -970,7 +969,7 @@ pub struct RepairReport {
 pub fn repair_state(image_path: &Path, state_path: &Path) -> Result<RepairReport, SharedError> {
     let image = open_image(image_path)?;
     let state = open_state(state_path, &image)?;
-    let h = format::read_state_header(state_path)?;
+    let info = state.header.info(state_path);
     let mut e = SharedEngine::assemble_unprepared(image, state)?;
     if !e.lock.try_exclusive()? {
         return Err(SharedError::InUse {
@@ -978,23 +977,22 @@ pub fn repair_state(image_path: &Path, state_path: &Path) -> Result<RepairReport
         });
     }
     let mut report = RepairReport {
-        state: h.info(state_path),
+        state: info,
         locks_reset: 0,
         rolled_back: 0,
         published: 0,
     };
+    let mut rolled = Vec::new();
     for s in 0..e.st().stripes() {
         let held = e
             .st()
             .probe_stripe(s)
             .map_err(|err| SharedError::io(state_path, "probe lock", err))?;
         report.locks_reset += u32::from(held);
-        report.rolled_back += u32::from(e.journal_of(s)?.is_some());
+        rolled.extend(e.journal_of(s)?);
     }
+    report.rolled_back = rolled.len() as u32;
     // Odd sequence numbers left by a death after a commit (a rollback makes its own even).
-    let rolled: Vec<u32> = (0..e.st().stripes())
-        .filter_map(|s| e.journal_of(s).ok().flatten())
-        .collect();
     report.published = (0..e.st().tenants() as u32)
         .filter(|t| !rolled.contains(t))
         .filter(|&t| {
@@ -1005,11 +1003,7 @@ pub fn repair_state(image_path: &Path, state_path: &Path) -> Result<RepairReport
         .count() as u32;
     e.reset_locks(true)?;
     for t in 0..e.st().tenants() as u32 {
-        let st = e.st();
-        let (Some(rec), Some(image)) = (st.shared_record(t), st.shadow_record(t)) else {
-            return Err(e.corrupt(t, "record outside the file"));
-        };
-        check_record(&rec, &image).map_err(|d| e.corrupt(t, d))?;
+        e.check_tenant(t)?;
     }
     e.sync()?;
     Ok(report)
@@ -1314,27 +1308,7 @@ mod tests {
         p.record(1000, &msg(), Verdict::Clean).unwrap();
         p.record(1000, &msg_for("fabrikam"), Verdict::Clean)
             .unwrap();
-        let mut fds = [0; 2];
-        // SAFETY: creates a pipe into a valid two-element array.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: the child only uses its own engine, writes one byte and sleeps until killed;
-        // it never returns into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let mut c = SharedEngine::open(&image, &state).unwrap();
-            let g = c.lock_tenant(0).unwrap().unwrap();
-            half_write(&mut c, 0, "contoso");
-            std::mem::forget(g);
-            // SAFETY: writes one byte from a live buffer to our end of the pipe.
-            unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-        let mut b = [0u8; 1];
-        // SAFETY: reads one byte into a live buffer from our end of the pipe.
-        assert_eq!(unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) }, 1);
+        let pid = child_holding_stripe_0(&image, &state, true);
         // The child holds stripe 0 mid-write. A watchdog kills it after 5 s, so that a lock
         // shared by all tenants would show as slowness here rather than as a hang.
         let (done, wait) = std::sync::mpsc::channel::<()>();
@@ -1360,15 +1334,7 @@ mod tests {
         );
         done.send(()).unwrap();
         watchdog.join().unwrap();
-        // SAFETY: plain system calls on our own child.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            let mut status = 0;
-            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-            assert!(libc::WIFSIGNALED(status));
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
+        kill_and_reap(pid);
         // The dead child's write is still marked in stripe 0's journal.
         assert_eq!(p.journal_of(0).unwrap(), Some(0));
         assert_eq!(p.info().recoveries, 0);
@@ -1399,25 +1365,7 @@ mod tests {
         let (_d, image, state) = setup("epoch");
         let mut a = SharedEngine::open(&image, &state).unwrap();
         a.record(1000, &msg(), Verdict::Clean).unwrap();
-        // SAFETY: the child only uses its own engine, then leaves with `_exit`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let mut c = SharedEngine::open(&image, &state).unwrap();
-            let g = c.lock_tenant(0).unwrap().unwrap();
-            half_write(&mut c, 0, "contoso");
-            std::mem::forget(g);
-            // SAFETY: unregisters this thread's robust-mutex list, so that the kernel does not
-            // mark the mutex's owner dead at exit (as after a power cut), then exits.
-            unsafe {
-                libc::syscall(libc::SYS_set_robust_list, 0usize, 24usize);
-                libc::_exit(0)
-            }
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        die_unseen_in_a_half_write(&image, &state);
         // "Reboot": the file's lock epoch is another boot's.
         a.st()
             .header_u64(header::LOCK_EPOCH)
@@ -1439,8 +1387,6 @@ mod tests {
         verify_state(&image, &state).unwrap();
     }
 
-    /// Runs `f` in a forked child and returns how the child ended: `Ok(code)` when it exited,
-    /// `Err(signal)` when a signal killed it (a crash point: SIGKILL).
     /// A child takes contoso's stripe lock, writes half a record and dies in a way the kernel
     /// does not see (its robust list unregistered: no owner-died mark, as after a machine
     /// crash or in a copy of a file taken while in use).
@@ -1459,6 +1405,8 @@ mod tests {
         assert_eq!(r, Ok(0));
     }
 
+    /// Runs `f` in a forked child and returns how the child ended: `Ok(code)` when it exited,
+    /// `Err(signal)` when a signal killed it (a crash point: SIGKILL).
     fn in_child(f: impl FnOnce()) -> Result<i32, i32> {
         // SAFETY: the child runs `f` (engine calls on its own engines) and leaves with `_exit`,
         // never returning into the test harness.
@@ -1479,9 +1427,10 @@ mod tests {
         }
     }
 
-    /// Forks a child that opens its own engine, takes stripe 0's lock and keeps it (sleeping
-    /// until killed). Returns the child's pid once it holds the lock.
-    fn child_holding_stripe_0(image: &Path, state: &Path) -> libc::pid_t {
+    /// Forks a child that opens its own engine, takes stripe 0's lock (and with `mid_write`
+    /// does half a write of contoso) and keeps it (sleeping until killed). Returns the child's
+    /// pid once it holds the lock.
+    fn child_holding_stripe_0(image: &Path, state: &Path, mid_write: bool) -> libc::pid_t {
         let mut fds = [0; 2];
         // SAFETY: creates a pipe into a valid two-element array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -1490,7 +1439,11 @@ mod tests {
         assert!(pid >= 0);
         if pid == 0 {
             let mut c = SharedEngine::open(image, state).unwrap();
-            std::mem::forget(c.lock_tenant(0).unwrap().unwrap());
+            let g = c.lock_tenant(0).unwrap().unwrap();
+            if mid_write {
+                half_write(&mut c, 0, "contoso");
+            }
+            std::mem::forget(g);
             // SAFETY: writes one byte from a live buffer to our end of the pipe.
             unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
             loop {
@@ -1513,6 +1466,7 @@ mod tests {
             libc::kill(pid, libc::SIGKILL);
             let mut status = 0;
             assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert!(libc::WIFSIGNALED(status));
         }
     }
 
@@ -1523,7 +1477,7 @@ mod tests {
     #[test]
     fn a_held_lock_is_never_reset_by_another_opener() {
         let (_d, image, state) = setup("held");
-        let pid = child_holding_stripe_0(&image, &state);
+        let pid = child_holding_stripe_0(&image, &state, false);
         {
             let a = SharedEngine::open(&image, &state).unwrap();
             a.st()

@@ -748,13 +748,13 @@ fn parse_state_header(path: &Path, h: &[u8], size: u64) -> Result<StateHeader, S
     Ok(sh)
 }
 
-/// Reads a state file's header (without mapping it).
 /// What a state file's header says (which image it belongs to, its size), read without
 /// mapping the file or taking any lock.
 pub fn read_state_info(path: &Path) -> Result<StateInfo, SharedError> {
     read_state_header(path).map(|h| h.info(path))
 }
 
+/// Reads a state file's header (without mapping it).
 pub(super) fn read_state_header(path: &Path) -> Result<StateHeader, SharedError> {
     let file = File::open(path).map_err(|e| SharedError::io(path, "open", e))?;
     let (h, size) = read_header(path, FileKind::State, &file)?;

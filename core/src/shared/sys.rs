@@ -603,10 +603,11 @@ pub(super) const LOCK_BYTES: u32 = mutex::BYTES;
 /// Holds one stripe lock until dropped. Not `Send`: a mutex is unlocked by the thread that
 /// locked it.
 pub(super) struct StripeGuard {
+    /// Keeps the mapping that holds the mutex alive.
     #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-    map: Arc<Mapping>,
+    _map: Arc<Mapping>,
     #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-    off: usize,
+    mutex: *mut libc::pthread_mutex_t,
     #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
     _file: LockGuard,
     owner_died: bool,
@@ -625,8 +626,8 @@ impl StripeGuard {
 impl Drop for StripeGuard {
     fn drop(&mut self) {
         // SAFETY: the guard was made by `lock_stripe` on this thread (the guard is not `Send`)
-        // for the mutex at `off` in `map`, which the guard keeps mapped.
-        unsafe { mutex::unlock(self.map.base().add(self.off).cast()) }
+        // for `mutex`, which the guard keeps mapped.
+        unsafe { mutex::unlock(self.mutex) }
     }
 }
 
@@ -950,6 +951,14 @@ impl MappedStorage {
         Some(unsafe { &*p.cast::<AtomicU64>() })
     }
 
+    /// Stripe `s`'s mutex (for `s` below [`Self::stripes`]: inside the mapping and 8-aligned,
+    /// as checked in `new`). Not dereferenced here.
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    fn stripe_mutex(&self, s: usize) -> *mut libc::pthread_mutex_t {
+        let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
+        self.state.base().wrapping_add(off).cast()
+    }
+
     /// Takes stripe `s`'s lock, waiting for it. `file` is the state file's `flock`, the
     /// stripe's lock where robust mutexes are not available.
     #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
@@ -965,18 +974,16 @@ impl MappedStorage {
                 io::Error::other("stripe out of range"),
             ));
         }
-        let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
-        let map = Arc::clone(&self.state);
-        // SAFETY: `off` is stripe `s`'s block, inside the mapping and 8-aligned (checked in
-        // `new`), which holds a mutex initialized by `init_locks` (an engine locks stripes
-        // only after `prepare_locks`: the locks were initialized, by an opener that was alone
-        // with the file, before anyone used them); the guard keeps the mapping alive while it
-        // holds the mutex.
-        let died = unsafe { mutex::lock(map.base().add(off).cast()) }
-            .map_err(|e| SharedError::io(&file.path, "lock", e))?;
+        let m = self.stripe_mutex(s);
+        // SAFETY: `m` is stripe `s`'s mutex, inside the mapping and 8-aligned (checked in
+        // `new`), initialized by `init_locks` (an engine locks stripes only after
+        // `prepare_locks`: the locks were initialized, by an opener that was alone with the
+        // file, before anyone used them); the guard keeps the mapping alive while it holds the
+        // mutex.
+        let died = unsafe { mutex::lock(m) }.map_err(|e| SharedError::io(&file.path, "lock", e))?;
         Ok(StripeGuard {
-            map,
-            off,
+            _map: Arc::clone(&self.state),
+            mutex: m,
             owner_died: died,
             _thread: core::marker::PhantomData,
         })
@@ -1015,9 +1022,8 @@ impl MappedStorage {
         }
         #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
         {
-            let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
             // SAFETY: as for `lock_stripe`.
-            unsafe { mutex::probe(self.state.base().add(off).cast()) }
+            unsafe { mutex::probe(self.stripe_mutex(s)) }
         }
         #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
         Ok(false)
@@ -1029,10 +1035,9 @@ impl MappedStorage {
     pub(super) fn init_locks(&self) -> io::Result<()> {
         #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
         for s in 0..self.stripes() {
-            let off = self.st.stripes.off + s * size_of::<StripeBlock>() + stripe::LOCK;
             // SAFETY: stripe `s`'s block is inside the mapping and 8-aligned (checked in `new`),
             // with `LOCK_MAX` bytes for the mutex; by the contract above nobody uses it.
-            unsafe { mutex::init(self.state.base().add(off).cast())? };
+            unsafe { mutex::init(self.stripe_mutex(s))? };
             if s == 0 {
                 crash::point("reset:partial");
             }
