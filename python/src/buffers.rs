@@ -211,9 +211,21 @@ fn parse_format(f: &str) -> Option<(Kind, Layout)> {
     })
 }
 
+/// An owned array; released on drop.
+struct Array(ArrowArray);
+
+impl Drop for Array {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.release {
+            // SAFETY: the producer's release for the struct we own, called once.
+            unsafe { r(&mut self.0) }
+        }
+    }
+}
+
 /// One imported Arrow array (a chunk of a column); released on drop.
 pub struct ArrowChunk {
-    array: ArrowArray,
+    array: Array,
     kind: Kind,
     layout: Layout,
     /// `array.offset` and `array.length`, checked (non-negative, `offset + length + 1` fits).
@@ -227,15 +239,6 @@ pub struct ArrowChunk {
 unsafe impl Send for ArrowChunk {}
 // SAFETY: as above: shared access is read-only.
 unsafe impl Sync for ArrowChunk {}
-
-impl Drop for ArrowChunk {
-    fn drop(&mut self) {
-        if let Some(r) = self.array.release {
-            // SAFETY: the producer's release for the struct we own, called once.
-            unsafe { r(&mut self.array) }
-        }
-    }
-}
 
 /// Which values are valid (not null).
 #[derive(Clone, Copy)]
@@ -284,6 +287,24 @@ fn byte_size<T>(len: usize) -> Option<usize> {
         .filter(|&b| b <= isize::MAX as usize)
 }
 
+/// An unsigned integer of `b.len()` (1 to 8) bytes in big- or little-endian order.
+pub fn uint_of(b: &[u8], big: bool) -> u64 {
+    let mut v = [0u8; 8];
+    if big {
+        v[8 - b.len()..].copy_from_slice(b);
+        u64::from_be_bytes(v)
+    } else {
+        v[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(v)
+    }
+}
+
+/// The low `bytes` (1 to 8) bytes of `u` as a signed integer.
+pub fn sign_extend(u: u64, bytes: usize) -> i64 {
+    let shift = 64 - 8 * bytes as u32;
+    ((u << shift) as i64) >> shift
+}
+
 fn malformed(what: &str) -> PyErr {
     PyValueError::new_err(format!("Arrow array: {what}"))
 }
@@ -296,7 +317,7 @@ impl ArrowChunk {
     /// Wraps an imported array (released on drop, whatever the outcome), after checking its
     /// declared shape: non-negative length, offset, counts; the exact number of buffers its
     /// layout has; a buffer array when there are buffers; no children or dictionary.
-    fn new(kind: Kind, layout: Layout, array: ArrowArray) -> PyResult<ArrowChunk> {
+    fn new(kind: Kind, layout: Layout, array: Array) -> PyResult<ArrowChunk> {
         let mut c = ArrowChunk {
             array,
             kind,
@@ -304,7 +325,7 @@ impl ArrowChunk {
             offset: 0,
             len: 0,
         };
-        let a = &c.array;
+        let a = &c.array.0;
         let (Ok(offset), Ok(len)) = (usize::try_from(a.offset), usize::try_from(a.length)) else {
             return Err(malformed("negative or too large length or offset"));
         };
@@ -350,13 +371,14 @@ impl ArrowChunk {
 
     /// Buffer `i` (`i < n_buffers`, checked by `new`; else NULL).
     fn buffer(&self, i: usize) -> *const u8 {
-        let n = usize::try_from(self.array.n_buffers).unwrap_or(0);
-        if i >= n || self.array.buffers.is_null() {
+        let a = &self.array.0;
+        let n = usize::try_from(a.n_buffers).unwrap_or(0);
+        if i >= n || a.buffers.is_null() {
             return ptr::null();
         }
         // SAFETY: `buffers` is non-NULL and has `n_buffers` entries (the spec; `new` checked
         // the count is the layout's), and `i < n_buffers`.
-        unsafe { *self.array.buffers.add(i) as *const u8 }
+        unsafe { *a.buffers.add(i) as *const u8 }
     }
 
     /// A slice of `len` items of `T` from buffer `i`, or an error if the buffer is missing,
@@ -383,12 +405,30 @@ impl ArrowChunk {
     }
 
     pub fn validity(&self) -> PyResult<Validity<'_>> {
-        if self.len == 0 || self.array.null_count == 0 || self.buffer(0).is_null() {
+        if self.len == 0 || self.array.0.null_count == 0 || self.buffer(0).is_null() {
             return Ok(Validity::All);
         }
         // `new` checked `offset + len + 1` fits.
         let bits = self.slice::<u8>(0, (self.offset + self.len).div_ceil(8))?;
         Ok(Validity::Bits(bits, self.offset))
+    }
+
+    /// The offsets of values `off..end` (buffer 1) and the data they index (buffer 2),
+    /// checked: not negative, monotonic, within the data.
+    fn offsets<T: Copy + Into<i64>>(&self, off: usize, end: usize) -> PyResult<(&[T], &[u8])> {
+        let bad = || malformed("offsets out of range");
+        let o = self.slice::<T>(1, end + 1)?;
+        let (first, last) = (o[off].into(), o[end].into());
+        if first < 0 || last < first {
+            return Err(bad());
+        }
+        let last = usize::try_from(last).map_err(|_| bad())?;
+        let data = self.slice::<u8>(2, last)?;
+        let offsets = &o[off..];
+        if offsets.windows(2).any(|w| w[1].into() < w[0].into()) {
+            return Err(bad());
+        }
+        Ok((offsets, data))
     }
 
     /// The values, checked against each other (offsets monotonic and within the data).
@@ -419,41 +459,18 @@ impl ArrowChunk {
             });
         }
         match self.layout {
-            Layout::Offsets32 | Layout::Offsets64 => {
-                let (first, last, offsets) = match self.layout {
-                    Layout::Offsets32 => {
-                        let o = self.slice::<i32>(1, end + 1)?;
-                        (o[off] as i64, o[end] as i64, Ok(&o[off..]))
-                    }
-                    _ => {
-                        let o = self.slice::<i64>(1, end + 1)?;
-                        (o[off], o[end], Err(&o[off..]))
-                    }
-                };
-                if first < 0 || last < first {
-                    return Err(bad());
-                }
-                let last = usize::try_from(last).map_err(|_| bad())?;
-                let data = self.slice::<u8>(2, last)?;
-                Ok(match offsets {
-                    Ok(offsets) => {
-                        if offsets.windows(2).any(|w| w[1] < w[0]) {
-                            return Err(bad());
-                        }
-                        Values::Offsets32 { offsets, data }
-                    }
-                    Err(offsets) => {
-                        if offsets.windows(2).any(|w| w[1] < w[0]) {
-                            return Err(bad());
-                        }
-                        Values::Offsets64 { offsets, data }
-                    }
-                })
+            Layout::Offsets32 => {
+                let (offsets, data) = self.offsets::<i32>(off, end)?;
+                Ok(Values::Offsets32 { offsets, data })
+            }
+            Layout::Offsets64 => {
+                let (offsets, data) = self.offsets::<i64>(off, end)?;
+                Ok(Values::Offsets64 { offsets, data })
             }
             Layout::Views => {
                 let views = &self.slice::<[u8; 16]>(1, end)?[off..];
                 // `new` checked `n_buffers >= 3`: validity, views, data buffers, their sizes.
-                let nb = usize::try_from(self.array.n_buffers).map_err(|_| bad())?;
+                let nb = usize::try_from(self.array.0.n_buffers).map_err(|_| bad())?;
                 let sizes = self.slice::<i64>(nb - 1, nb - 3)?;
                 let mut data = Vec::with_capacity(nb - 3);
                 for (k, &size) in sizes.iter().enumerate() {
@@ -576,20 +593,11 @@ pub fn import_arrow(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<ArrowChunk>>>
         // released, so the capsule's destructor leaves it alone.
         let schema = Schema(unsafe { take(sp, |p| (*p).release = None) });
         // SAFETY: as above.
-        let array = unsafe { take(ap, |p| (*p).release = None) };
+        let array = Array(unsafe { take(ap, |p| (*p).release = None) });
+        // A type this reader does not know: the array is released unread.
         return match layout_of(&schema) {
             Some((kind, layout)) => Ok(Some(vec![ArrowChunk::new(kind, layout, array)?])),
-            None => {
-                // Released unread: wrapped only for its `Drop`.
-                drop(ArrowChunk {
-                    array,
-                    kind: Kind::Bool,
-                    layout: Layout::Fixed,
-                    offset: 0,
-                    len: 0,
-                });
-                Ok(None)
-            }
+            None => Ok(None),
         };
     }
     let Some(f) = obj.getattr_opt("__arrow_c_stream__")? else {
@@ -610,7 +618,7 @@ pub fn import_arrow(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<ArrowChunk>>>
     let mut schema = empty_schema();
     stream.check(|s| {
         // SAFETY: `get_schema` of a live stream, writing into a struct we own.
-        unsafe { (s.0.get_schema.ok_or(-1)?)(&mut s.0, &mut schema) }.into_result()
+        status(unsafe { (s.0.get_schema.ok_or(-1)?)(&mut s.0, &mut schema) })
     })?;
     if schema.release.is_none() {
         return Err(PyValueError::new_err("Arrow stream: a released schema"));
@@ -626,26 +634,22 @@ pub fn import_arrow(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<ArrowChunk>>>
         let mut a = empty_array();
         stream.check(|s| {
             // SAFETY: `get_next` of a live stream, writing into a struct we own.
-            unsafe { (s.0.get_next.ok_or(-1)?)(&mut s.0, &mut a) }.into_result()
+            status(unsafe { (s.0.get_next.ok_or(-1)?)(&mut s.0, &mut a) })
         })?;
         if a.release.is_none() {
             break;
         }
-        chunks.push(ArrowChunk::new(kind, layout, a)?);
+        chunks.push(ArrowChunk::new(kind, layout, Array(a))?);
     }
     Ok(Some(chunks))
 }
 
-trait IntoResult {
-    fn into_result(self) -> Result<(), c_int>;
-}
-impl IntoResult for c_int {
-    fn into_result(self) -> Result<(), c_int> {
-        if self == 0 {
-            Ok(())
-        } else {
-            Err(self)
-        }
+/// A stream callback's return code: 0 or an errno.
+fn status(code: c_int) -> Result<(), c_int> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(code)
     }
 }
 
@@ -778,6 +782,25 @@ fn collect_n<T>(n: usize, f: impl FnMut(usize) -> T) -> PyResult<Vec<T>> {
     Ok(v)
 }
 
+/// `n` `S` or `U` items of about `chars` bytes each as [`NdValues::Strings`], each appended
+/// to the one buffer by `push(i, data)`.
+fn strings(
+    n: usize,
+    text: bool,
+    chars: usize,
+    mut push: impl FnMut(usize, &mut Vec<u8>) -> PyResult<()>,
+) -> PyResult<NdValues> {
+    let mut data = Vec::new();
+    let mut ends = Vec::new();
+    reserve(&mut data, n.saturating_mul(chars.min(64)))?;
+    reserve(&mut ends, n)?;
+    for i in 0..n {
+        push(i, &mut data)?;
+        ends.push(data.len());
+    }
+    Ok(NdValues::Strings { text, data, ends })
+}
+
 /// Reads a one-dimensional `numpy.ndarray` (or an instance of a subclass, through numpy's
 /// own `__array_interface__`, not an override) of a dtype this reader understands; `None`
 /// for anything else (other objects, object arrays, masked arrays, datetimes...), which the
@@ -843,78 +866,36 @@ pub fn read_ndarray(obj: &Bound<'_, PyAny>) -> PyResult<Option<NdValues>> {
     let item = |i: usize| -> &[u8] {
         unsafe { std::slice::from_raw_parts((addr as *const u8).offset(i as isize * stride), size) }
     };
-    let word = |i: usize| -> u64 {
-        let s = item(i);
-        let mut v = [0u8; 8];
-        if big {
-            v[8 - size..].copy_from_slice(s);
-            u64::from_be_bytes(v)
-        } else {
-            v[..size].copy_from_slice(s);
-            u64::from_le_bytes(v)
-        }
-    };
+    let word = |i: usize| uint_of(item(i), big);
     Ok(Some(match (kind, size) {
         (b'b', 1) => NdValues::Bools(collect_n(n, |i| item(i)[0] != 0)?),
-        (b'i', 1 | 2 | 4 | 8) => {
-            let shift = 64 - 8 * size as u32;
-            NdValues::Ints(collect_n(n, |i| ((word(i) << shift) as i64) >> shift)?)
-        }
+        (b'i', 1 | 2 | 4 | 8) => NdValues::Ints(collect_n(n, |i| sign_extend(word(i), size))?),
         (b'u', 1 | 2 | 4 | 8) => NdValues::UInts(collect_n(n, word)?),
         (b'f', 8) => NdValues::Floats(collect_n(n, |i| f64::from_bits(word(i)))?),
         (b'f', 4) => NdValues::Floats(collect_n(n, |i| f32::from_bits(word(i) as u32) as f64)?),
-        (b'S', _) => {
-            let mut data = Vec::new();
-            let mut ends = Vec::new();
-            reserve(&mut data, n.saturating_mul(size.min(64)))?;
-            reserve(&mut ends, n)?;
-            for i in 0..n {
-                let s = item(i);
-                let len = s.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
-                data.extend_from_slice(&s[..len]);
-                ends.push(data.len());
-            }
-            NdValues::Strings {
-                text: false,
-                data,
-                ends,
-            }
-        }
-        (b'U', _) => {
-            let mut data = Vec::new();
-            let mut ends = Vec::new();
-            reserve(&mut data, n.saturating_mul((size / 4).min(64)))?;
-            reserve(&mut ends, n)?;
-            for i in 0..n {
-                let s = item(i);
-                let units = s.chunks_exact(4).map(|c| {
-                    let c = [c[0], c[1], c[2], c[3]];
-                    if big {
-                        u32::from_be_bytes(c)
-                    } else {
-                        u32::from_le_bytes(c)
-                    }
-                });
-                let len = units.clone().rposition(|u| u != 0).map_or(0, |p| p + 1);
-                for u in units.take(len) {
-                    match char::from_u32(u) {
-                        Some(c) if c.is_ascii() => data.push(c as u8),
-                        Some(c) => data.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-                        None => {
-                            return Err(PyValueError::new_err(format!(
-                                "[{i}]: not a Unicode character (U+{u:X})"
-                            )))
-                        }
+        (b'S', _) => strings(n, false, size, |i, data| {
+            let s = item(i);
+            let len = s.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+            data.extend_from_slice(&s[..len]);
+            Ok(())
+        })?,
+        (b'U', _) => strings(n, true, size / 4, |i, data| {
+            let s = item(i);
+            let units = s.chunks_exact(4).map(|c| uint_of(c, big) as u32);
+            let len = units.clone().rposition(|u| u != 0).map_or(0, |p| p + 1);
+            for u in units.take(len) {
+                match char::from_u32(u) {
+                    Some(c) if c.is_ascii() => data.push(c as u8),
+                    Some(c) => data.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    None => {
+                        return Err(PyValueError::new_err(format!(
+                            "[{i}]: not a Unicode character (U+{u:X})"
+                        )))
                     }
                 }
-                ends.push(data.len());
             }
-            NdValues::Strings {
-                text: true,
-                data,
-                ends,
-            }
-        }
+            Ok(())
+        })?,
         _ => return Ok(None),
     }))
 }

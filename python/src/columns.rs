@@ -119,13 +119,13 @@ pub enum Text {
         text: bool,
     },
     /// Values one after another in `data`; value `i` ends at `ends[i]`; `missing` values are
-    /// `None`. `ready`: values were already converted as the scalar call converts them.
+    /// `None`. `raw_text`: `str` values not converted yet as the scalar call converts them
+    /// (false for bytes, and for values the scalar conversion made).
     Owned {
         data: Vec<u8>,
         ends: Vec<usize>,
         missing: Vec<bool>,
-        text: bool,
-        ready: bool,
+        raw_text: bool,
     },
 }
 
@@ -142,7 +142,7 @@ impl Text {
     fn raw_text(&self) -> bool {
         match self {
             Text::Arrow { text, .. } => *text,
-            Text::Owned { text, ready, .. } => *text && !ready,
+            Text::Owned { raw_text, .. } => *raw_text,
             _ => false,
         }
     }
@@ -162,35 +162,13 @@ impl Text {
                 ends,
                 missing,
                 ..
-            } => {
-                let mut start = 0;
-                for (i, &end) in ends.iter().enumerate() {
-                    let v = if missing.get(i).copied().unwrap_or(false) {
-                        None
-                    } else {
-                        Some(&data[start..end])
-                    };
-                    f(i, v)?;
-                    start = end;
-                }
-                Ok(())
-            }
+            } => PartView::owned(data, ends, missing).each(name, &mut f),
             Text::Arrow { chunks, .. } => {
-                let mut base = 0;
+                // A chunk at a time, each checked as it is reached.
+                let mut start = 0;
                 for c in chunks {
-                    let valid = c.validity()?;
-                    let values = c.values()?;
-                    for j in 0..c.len() {
-                        let v = if valid.is_valid(j) {
-                            Some(values.bytes(j).ok_or_else(|| {
-                                at(name, base + j, "Arrow value out of its buffer")
-                            })?)
-                        } else {
-                            None
-                        };
-                        f(base + j, v)?;
-                    }
-                    base += c.len();
+                    PartView::arrow(start, c)?.each(name, &mut f)?;
+                    start += c.len();
                 }
                 Ok(())
             }
@@ -223,7 +201,7 @@ impl Text {
         let mut out = Vec::new();
         self.each(name, n, |i, v| {
             if let Some(b) = v.filter(|b| !b.is_ascii()) {
-                let s = std::str::from_utf8(b).map_err(|_| at(name, i, "not valid UTF-8"))?;
+                let s = utf8(name, i, b)?;
                 if let Some(c) = convert(s) {
                     out.push((i, c.into_bytes()));
                 }
@@ -266,8 +244,7 @@ pub fn text<'py>(
                 data,
                 ends,
                 missing: Vec::new(),
-                text,
-                ready: false,
+                raw_text: text,
             });
         }
         Some(Fast::Nd(_)) => {
@@ -300,8 +277,7 @@ pub fn text<'py>(
         data,
         ends,
         missing,
-        text: true,
-        ready: true,
+        raw_text: false,
     })
 }
 
@@ -338,8 +314,7 @@ fn joined(list: &Bound<'_, PyList>) -> PyResult<Option<Text>> {
         data,
         ends,
         missing: Vec::new(),
-        text: true,
-        ready: false,
+        raw_text: true,
     }))
 }
 
@@ -419,19 +394,11 @@ fn nums_of<T>(
                     Kind::Bool => Num::Bool(Validity::Bits(bytes, bit_offset).is_valid(j)),
                     Kind::Int { bytes: w, signed } => {
                         let w = w as usize;
-                        let mut v = [0u8; 8];
+                        // Native byte order (see buffers.rs).
                         let b = &bytes[j * w..j * w + w];
-                        // Native byte order (see buffers.rs): the value's bytes at the low
-                        // end of a u64 in that order.
-                        if cfg!(target_endian = "big") {
-                            v[8 - w..].copy_from_slice(b);
-                        } else {
-                            v[..w].copy_from_slice(b);
-                        }
-                        let u = u64::from_ne_bytes(v);
+                        let u = buffers::uint_of(b, cfg!(target_endian = "big"));
                         if signed {
-                            let s = 64 - 8 * w as u32;
-                            Num::Int(((u << s) as i64) >> s)
+                            Num::Int(buffers::sign_extend(u, w))
                         } else {
                             Num::UInt(u)
                         }
@@ -471,6 +438,19 @@ fn int_list(list: &Bound<'_, PyList>, code: &str) -> Option<Vec<i64>> {
     )
 }
 
+/// Values read in one piece, each converted by `num` (an error names its index).
+fn each_num<T>(
+    what: &str,
+    values: impl Iterator<Item = Num>,
+    num: impl Fn(Num) -> Result<T, String>,
+) -> PyResult<Many<T>> {
+    values
+        .enumerate()
+        .map(|(i, x)| num(x).map_err(|m| at(what, i, m)))
+        .collect::<PyResult<Vec<T>>>()
+        .map(Many::Each)
+}
+
 /// Reads a numeric column with `one` (the scalar conversion, for the general path) and
 /// `num` (for values read in place).
 fn numbers<'py, T: Copy>(
@@ -484,27 +464,18 @@ fn numbers<'py, T: Copy>(
     if is_one_value(obj) {
         return Ok(Many::One(one(obj).map_err(|e| relabel(py, what, 0, e))?));
     }
-    let each = |v: Vec<Num>| -> PyResult<Many<T>> {
-        v.into_iter()
-            .enumerate()
-            .map(|(i, x)| num(x).map_err(|m| at(what, i, m)))
-            .collect::<PyResult<Vec<T>>>()
-            .map(Many::Each)
-    };
     match fast(obj, what)? {
-        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num).map(Many::Each),
+        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, &num).map(Many::Each),
         Some(Fast::Nd(v)) => {
-            return each(match v {
-                NdValues::Ints(v) => v.into_iter().map(Num::Int).collect(),
-                NdValues::UInts(v) => v.into_iter().map(Num::UInt).collect(),
-                NdValues::Floats(v) => v.into_iter().map(Num::Float).collect(),
-                NdValues::Bools(v) => v.into_iter().map(Num::Bool).collect(),
-                NdValues::Strings { .. } => {
-                    return Err(PyTypeError::new_err(format!(
-                        "{what}: expected numbers, got a string array"
-                    )))
-                }
-            })
+            return match v {
+                NdValues::Ints(v) => each_num(what, v.into_iter().map(Num::Int), &num),
+                NdValues::UInts(v) => each_num(what, v.into_iter().map(Num::UInt), &num),
+                NdValues::Floats(v) => each_num(what, v.into_iter().map(Num::Float), &num),
+                NdValues::Bools(v) => each_num(what, v.into_iter().map(Num::Bool), &num),
+                NdValues::Strings { .. } => Err(PyTypeError::new_err(format!(
+                    "{what}: expected numbers, got a string array"
+                ))),
+            };
         }
         None => {}
     }
@@ -513,7 +484,7 @@ fn numbers<'py, T: Copy>(
             let no_bools = list.iter().all(|o| !o.is_instance_of::<PyBool>());
             if no_bools {
                 if let Some(v) = int_list(list, "q") {
-                    return each(v.into_iter().map(Num::Int).collect());
+                    return each_num(what, v.into_iter().map(Num::Int), &num);
                 }
             }
         }
@@ -761,7 +732,7 @@ enum PartValues<'a> {
 }
 
 /// The values of a part laid out one after another, as offsets into one buffer: `data` is
-/// the buffer from the first value's start, `base` that start's offset.
+/// the buffer they index.
 enum Packed<'a> {
     Offsets32(&'a [i32]),
     Offsets64(&'a [i64]),
@@ -769,7 +740,7 @@ enum Packed<'a> {
 }
 
 impl Packed<'_> {
-    /// The range of value `j` in `data` (offsets relative to `base`).
+    /// The range of value `j` in `data[base..]`.
     #[inline]
     fn range(&self, j: usize, base: usize) -> Option<std::ops::Range<usize>> {
         let (a, b) = match *self {
@@ -782,20 +753,47 @@ impl Packed<'_> {
 }
 
 impl<'a> PartView<'a> {
+    /// The one part of an owned column.
+    fn owned(data: &'a [u8], ends: &'a [usize], missing: &'a [bool]) -> PartView<'a> {
+        PartView {
+            start: 0,
+            len: ends.len(),
+            valid: Validity::All,
+            missing,
+            values: PartValues::Owned { data, ends },
+        }
+    }
+
+    /// Arrow chunk `c`, whose first value is value `start` of the column.
+    fn arrow(start: usize, c: &'a ArrowChunk) -> PyResult<PartView<'a>> {
+        Ok(PartView {
+            start,
+            len: c.len(),
+            valid: c.validity()?,
+            missing: &[],
+            values: PartValues::Arrow(c.values()?),
+        })
+    }
+
+    /// Calls `f(i, value)` for every value of the part (`i`: its index in the column).
+    fn each(
+        &self,
+        name: &str,
+        f: &mut impl FnMut(usize, Option<&'a [u8]>) -> PyResult<()>,
+    ) -> PyResult<()> {
+        (0..self.len).try_for_each(|j| f(self.start + j, self.get(name, j)?))
+    }
+
     /// The part's values as one buffer and their offsets, when laid out that way.
-    fn packed(&self) -> Option<(&'a [u8], usize, Packed<'a>)> {
+    fn packed(&self) -> Option<(&'a [u8], Packed<'a>)> {
         match self.values {
-            PartValues::Arrow(Values::Offsets32 { offsets, data }) => Some((
-                data.get(offsets[0] as usize..)?,
-                offsets[0] as usize,
-                Packed::Offsets32(offsets),
-            )),
-            PartValues::Arrow(Values::Offsets64 { offsets, data }) => Some((
-                data.get(offsets[0] as usize..)?,
-                offsets[0] as usize,
-                Packed::Offsets64(offsets),
-            )),
-            PartValues::Owned { data, ends } => Some((data, 0, Packed::Ends(ends))),
+            PartValues::Arrow(Values::Offsets32 { offsets, data }) => {
+                Some((data, Packed::Offsets32(offsets)))
+            }
+            PartValues::Arrow(Values::Offsets64 { offsets, data }) => {
+                Some((data, Packed::Offsets64(offsets)))
+            }
+            PartValues::Owned { data, ends } => Some((data, Packed::Ends(ends))),
             PartValues::Arrow(_) => None,
         }
     }
@@ -844,23 +842,11 @@ impl Text {
                 ends,
                 missing,
                 ..
-            } => v.parts.push(PartView {
-                start: 0,
-                len: ends.len(),
-                valid: Validity::All,
-                missing,
-                values: PartValues::Owned { data, ends },
-            }),
+            } => v.parts.push(PartView::owned(data, ends, missing)),
             Text::Arrow { chunks, .. } => {
                 let mut start = 0;
                 for c in chunks {
-                    v.parts.push(PartView {
-                        start,
-                        len: c.len(),
-                        valid: c.validity()?,
-                        missing: &[],
-                        values: PartValues::Arrow(c.values()?),
-                    });
+                    v.parts.push(PartView::arrow(start, c)?);
                     start += c.len();
                 }
             }
@@ -903,10 +889,10 @@ impl<'a> TextView<'a> {
         }
         for (p, j0, j1, k0, plain) in self.parts_in(&range) {
             match p.packed() {
-                Some((data, base, packed)) if plain => {
+                Some((data, packed)) if plain => {
                     for j in j0..j1 {
                         let v = packed
-                            .range(j, base)
+                            .range(j, 0)
                             .and_then(|r| data.get(r))
                             .ok_or_else(|| at(name, p.start + j, "value out of its buffer"))?;
                         set(k0 + j - j0, Some(v));
@@ -946,16 +932,13 @@ impl<'a> TextView<'a> {
             return Ok(());
         }
         for (p, j0, j1, k0, plain) in self.parts_in(&range) {
-            let packed = p
-                .packed()
-                .filter(|_| plain)
-                .and_then(|(data, base, packed)| {
-                    // Only this range's bytes are checked (a group at a time, while in cache).
-                    let lo = packed.range(j0, base)?.start;
-                    let hi = packed.range(j1 - 1, base)?.end;
-                    let text = std::str::from_utf8(data.get(lo..hi)?).ok()?;
-                    Some((text, base + lo, packed))
-                });
+            let packed = p.packed().filter(|_| plain).and_then(|(data, packed)| {
+                // Only this range's bytes are checked (a group at a time, while in cache).
+                let lo = packed.range(j0, 0)?.start;
+                let hi = packed.range(j1 - 1, 0)?.end;
+                let text = std::str::from_utf8(data.get(lo..hi)?).ok()?;
+                Some((text, lo, packed))
+            });
             match packed {
                 Some((text, base, packed)) => {
                     for j in j0..j1 {
