@@ -1165,16 +1165,29 @@ mod tests {
     use super::*;
     use crate::{HeapStorage, RuleSet};
 
-    struct Dir(PathBuf);
+    /// A test's directory, removed at the end; it also holds the lock that runs these tests
+    /// one at a time: they fork, and a child forked by one test would inherit another test's
+    /// open state files (and their shared `flock`), which makes a lock reset or a repair in
+    /// that other test fail for a reason that is not its own.
+    struct Dir(
+        PathBuf,
+        #[allow(dead_code)] std::sync::MutexGuard<'static, ()>,
+    );
     impl Drop for Dir {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
     }
 
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     const TENANTS: [&str; 3] = ["contoso", "fabrikam", "northwind"];
 
     fn setup(name: &str) -> (Dir, PathBuf, PathBuf) {
+        // A test that failed while holding the lock poisons it; the others still run.
+        let serial = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = std::env::temp_dir().join(std::format!(
             "outguard-shared-unit-{name}-{}",
             std::process::id()
@@ -1191,7 +1204,7 @@ mod tests {
         let (image, state) = (dir.join("i"), dir.join("s"));
         super::super::compile(&e, &image).unwrap();
         super::super::create_state(&image, &state).unwrap();
-        (Dir(dir), image, state)
+        (Dir(dir, serial), image, state)
     }
 
     fn msg_for(tenant: &'static str) -> Message<'static> {
