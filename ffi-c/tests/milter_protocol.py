@@ -254,6 +254,40 @@ def fd_exhaustion(binary, policy, d, env):
         print(open(f"{d}/fd.log").read())
 
 
+def over_tcp(binary, policy, d, env):
+    """The same conversation over TCP (inet:), where the loop sets TCP_NODELAY and acknowledges
+    every read at once."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    proc = subprocess.Popen([binary, "-E", policy, f"inet:{port}@127.0.0.1"],
+                            stderr=open(f"{d}/tcp.log", "w"), env=env)
+    try:
+        s = None
+        for _ in range(100):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.05)
+        check(s is not None, "inet: listening")
+        if s is None:
+            return
+        cmd = negotiate(s)[0]
+        s.sendall(mail("<alice@contoso.com>"))
+        r1 = read_packet(s)
+        s.sendall(message_rest())
+        r2 = read_packet(s)
+        check(cmd == b"O" and r1 == (b"c", b"") and r2 == (b"c", b""), "inet: a whole message served")
+        s.close()
+    finally:
+        rc = stop(proc)
+    check(rc == 0, f"the inet milter exits cleanly (rc={rc})")
+    if rc != 0:
+        print(open(f"{d}/tcp.log").read())
+
+
 def stop(proc):
     """SIGTERM, then the exit code (None when it had to be killed)."""
     proc.send_signal(signal.SIGTERM)
@@ -369,6 +403,7 @@ def main():
         rc = stop(proc)
     check(rc == 0, f"milter exits cleanly on SIGTERM (rc={rc}; sanitizers report here)")
     fd_exhaustion(sys.argv[1], policy, d, env)
+    over_tcp(sys.argv[1], policy, d, env)
     if FAILED:
         print(open(log).read())
     else:

@@ -393,6 +393,7 @@ static bool rearm(struct conn *c) {
  * connection: level-triggered, it would wake the loop again at once, for as long as that lasts.
  * Pending connections wait in the backlog until a connection closes or a second passes. */
 static bool accept_paused, accept_failing;
+static bool listen_tcp; /* the listener is inet/inet6 (TCP options apply), not unix */
 
 static void pause_accept(int ep, int lfd, int err) {
   if (accept_paused) return;
@@ -439,7 +440,7 @@ static void accept_all(int ep, int lfd) {
     }
     /* Over TCP, replies go out at once (no Nagle wait for the MTA's delayed ACK). */
     int one = 1;
-    c->tcp = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0; /* not on unix */
+    c->tcp = listen_tcp && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0;
     c->fd = fd;
     c->last = time(NULL);
     reset_message(&c->s);
@@ -494,6 +495,9 @@ void events_run(int lfd, int wake_fd, int timeout) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   loop_ep = ep;
   accept_paused = accept_failing = false;
+  struct sockaddr_storage sa;
+  socklen_t sa_len = sizeof sa;
+  listen_tcp = getsockname(lfd, (struct sockaddr *)&sa, &sa_len) == 0 && sa.ss_family != AF_UNIX;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &lfd};
   struct epoll_event wake = {.events = EPOLLIN, .data.ptr = &wake_fd};
   if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) != 0 ||
