@@ -24,9 +24,10 @@ use crate::convert::{self, OwnedMessage};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
+use crate::reuse;
 use crate::types::{
-    event_list, Decision, Decisions, EventData, ReloadReport, Replay, RestoreReport, Restriction,
-    SuspiciousConnector, TenantName, TenantStatus,
+    event_list, DecisionData, Decisions, EventData, ReloadReport, Replay, RestoreReport,
+    Restriction, SuspiciousConnector, TenantName, TenantStatus,
 };
 
 /// The engine: decides every message, counts accepted ones, keeps blocks and audit trails.
@@ -347,8 +348,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 .map(|s| TenantName::Given(s.to_owned().unbind())),
             Name::Text(t) => Some(TenantName::Text(t)),
         };
-        let d = Bound::new(py, Decision { d, tenant, events })?;
-        Ok(Some(d.into_any().unbind()))
+        reuse::decision(py, DecisionData { d, tenant, events }).map(Some)
     }
 }
 

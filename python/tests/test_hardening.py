@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 from typing import Any
 
 import pytest
@@ -306,6 +307,100 @@ def test_every_argument_form_frees_what_it_drops_at_once(engine: outguard.Engine
     assert live() - before < 10
     assert all(d.accepted == plain.accepted and d.tenant == "contoso" for d in keep)
     del keep
+
+
+def _decision_state(d: outguard.Decision) -> tuple[object, ...]:
+    return (d.to_dict(), repr(d), d.tenant, bool(d), [repr(e) for e in d.events])
+
+
+def test_decisions_held_are_never_changed(engine: outguard.Engine) -> None:
+    # Scalar calls refill a recent Decision nobody holds; one that is held, however it is
+    # held, keeps what it was made with.
+    calls: list[tuple[Any, dict[str, object]]] = [
+        (engine.check, {"mail_from": "a@contoso.com", "tenant": "contoso"}),
+        (engine.check, {"mail_from": "b@trial.example", "tenant": "trial"}),
+        (engine.check, {"mail_from": "c@lapsed.example", "tenant": "lapsed"}),
+        (engine.check, {"mail_from": "a@contoso.com", "auth_user": "a@contoso.com"}),
+        (engine.check, {"mail_from": "x@nowhere.example"}),
+        (engine.check, {"mail_from": "not an address"}),
+        (engine.check, {"mail_from": "a@contoso.com", "tenant": "contoso", "client_ip": "198.51.100.9"}),
+        (engine.evaluate, {"mail_from": "a@unknown.example", "tenant": "contoso", "verdict": "spam"}),
+    ]
+    held: list[tuple[outguard.Decision, tuple[object, ...]]] = []
+    holders: dict[str, outguard.Decision] = {}
+    for i in range(3000):
+        method, kw = calls[i % len(calls)]
+        d = method(NOW + i // 100, **kw)
+        if i % 7 == 0 or d.events:
+            held.append((d, _decision_state(d)))
+        elif i % 11 == 0:
+            holders[f"k{i % 3}"] = d  # held a while, then let go
+        del d
+    for d, state in held:
+        assert _decision_state(d) == state
+    assert any(d.events for d, _ in held)
+
+
+def test_decisions_found_by_the_gc_are_not_reused(engine: outguard.Engine) -> None:
+    engine.check(NOW, "a@contoso.com", tenant="contoso")
+    found = [o for o in gc.get_objects() if type(o) is outguard.Decision]
+    states = [_decision_state(d) for d in found]
+    for _ in range(100):
+        engine.check(NOW, "b@trial.example", tenant="trial")
+    assert [_decision_state(d) for d in found] == states
+
+
+def test_decisions_dropped_are_not_kept(engine: outguard.Engine) -> None:
+    from outguard import _outguard
+
+    assert _outguard._decisions_reused is getattr(sys, "_is_gil_enabled", lambda: True)()
+
+    def live() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is outguard.Decision)
+
+    name = "".join(["con", "toso"])  # a str of its own, held by the decisions made with it
+    refs = sys.getrefcount(name)
+    before = live()
+    for i in range(3000):
+        d = engine.check(NOW, "a@contoso.com", tenant=name)
+        assert d.tenant is name
+        if i % 3 == 0:
+            d = engine.evaluate(NOW, "a@contoso.com", tenant=name)
+        engine.check(NOW, "b@trial.example", tenant="trial")
+    del d
+    # At most the pool's few decisions stay, and with them a few references to the tenant.
+    assert live() - before <= 4
+    assert sys.getrefcount(name) - refs <= 4
+    # Eight held at once: every pooled decision refilled or replaced.
+    flush = [engine.check(NOW, "b@trial.example", tenant="trial") for _ in range(8)]
+    assert sys.getrefcount(name) == refs
+    del flush
+
+
+def test_decisions_across_threads(engine: outguard.Engine) -> None:
+    import threading
+
+    tenants = {"contoso": "a@contoso.com", "trial": "b@trial.example", "lapsed": "c@lapsed.example"}
+    expected = {t: _decision_state(engine.check(NOW, m, tenant=t)) for t, m in tenants.items()}
+    failures: list[str] = []
+
+    def work(t: str) -> None:
+        kept = []
+        for i in range(3000):
+            d = engine.check(NOW, tenants[t], tenant=t)
+            if i % 5 == 0:
+                kept.append(d)
+        for d in kept[-50:]:
+            if _decision_state(d) != expected[t]:
+                failures.append(t)
+                return
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in tenants for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not failures
 
 
 def test_plain_and_converted_arguments_decide_alike(engine: outguard.Engine) -> None:
