@@ -32,6 +32,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 
+use crate::reuse::GilCell;
+
 /// `METH_FASTCALL` (0x80 since CPython 3.7; in the stable ABI from 3.10, where it is used).
 const METH_FASTCALL: c_int = 0x0080;
 /// The flag bit of a vectorcall argument count.
@@ -84,17 +86,19 @@ fn name_of<M: Method>() -> &'static str {
 
 static INTERNED: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
 
-/// The parameter a keyword names.
-fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult<usize> {
+/// The parameter a keyword names, and whether the name is the interned one (the same object).
+fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult<(usize, bool)> {
     let interned = INTERNED.get_or_init(py, || {
         NAMES
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect()
     });
+    let mut same = true;
     let k = match interned.iter().position(|s| s.as_ptr() == name.as_ptr()) {
         Some(k) => Some(k),
         None => {
+            same = false;
             // A name made at run time (`**kwargs` from a dict built by hand): compare the text.
             // A name that is not UTF-8 (lone surrogates) names no parameter either.
             let name = name.cast::<PyString>()?;
@@ -108,7 +112,7 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
         }
     };
     match k {
-        Some(k) if k != VERDICT || M::VERDICT => Ok(k),
+        Some(k) if k != VERDICT || M::VERDICT => Ok((k, same)),
         _ => Err(PyTypeError::new_err(format!(
             "{}() got an unexpected keyword argument '{}'",
             name_of::<M>(),
@@ -117,13 +121,15 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
     }
 }
 
+/// Puts `value` in the slot of keyword `name`; returns the slot and whether `name` is the
+/// interned name.
 fn place<'a, 'py, M: Method>(
     py: Python<'py>,
     slots: &mut Args<'a, 'py>,
     name: Borrowed<'_, 'py, PyAny>,
     value: Borrowed<'a, 'py, PyAny>,
-) -> PyResult<()> {
-    let k = slot_of::<M>(py, name)?;
+) -> PyResult<(usize, bool)> {
+    let (k, same) = slot_of::<M>(py, name)?;
     if slots[k].replace(value).is_some() {
         return Err(PyTypeError::new_err(format!(
             "{}() got multiple values for argument '{}'",
@@ -131,7 +137,92 @@ fn place<'a, 'py, M: Method>(
             NAMES[k]
         )));
     }
-    Ok(())
+    Ok((k, same))
+}
+
+/// A keyword-name tuple seen before and the slots of its names, in order.
+///
+/// A call written in Python passes the same tuple (a constant of the calling code) every
+/// time, so the names are matched once per call site, not per call. The entry holds a strong
+/// reference to the tuple, so its address cannot be reused by another tuple while it is
+/// here; tuples never change. Only tuples of the interned names themselves are kept (so
+/// releasing one frees no object but the tuple), each name once.
+#[derive(Clone, Copy)]
+struct KnownNames {
+    /// The tuple (a strong reference), or null.
+    tuple: *mut ffi::PyObject,
+    /// The slot of each name (the first `len`).
+    slots: [u8; NAMES.len()],
+    len: u8,
+    /// The slots named, as bits.
+    mask: u16,
+}
+
+/// How many call sites' names are kept (then the oldest is replaced).
+const KNOWN_SITES: usize = 8;
+
+struct Known {
+    entries: [KnownNames; KNOWN_SITES],
+    next: usize,
+}
+
+static KNOWN: GilCell<Known> = GilCell::new(Known {
+    entries: [KnownNames {
+        tuple: std::ptr::null_mut(),
+        slots: [0; NAMES.len()],
+        len: 0,
+        mask: 0,
+    }; KNOWN_SITES],
+    next: 0,
+});
+
+/// The slots of the names in `kwnames` when this tuple was seen before (and they may be used
+/// with `nargs` positional arguments by `M`: else the names are matched again, which raises
+/// the right error).
+#[inline]
+fn known_names<M: Method>(
+    py: Python<'_>,
+    kwnames: *mut ffi::PyObject,
+    nargs: usize,
+) -> Option<KnownNames> {
+    let e = KNOWN
+        .with(py, |k| {
+            k.entries.iter().find(|e| e.tuple == kwnames).copied()
+        })
+        .flatten()?;
+    let positional = (1u16 << nargs) - 1;
+    let verdict = if M::VERDICT { 0 } else { 1 << VERDICT };
+    (e.mask & (positional | verdict) == 0).then_some(e)
+}
+
+/// Keeps the slots of the names of `kwnames` (all of them the interned names, each once, so
+/// at most `NAMES.len()`).
+#[cold]
+#[inline(never)]
+fn learn_names(py: Python<'_>, kwnames: Borrowed<'_, '_, PyTuple>, slots: &[u8]) {
+    let mut e = KnownNames {
+        tuple: kwnames.as_ptr(),
+        slots: [0; NAMES.len()],
+        len: slots.len() as u8,
+        mask: 0,
+    };
+    e.slots[..slots.len()].copy_from_slice(slots);
+    for &k in slots {
+        e.mask |= 1 << k;
+    }
+    let out = KNOWN.with(py, |k| {
+        let i = k.next;
+        k.next = (i + 1) % KNOWN_SITES;
+        let out = std::mem::replace(&mut k.entries[i], e);
+        // SAFETY: the entry's reference to the tuple.
+        unsafe { ffi::Py_IncRef(e.tuple) };
+        out.tuple
+    });
+    if let Some(out) = out.filter(|t| !t.is_null()) {
+        // SAFETY: the reference the replaced entry held; the tuple holds only interned names,
+        // which stay alive (`INTERNED`), so releasing it runs no Python code.
+        unsafe { ffi::Py_DecRef(out) };
+    }
 }
 
 fn too_many<M: Method>(n: usize) -> PyErr {
@@ -303,13 +394,31 @@ unsafe fn call_fast<M: Method>(
         *s = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
     }
     if !kwnames.is_null() {
-        // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
-        let names = unsafe { Borrowed::from_ptr(py, kwnames) };
-        let names = names.cast::<PyTuple>()?;
-        for (j, name) in names.iter_borrowed().enumerate() {
-            // SAFETY: the keyword values follow the positional ones in `args`, one per name.
-            let v = unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) };
-            place::<M>(py, &mut slots, name, v)?;
+        if let Some(e) = known_names::<M>(py, kwnames, nargs) {
+            for (j, &k) in e.slots[..e.len as usize].iter().enumerate() {
+                // SAFETY: the keyword values follow the positional ones in `args`, one per
+                // name of the tuple (`e.len` of them).
+                slots[k as usize] = Some(unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) });
+            }
+        } else {
+            // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
+            let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+            let names = names.cast::<PyTuple>()?;
+            // (Each name fills a slot of its own, else `place` fails: at most `NAMES.len()`.)
+            let mut learned = [0u8; NAMES.len()];
+            let mut same = names.is_exact_instance_of::<PyTuple>();
+            for (j, name) in names.iter_borrowed().enumerate() {
+                // SAFETY: the keyword values follow the positional ones in `args`, one per name.
+                let v = unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) };
+                let (k, interned) = place::<M>(py, &mut slots, name, v)?;
+                same &= interned;
+                if let Some(l) = learned.get_mut(j) {
+                    *l = k as u8;
+                }
+            }
+            if same {
+                learn_names(py, names.as_borrowed(), &learned[..names.len()]);
+            }
         }
     }
     // SAFETY: `slf` is the instance the method descriptor was called on.
@@ -464,11 +573,12 @@ pub fn lends_utf8() -> bool {
 pub(crate) type Keep<'py> = std::cell::OnceCell<Bound<'py, PyBytes>>;
 
 /// The UTF-8 text of `s`: lent by the string (3.10+), or copied into a bytes object kept in
-/// `keep` (which must be empty). Raises `UnicodeEncodeError` for lone surrogates (as `encode`).
+/// the slot `keep` gives (which must be empty). Raises `UnicodeEncodeError` for lone
+/// surrogates (as `encode`).
 #[inline]
-pub(crate) fn text<'k, 'py>(
+pub(crate) fn text<'k, 'py: 'k>(
     s: Borrowed<'k, 'py, PyString>,
-    keep: &'k Keep<'py>,
+    keep: impl FnOnce() -> &'k Keep<'py>,
 ) -> PyResult<&'k str> {
     if let Some(f) = AS_UTF8.get().copied().flatten() {
         let mut n: ffi::Py_ssize_t = 0;
@@ -485,6 +595,7 @@ pub(crate) fn text<'k, 'py>(
             std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n as usize))
         });
     }
+    let keep = keep();
     keep.set(s.to_owned().encode_utf8()?)
         .map_err(|_| PySystemError::new_err("argument text kept twice"))?;
     let b = keep.get().map(|b| b.as_bytes()).unwrap_or_default();

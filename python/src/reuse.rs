@@ -1,4 +1,6 @@
-//! `Decision` objects of the scalar calls reused once nobody holds them any more.
+//! What the scalar calls keep from one call to the next, with the GIL as their lock: the
+//! `Decision` objects they handed out (reused once nobody holds them), and (`fastcall.rs`) the
+//! parameters each call site's keyword names map to.
 //!
 //! Making a `Decision` through PyO3 (`object.__new__`, `tp_alloc`, a garbage-collected
 //! allocation) and freeing it (PyO3's `tp_dealloc` trampoline, `tp_free`) cost about a third
@@ -9,12 +11,12 @@
 //! existed outside the pool (a `Decision` supports no weak references), so it was unreachable,
 //! exactly as if it had been freed and a new one made at the same address.
 //!
-//! Soundness rests on the GIL: the pool and the refcount test are only touched while
-//! attached, by code that runs no Python code in between (no allocation of Python objects, no
-//! decref of anything but a `str`), so no other thread and no re-entrant call sees them
-//! half-done. The pool is off on an interpreter without a GIL (an abi3 module never loads in
-//! one; checked at import all the same). The pool holds at most `SLOTS` decisions (and the
-//! tenant `str`s they hold) for the life of the process.
+//! Soundness rests on the GIL: this state (`GilCell`) and the refcount test are only touched
+//! while attached, by code that runs no Python code in between (no allocation of Python
+//! objects, no decref of anything but a `str` or a tuple of `str`s), so no other thread and no
+//! re-entrant call sees them half-done. It is all off on an interpreter without a GIL (an abi3
+//! module never loads in one; checked at import all the same). The pool holds at most `SLOTS`
+//! decisions (and the tenant `str`s they hold) for the life of the process.
 #![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
@@ -63,30 +65,38 @@ struct Pool {
 }
 
 /// A value only touched with the GIL held.
-struct GilCell<T>(UnsafeCell<T>);
+pub(crate) struct GilCell<T>(UnsafeCell<T>);
 
-// SAFETY: every access goes through `with`, which requires being attached to an interpreter
-// with a GIL (`ENABLED`), and its closures run no Python code: one thread at a time.
+// SAFETY: every access goes through `with`, made attached to an interpreter with a GIL
+// (`enabled()`), whose closure runs no Python code: one thread at a time, no re-entry.
 unsafe impl<T> Sync for GilCell<T> {}
 
 impl<T> GilCell<T> {
-    /// Runs `f` on the value. `f` must not run Python code (nor release the GIL).
+    pub(crate) const fn new(value: T) -> GilCell<T> {
+        GilCell(UnsafeCell::new(value))
+    }
+
+    /// Runs `f` on the value (`None`: not on this interpreter, see `enabled`). `f` must not
+    /// run Python code (nor release the GIL).
     #[inline]
-    fn with<R>(&self, _py: Python<'_>, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: attached with the GIL (callers check `ENABLED`), and `f` cannot re-enter.
-        f(unsafe { &mut *self.0.get() })
+    pub(crate) fn with<R>(&self, _py: Python<'_>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        if !enabled() {
+            return None;
+        }
+        // SAFETY: attached to an interpreter with a GIL, and `f` cannot re-enter.
+        Some(f(unsafe { &mut *self.0.get() }))
     }
 }
 
-static POOL: GilCell<Pool> = GilCell(UnsafeCell::new(Pool {
+static POOL: GilCell<Pool> = GilCell::new(Pool {
     slots: [std::ptr::null_mut(); SLOTS],
     next: 0,
-}));
+});
 
-/// The interpreter has a GIL (set at import).
+/// The interpreter has a GIL (set at import): the state of this file may be used.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Turns the pool on when the running interpreter has a GIL. Called once, at import.
+/// Turns reuse on when the running interpreter has a GIL. Called once, at import.
 pub fn init(py: Python<'_>) -> PyResult<()> {
     let sys = py.import("sys")?;
     let gil = match sys.getattr("_is_gil_enabled") {
@@ -97,7 +107,8 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Whether the pool is on (for the tests).
+/// Whether reuse is on (`GilCell`s may be used).
+#[inline]
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
@@ -106,16 +117,15 @@ pub fn enabled() -> bool {
 /// (then kept in the pool in place of the oldest).
 #[inline]
 pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
-    if !enabled() {
-        return Ok(Bound::new(py, Decision::new(data))?.into_any().unbind());
-    }
-    let free = POOL.with(py, |p| {
-        p.slots
-            .iter()
-            .copied()
-            // SAFETY: a non-null slot is a live object the pool holds a reference to.
-            .find(|&o| !o.is_null() && unsafe { ffi::Py_REFCNT(o) } == 1)
-    });
+    let free = POOL
+        .with(py, |p| {
+            p.slots
+                .iter()
+                .copied()
+                // SAFETY: a non-null slot is a live object the pool holds a reference to.
+                .find(|&o| !o.is_null() && unsafe { ffi::Py_REFCNT(o) } == 1)
+        })
+        .flatten();
     if let Some(o) = free {
         // SAFETY: `o` is a `Decision` (only they enter the pool) referenced by the pool alone.
         let old = unsafe { refill(py, o, data) };
@@ -135,7 +145,7 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
         p.next = (k + 1) % SLOTS;
         std::mem::replace(&mut p.slots[k], obj.clone().into_ptr())
     });
-    if !out.is_null() {
+    if let Some(out) = out.filter(|o| !o.is_null()) {
         // SAFETY: the pool's reference to the decision it let go of.
         drop(unsafe { Bound::from_owned_ptr(py, out) });
     }

@@ -309,6 +309,46 @@ def test_every_argument_form_frees_what_it_drops_at_once(engine: outguard.Engine
     del keep
 
 
+def test_keyword_names_checked_per_method_and_positional_count(engine: outguard.Engine) -> None:
+    # One call site (one keyword-name tuple) used with different methods and positional counts:
+    # what it may pass is checked on every call, not only the first.
+    def with_verdict(method: Any) -> Any:
+        return method(NOW, "a@contoso.com", tenant="contoso", verdict="clean")
+
+    def named_now(method: Any, *args: object) -> Any:
+        return method(*args, now=NOW, mail_from="a@contoso.com", tenant="contoso")
+
+    for _ in range(3):
+        assert with_verdict(engine.evaluate).tenant == "contoso"
+        with pytest.raises(TypeError, match="unexpected keyword argument 'verdict'"):
+            with_verdict(engine.check)
+        assert named_now(engine.check).tenant == "contoso"
+        with pytest.raises(TypeError, match="multiple values for argument 'now'"):
+            named_now(engine.check, NOW)
+        with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+            named_now(engine.check, NOW, "a@contoso.com", "x")
+
+
+def test_many_call_sites_map_their_keywords(engine: outguard.Engine) -> None:
+    # More call sites than the keyword maps kept, each with its names in another order,
+    # called in turn: every call reads its own names.
+    import itertools
+
+    fields = {"tenant": "'contoso'", "client_ip": "'198.51.100.9'", "recipients": "3", "forwarded": "True"}
+    sites = []
+    for order in itertools.permutations(fields):
+        src = ", ".join(f"{k}={fields[k]}" for k in order)
+        sites.append(eval(f"lambda e, now: e.check(now, 'a@contoso.com', {src})"))
+    want = engine.check(NOW, "a@contoso.com", tenant="contoso", client_ip="198.51.100.9", recipients=3, forwarded=True)
+    assert want.code is not None  # refused for the low-reputation address
+    for _ in range(3):
+        for f in sites:
+            assert f(engine, NOW).to_dict() == want.to_dict()
+    unlisted = "".join(["ten", "ant"])  # the same name, another str object: matched by text
+    for _ in range(3):
+        assert engine.check(NOW, "a@contoso.com", **{unlisted: "contoso"}).tenant == "contoso"
+
+
 def _decision_state(d: outguard.Decision) -> tuple[object, ...]:
     return (d.to_dict(), repr(d), d.tenant, bool(d), [repr(e) for e in d.events])
 
