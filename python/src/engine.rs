@@ -286,8 +286,12 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 Some(o) => flag_of(k, o, strict),
             }
         };
-        let (Some(forwarded), Some(spf_pass), Some(dkim_pass)) = (flag(6)?, flag(7)?, flag(8)?)
-        else {
+        // (Most calls give no flag: one test for the three.)
+        let flags = match a[6..9] {
+            [None, None, None] => (Some(false), Some(false), Some(false)),
+            _ => (flag(6)?, flag(7)?, flag(8)?),
+        };
+        let (Some(forwarded), Some(spf_pass), Some(dkim_pass)) = flags else {
             return Ok(None);
         };
         let recipients = match a[9] {
@@ -348,8 +352,8 @@ impl<'k, 'py> Scalar<'k, 'py> {
 
     /// The message, borrowing the arguments.
     #[inline]
-    pub(crate) fn message(&self) -> Message<'k> {
-        self.msg
+    pub(crate) fn message(&self) -> &Message<'k> {
+        &self.msg
     }
 
     /// The `tenant` argument's text when the `Decision` may hold the argument itself (an
@@ -436,7 +440,7 @@ impl fastcall::Method for CheckCall {
         let msg = m.message();
         let (now, given) = (m.now, m.tenant_text());
         let (d, name) = engine.get().read(py, |e| {
-            let d = e.check(now, &msg);
+            let d = e.check(now, msg);
             (d, name_of(given, &d, e))
         });
         m.decision(py, d, name, Vec::new())
@@ -463,7 +467,7 @@ impl fastcall::Method for EvaluateCall {
         let msg = m.message();
         let (now, verdict, given) = (m.now, m.verdict, m.tenant_text());
         let (d, name, events) = engine.get().write(py, |e| {
-            let (d, evs) = e.evaluate(now, &msg, verdict);
+            let (d, evs) = e.evaluate(now, msg, verdict);
             (d, name_of(given, &d, e), events_of(e, &evs))
         });
         m.decision(py, d, name, events)

@@ -303,7 +303,21 @@ unsafe fn trampolined_varargs<M: Method>(
 
 /// What a strict call gives the interpreter: the new reference, or NULL with the error (or
 /// the panic, as `pyo3.PanicException`) raised; `None`: make the call through PyO3.
+#[inline(always)]
 fn finish(
+    py: Python<'_>,
+    r: std::thread::Result<PyResult<Option<*mut ffi::PyObject>>>,
+) -> Option<*mut ffi::PyObject> {
+    match r {
+        Ok(Ok(p)) => p,
+        r => failed(py, r),
+    }
+}
+
+/// `finish` of a call that failed or panicked.
+#[cold]
+#[inline(never)]
+fn failed(
     py: Python<'_>,
     r: std::thread::Result<PyResult<Option<*mut ffi::PyObject>>>,
 ) -> Option<*mut ffi::PyObject> {
@@ -575,7 +589,7 @@ pub(crate) type Keep<'py> = std::cell::OnceCell<Bound<'py, PyBytes>>;
 /// The UTF-8 text of `s`: lent by the string (3.10+), or copied into a bytes object kept in
 /// the slot `keep` gives (which must be empty). Raises `UnicodeEncodeError` for lone
 /// surrogates (as `encode`).
-#[inline]
+#[inline(always)]
 pub(crate) fn text<'k, 'py: 'k>(
     s: Borrowed<'k, 'py, PyString>,
     keep: impl FnOnce() -> &'k Keep<'py>,
@@ -586,7 +600,7 @@ pub(crate) fn text<'k, 'py: 'k>(
         // a live str and the GIL held.
         let p = unsafe { f(s.as_ptr(), &mut n) };
         if p.is_null() || n < 0 {
-            return Err(PyErr::fetch(s.py()));
+            return Err(fetched(s.py()));
         }
         // SAFETY: the UTF-8 form is owned by the str, which outlives 'k (the borrow of `s`),
         // and never changes (str objects are immutable; the cache is made once); CPython
@@ -595,13 +609,28 @@ pub(crate) fn text<'k, 'py: 'k>(
             std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n as usize))
         });
     }
-    let keep = keep();
+    copied_text(s, keep())
+}
+
+/// `text` on Python 3.9: `s` copied into a bytes object kept in `keep`.
+#[inline(never)]
+fn copied_text<'k, 'py: 'k>(
+    s: Borrowed<'k, 'py, PyString>,
+    keep: &'k Keep<'py>,
+) -> PyResult<&'k str> {
     keep.set(s.to_owned().encode_utf8()?)
         .map_err(|_| PySystemError::new_err("argument text kept twice"))?;
     let b = keep.get().map(|b| b.as_bytes()).unwrap_or_default();
     // SAFETY: the bytes came from `str.encode("utf-8")` (strict), and bytes objects never
     // change; `keep` holds the object for 'k.
     Ok(unsafe { std::str::from_utf8_unchecked(b) })
+}
+
+/// The error just raised.
+#[cold]
+#[inline(never)]
+fn fetched(py: Python<'_>) -> PyErr {
+    PyErr::fetch(py)
 }
 
 /// The bytes of a `bytes` object, for as long as it is borrowed.

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::types::{Decision, DecisionData, TenantName};
+use crate::types::{Decision, DecisionData, EventData, TenantName};
 
 /// A `Decision`'s data: read through `Deref` like a plain field, written only by
 /// `decision` below, when the object is referenced by the pool alone.
@@ -128,13 +128,13 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
         .flatten();
     if let Some(o) = free {
         // SAFETY: `o` is a `Decision` (only they enter the pool) referenced by the pool alone.
-        let old = unsafe { refill(py, o, data) };
+        let (tenant, events) = unsafe { refill(py, o, data) };
         // Its old tenant `str`: released now (a `Bound`, not a `Py`, whose drop could be
         // deferred outside PyO3's trampoline); freeing a `str` runs no Python code.
-        if let Some(TenantName::Given(s)) = old.tenant {
+        if let Some(TenantName::Given(s)) = tenant {
             drop(s.into_bound(py));
         }
-        drop(old.events);
+        drop(events);
         // SAFETY: a live object; the new reference is the caller's.
         return Ok(unsafe { Bound::from_borrowed_ptr(py, o) }.unbind());
     }
@@ -152,15 +152,23 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
     Ok(obj.unbind())
 }
 
-/// Puts `data` in the pooled decision `o` and returns what it held.
+/// Puts `data` in the pooled decision `o` and returns the tenant and events it held.
 ///
 /// # Safety
 /// `o` is a live `Decision` referenced by the pool alone, the GIL held.
 #[inline]
-unsafe fn refill(py: Python<'_>, o: *mut ffi::PyObject, data: DecisionData) -> DecisionData {
+unsafe fn refill(
+    py: Python<'_>,
+    o: *mut ffi::PyObject,
+    data: DecisionData,
+) -> (Option<TenantName>, Vec<EventData>) {
     // SAFETY: (caller) a live `Decision`.
     let d = unsafe { pyo3::Borrowed::from_ptr(py, o).cast_unchecked::<Decision>() };
-    let cell: *mut DecisionData = d.get().0 .0.get();
     // SAFETY: nobody else references the object, so no reference to its data exists.
-    unsafe { std::ptr::replace(cell, data) }
+    let cell = unsafe { &mut *d.get().0 .0.get() };
+    cell.d = data.d;
+    (
+        std::mem::replace(&mut cell.tenant, data.tenant),
+        std::mem::replace(&mut cell.events, data.events),
+    )
 }

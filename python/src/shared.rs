@@ -101,7 +101,7 @@ impl fastcall::Method for SharedCheckCall {
         let (d, name) = engine
             .get()
             .with(py, |e| {
-                e.check(now, &msg).map(|d| (d, name_of(given, &d, e)))
+                e.check(now, msg).map(|d| (d, name_of(given, &d, e)))
             })
             .map_err(shared_error)?;
         m.decision(py, d, name, Vec::new())
