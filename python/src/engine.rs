@@ -26,8 +26,8 @@ use crate::fastcall;
 use crate::policy::Policy;
 use crate::reuse;
 use crate::types::{
-    event_list, DecisionData, Decisions, EventData, ReloadReport, Replay, RestoreReport,
-    Restriction, SuspiciousConnector, TenantName, TenantStatus,
+    event_list, Decisions, EventData, ReloadReport, Replay, RestoreReport, Restriction,
+    SuspiciousConnector, TenantName, TenantStatus,
 };
 
 /// The engine: decides every message, counts accepted ones, keeps blocks and audit trails.
@@ -369,7 +369,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
     pub(crate) fn decision(
         &self,
         py: Python<'py>,
-        d: outguard::Decision,
+        d: &outguard::Decision,
         n: Name,
         events: Vec<EventData>,
     ) -> PyResult<Option<Py<PyAny>>> {
@@ -380,7 +380,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 .map(|s| TenantName::Given(s.to_owned().unbind())),
             Name::Text(t) => Some(TenantName::Text(t)),
         };
-        reuse::decision(py, DecisionData { d, tenant, events }).map(Some)
+        reuse::decision(py, d, tenant, events).map(Some)
     }
 }
 
@@ -443,7 +443,7 @@ impl fastcall::Method for CheckCall {
             let d = e.check(now, msg);
             (d, name_of(given, &d, e))
         });
-        m.decision(py, d, name, Vec::new())
+        m.decision(py, &d, name, Vec::new())
     }
 }
 
@@ -470,7 +470,7 @@ impl fastcall::Method for EvaluateCall {
             let (d, evs) = e.evaluate(now, msg, verdict);
             (d, name_of(given, &d, e), events_of(e, &evs))
         });
-        m.decision(py, d, name, events)
+        m.decision(py, &d, name, events)
     }
 }
 

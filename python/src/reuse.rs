@@ -113,10 +113,15 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// A `Decision` object holding `data`: a pooled one nobody else holds, refilled, or a new one
-/// (then kept in the pool in place of the oldest).
+/// A `Decision` object holding `d`, `tenant` and `events`: a pooled one nobody else holds,
+/// refilled, or a new one (then kept in the pool in place of the oldest).
 #[inline]
-pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
+pub fn decision(
+    py: Python<'_>,
+    d: &outguard::Decision,
+    tenant: Option<TenantName>,
+    events: Vec<EventData>,
+) -> PyResult<Py<PyAny>> {
     let free = POOL
         .with(py, |p| {
             p.slots
@@ -128,7 +133,7 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
         .flatten();
     if let Some(o) = free {
         // SAFETY: `o` is a `Decision` (only they enter the pool) referenced by the pool alone.
-        let (tenant, events) = unsafe { refill(py, o, data) };
+        let (tenant, events) = unsafe { refill(py, o, d, tenant, events) };
         // Its old tenant `str`: released now (a `Bound`, not a `Py`, whose drop could be
         // deferred outside PyO3's trampoline); freeing a `str` runs no Python code.
         if let Some(TenantName::Given(s)) = tenant {
@@ -139,6 +144,11 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
         return Ok(unsafe { Bound::from_borrowed_ptr(py, o) }.unbind());
     }
     // Making the object may run Python code (a garbage collection): not inside `with`.
+    let data = DecisionData {
+        d: *d,
+        tenant,
+        events,
+    };
     let obj = Bound::new(py, Decision::new(data))?.into_any();
     let out = POOL.with(py, |p| {
         let k = p.next;
@@ -152,7 +162,8 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
     Ok(obj.unbind())
 }
 
-/// Puts `data` in the pooled decision `o` and returns the tenant and events it held.
+/// Puts `d`, `tenant` and `events` in the pooled decision `o` and returns the tenant and
+/// events it held.
 ///
 /// # Safety
 /// `o` is a live `Decision` referenced by the pool alone, the GIL held.
@@ -160,15 +171,17 @@ pub fn decision(py: Python<'_>, data: DecisionData) -> PyResult<Py<PyAny>> {
 unsafe fn refill(
     py: Python<'_>,
     o: *mut ffi::PyObject,
-    data: DecisionData,
+    d: &outguard::Decision,
+    tenant: Option<TenantName>,
+    events: Vec<EventData>,
 ) -> (Option<TenantName>, Vec<EventData>) {
     // SAFETY: (caller) a live `Decision`.
-    let d = unsafe { pyo3::Borrowed::from_ptr(py, o).cast_unchecked::<Decision>() };
+    let obj = unsafe { pyo3::Borrowed::from_ptr(py, o).cast_unchecked::<Decision>() };
     // SAFETY: nobody else references the object, so no reference to its data exists.
-    let cell = unsafe { &mut *d.get().0 .0.get() };
-    cell.d = data.d;
+    let cell = unsafe { &mut *obj.get().0 .0.get() };
+    cell.d = *d;
     (
-        std::mem::replace(&mut cell.tenant, data.tenant),
-        std::mem::replace(&mut cell.events, data.events),
+        std::mem::replace(&mut cell.tenant, tenant),
+        std::mem::replace(&mut cell.events, events),
     )
 }

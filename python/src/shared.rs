@@ -104,7 +104,7 @@ impl fastcall::Method for SharedCheckCall {
                 e.check(now, msg).map(|d| (d, name_of(given, &d, e)))
             })
             .map_err(shared_error)?;
-        m.decision(py, d, name, Vec::new())
+        m.decision(py, &d, name, Vec::new())
     }
 }
 

@@ -295,7 +295,15 @@ def test_every_argument_form_frees_what_it_drops_at_once(engine: outguard.Engine
         for method in (engine.check, engine.evaluate):
             for _ in range(300):
                 keep.append(method(**args))
-    for bad in ({"recipients": -1}, {"recipients": 2**40}, {"now": -5}, {"forwarded": "yes"}):
+    bads: list[dict[str, object]] = [
+        {"recipients": -1},
+        {"recipients": 2**40},
+        {"recipients": 2**70},
+        {"now": -5},
+        {"now": 2**70},
+        {"forwarded": "yes"},
+    ]
+    for bad in bads:
         args = {"now": NOW, "mail_from": "a@contoso.com", "tenant": "contoso"}
         args.update(bad)
         for _ in range(300):
