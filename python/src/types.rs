@@ -290,6 +290,8 @@ impl TenantName {
 }
 
 /// The answer for one message.
+// No `weakref`: the scalar calls reuse a `Decision` nobody references any more (`reuse.rs`),
+// which a weak reference could see.
 #[pyclass(frozen, module = "outguard")]
 pub struct Decision(pub(crate) reuse::Cell<DecisionData>);
 

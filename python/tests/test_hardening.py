@@ -389,6 +389,15 @@ def test_decisions_held_are_never_changed(engine: outguard.Engine) -> None:
     assert any(d.events for d, _ in held)
 
 
+def test_decisions_take_no_weak_references(engine: outguard.Engine) -> None:
+    # Reusing a decision nobody references is invisible only while nothing can refer to it
+    # without a reference count: a weak reference would see it refilled.
+    import weakref
+
+    with pytest.raises(TypeError):
+        weakref.ref(engine.check(NOW, "a@contoso.com", tenant="contoso"))
+
+
 def test_decisions_found_by_the_gc_are_not_reused(engine: outguard.Engine) -> None:
     engine.check(NOW, "a@contoso.com", tenant="contoso")
     found = [o for o in gc.get_objects() if type(o) is outguard.Decision]
