@@ -61,9 +61,16 @@ pub fn opt_time(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u
     }
 }
 
-/// Parses an IP address from its text.
+/// Parses an IP address from its text (spaces around it ignored).
 pub fn parse_ip(s: &str) -> PyResult<IpAddr> {
-    outguard::cidr::parse_ip(s.trim().as_bytes())
+    // Text that starts and ends with a visible ASCII character (what callers pass) has nothing
+    // to trim; `trim` decodes characters at both ends to look for Unicode spaces.
+    let b = s.as_bytes();
+    let t = match (b.first(), b.last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
+    };
+    outguard::cidr::parse_ip(t.as_bytes())
         .ok_or_else(|| PyValueError::new_err(format!("invalid IP address {s:?}")))
 }
 

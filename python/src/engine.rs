@@ -24,8 +24,9 @@ use crate::convert::{self, OwnedMessage};
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
+use crate::reuse;
 use crate::types::{
-    event_list, Decision, Decisions, EventData, ReloadReport, Replay, RestoreReport, Restriction,
+    event_list, Decisions, EventData, ReloadReport, Replay, RestoreReport, Restriction,
     SuspiciousConnector, TenantName, TenantStatus,
 };
 
@@ -87,18 +88,40 @@ impl Fields<'_, '_> {
 /// What a scalar call's message cannot borrow from its arguments, owned by the caller for the
 /// call (so the message itself is only borrowed text): the bytes objects of `str` texts
 /// (Python 3.9) and converted texts (IDNA, a `mail_from` of another type). One slot per field,
-/// each filled at most once.
+/// each filled at most once. Each group is made when first needed (most calls need neither:
+/// two empty cells are all a call makes and drops).
 #[derive(Default)]
 pub(crate) struct Keep<'py> {
+    texts: OnceCell<Box<KeptTexts<'py>>>,
+    owned: OnceCell<Box<KeptOwned>>,
+}
+
+/// The bytes objects of `str` texts (Python 3.9).
+#[derive(Default)]
+struct KeptTexts<'py> {
     mail_from: fastcall::Keep<'py>,
     tenant: fastcall::Keep<'py>,
     auth_user: fastcall::Keep<'py>,
     cert_domain: fastcall::Keep<'py>,
     client_ip: fastcall::Keep<'py>,
     verdict: fastcall::Keep<'py>,
-    mail_from_owned: OnceCell<Vec<u8>>,
-    auth_user_owned: OnceCell<String>,
-    cert_domain_owned: OnceCell<String>,
+}
+
+/// Converted texts.
+#[derive(Default)]
+struct KeptOwned {
+    mail_from: OnceCell<Vec<u8>>,
+    auth_user: OnceCell<String>,
+    cert_domain: OnceCell<String>,
+}
+
+impl<'py> Keep<'py> {
+    fn texts(&self) -> &KeptTexts<'py> {
+        self.texts.get_or_init(Box::default)
+    }
+    fn owned(&self) -> &KeptOwned {
+        self.owned.get_or_init(Box::default)
+    }
 }
 
 /// `o` as a `str` (the exact type checked first: a pointer comparison).
@@ -112,10 +135,10 @@ fn as_str_obj<'k, 'py>(o: Borrowed<'k, 'py, PyAny>) -> Option<Borrowed<'k, 'py, 
 
 /// An optional `str` argument (`None`: absent) and its text, as `what` in errors.
 #[inline(always)]
-fn opt_str<'k, 'py>(
+fn opt_str<'k, 'py: 'k>(
     obj: Option<Borrowed<'k, 'py, PyAny>>,
     what: &str,
-    keep: &'k fastcall::Keep<'py>,
+    keep: impl FnOnce() -> &'k fastcall::Keep<'py>,
 ) -> PyResult<Option<(Borrowed<'k, 'py, PyString>, &'k str)>> {
     match obj {
         None => Ok(None),
@@ -139,11 +162,11 @@ fn not_str(what: &str, o: Borrowed<'_, '_, PyAny>) -> PyErr {
 /// A text field that IDNA may convert: its conversion if it has one, else the given text
 /// (`None` when absent or empty).
 #[inline(always)]
-fn idna_field<'k, 'py>(
+fn idna_field<'k, 'py: 'k>(
     obj: Option<Borrowed<'k, 'py, PyAny>>,
     what: &str,
-    keep: &'k fastcall::Keep<'py>,
-    converted: &'k OnceCell<String>,
+    keep: impl FnOnce() -> &'k fastcall::Keep<'py>,
+    converted: impl FnOnce() -> &'k OnceCell<String>,
 ) -> PyResult<Option<&'k str>> {
     let Some((_, t)) = opt_str(obj, what, keep)? else {
         return Ok(None);
@@ -157,9 +180,9 @@ fn idna_field<'k, 'py>(
 /// A non-ASCII text field: its IDNA conversion if it has one, else itself.
 #[cold]
 #[inline(never)]
-fn idna_text<'k>(t: &'k str, converted: &'k OnceCell<String>) -> &'k str {
+fn idna_text<'k>(t: &'k str, converted: impl FnOnce() -> &'k OnceCell<String>) -> &'k str {
     match convert::idna(t) {
-        Some(c) => converted.get_or_init(|| c),
+        Some(c) => converted().get_or_init(|| c),
         None => t,
     }
 }
@@ -224,12 +247,12 @@ impl<'k, 'py> Scalar<'k, 'py> {
         };
         let mf = a[1].ok_or_else(|| missing(method, 1))?;
         let mail_from: &'k [u8] = if let Some(s) = as_str_obj(mf) {
-            let t = fastcall::text(s, &keep.mail_from)?;
+            let t = fastcall::text(s, || &keep.texts().mail_from)?;
             match Some(t)
                 .filter(|s| !s.is_ascii())
                 .and_then(outguard::policy::idna::address_to_ascii)
             {
-                Some(c) => keep.mail_from_owned.get_or_init(|| c.into_bytes()),
+                Some(c) => keep.owned().mail_from.get_or_init(|| c.into_bytes()),
                 None => t.as_bytes(),
             }
         } else if let Ok(b) = mf.cast_exact::<PyBytes>() {
@@ -240,14 +263,15 @@ impl<'k, 'py> Scalar<'k, 'py> {
             fastcall::bytes_of(b)
         } else {
             let v = convert::mail_from(&mf.to_owned())?;
-            keep.mail_from_owned.get_or_init(|| v)
+            keep.owned().mail_from.get_or_init(|| v)
         };
-        let tenant = opt_str(a[2], "tenant", &keep.tenant)?.filter(|(_, t)| !t.is_empty());
+        let tenant =
+            opt_str(a[2], "tenant", || &keep.texts().tenant)?.filter(|(_, t)| !t.is_empty());
         let client_ip = match a[3] {
             None => None,
             // A str is read in place (no copies), as the other text fields are.
             Some(o) => match as_str_obj(o) {
-                Some(s) => match fastcall::text(s, &keep.client_ip)? {
+                Some(s) => match fastcall::text(s, || &keep.texts().client_ip)? {
                     "" => None,
                     t => Some(convert::parse_ip(t)?),
                 },
@@ -262,8 +286,12 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 Some(o) => flag_of(k, o, strict),
             }
         };
-        let (Some(forwarded), Some(spf_pass), Some(dkim_pass)) = (flag(6)?, flag(7)?, flag(8)?)
-        else {
+        // (Most calls give no flag: one test for the three.)
+        let flags = match a[6..9] {
+            [None, None, None] => (Some(false), Some(false), Some(false)),
+            _ => (flag(6)?, flag(7)?, flag(8)?),
+        };
+        let (Some(forwarded), Some(spf_pass), Some(dkim_pass)) = flags else {
             return Ok(None);
         };
         let recipients = match a[9] {
@@ -282,7 +310,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
         let verdict = match a[fastcall::VERDICT] {
             None => Verdict::Clean,
             Some(o) => match as_str_obj(o) {
-                Some(s) => convert::verdict(fastcall::text(s, &keep.verdict)?)?,
+                Some(s) => convert::verdict(fastcall::text(s, || &keep.texts().verdict)?)?,
                 None => {
                     return Err(PyTypeError::new_err(format!(
                         "verdict: expected str, got {}",
@@ -297,12 +325,17 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 mail_from,
                 tenant: tenant.map(|(_, t)| t),
                 client_ip,
-                auth_user: idna_field(a[4], "auth_user", &keep.auth_user, &keep.auth_user_owned)?,
+                auth_user: idna_field(
+                    a[4],
+                    "auth_user",
+                    || &keep.texts().auth_user,
+                    || &keep.owned().auth_user,
+                )?,
                 cert_domain: idna_field(
                     a[5],
                     "cert_domain",
-                    &keep.cert_domain,
-                    &keep.cert_domain_owned,
+                    || &keep.texts().cert_domain,
+                    || &keep.owned().cert_domain,
                 )?,
                 forwarded,
                 spf_pass,
@@ -319,8 +352,8 @@ impl<'k, 'py> Scalar<'k, 'py> {
 
     /// The message, borrowing the arguments.
     #[inline]
-    pub(crate) fn message(&self) -> Message<'k> {
-        self.msg
+    pub(crate) fn message(&self) -> &Message<'k> {
+        &self.msg
     }
 
     /// The `tenant` argument's text when the `Decision` may hold the argument itself (an
@@ -336,7 +369,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
     pub(crate) fn decision(
         &self,
         py: Python<'py>,
-        d: outguard::Decision,
+        d: &outguard::Decision,
         n: Name,
         events: Vec<EventData>,
     ) -> PyResult<Option<Py<PyAny>>> {
@@ -347,8 +380,7 @@ impl<'k, 'py> Scalar<'k, 'py> {
                 .map(|s| TenantName::Given(s.to_owned().unbind())),
             Name::Text(t) => Some(TenantName::Text(t)),
         };
-        let d = Bound::new(py, Decision { d, tenant, events })?;
-        Ok(Some(d.into_any().unbind()))
+        reuse::decision(py, d, tenant, events).map(Some)
     }
 }
 
@@ -408,10 +440,10 @@ impl fastcall::Method for CheckCall {
         let msg = m.message();
         let (now, given) = (m.now, m.tenant_text());
         let (d, name) = engine.get().read(py, |e| {
-            let d = e.check(now, &msg);
+            let d = e.check(now, msg);
             (d, name_of(given, &d, e))
         });
-        m.decision(py, d, name, Vec::new())
+        m.decision(py, &d, name, Vec::new())
     }
 }
 
@@ -435,10 +467,10 @@ impl fastcall::Method for EvaluateCall {
         let msg = m.message();
         let (now, verdict, given) = (m.now, m.verdict, m.tenant_text());
         let (d, name, events) = engine.get().write(py, |e| {
-            let (d, evs) = e.evaluate(now, &msg, verdict);
+            let (d, evs) = e.evaluate(now, msg, verdict);
             (d, name_of(given, &d, e), events_of(e, &evs))
         });
-        m.decision(py, d, name, events)
+        m.decision(py, &d, name, events)
     }
 }
 

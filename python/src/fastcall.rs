@@ -32,6 +32,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 
+use crate::reuse::GilCell;
+
 /// `METH_FASTCALL` (0x80 since CPython 3.7; in the stable ABI from 3.10, where it is used).
 const METH_FASTCALL: c_int = 0x0080;
 /// The flag bit of a vectorcall argument count.
@@ -84,17 +86,19 @@ fn name_of<M: Method>() -> &'static str {
 
 static INTERNED: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
 
-/// The parameter a keyword names.
-fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult<usize> {
+/// The parameter a keyword names, and whether the name is the interned one (the same object).
+fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult<(usize, bool)> {
     let interned = INTERNED.get_or_init(py, || {
         NAMES
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect()
     });
+    let mut same = true;
     let k = match interned.iter().position(|s| s.as_ptr() == name.as_ptr()) {
         Some(k) => Some(k),
         None => {
+            same = false;
             // A name made at run time (`**kwargs` from a dict built by hand): compare the text.
             // A name that is not UTF-8 (lone surrogates) names no parameter either.
             let name = name.cast::<PyString>()?;
@@ -108,7 +112,7 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
         }
     };
     match k {
-        Some(k) if k != VERDICT || M::VERDICT => Ok(k),
+        Some(k) if k != VERDICT || M::VERDICT => Ok((k, same)),
         _ => Err(PyTypeError::new_err(format!(
             "{}() got an unexpected keyword argument '{}'",
             name_of::<M>(),
@@ -117,13 +121,15 @@ fn slot_of<M: Method>(py: Python<'_>, name: Borrowed<'_, '_, PyAny>) -> PyResult
     }
 }
 
+/// Puts `value` in the slot of keyword `name`; returns the slot and whether `name` is the
+/// interned name.
 fn place<'a, 'py, M: Method>(
     py: Python<'py>,
     slots: &mut Args<'a, 'py>,
     name: Borrowed<'_, 'py, PyAny>,
     value: Borrowed<'a, 'py, PyAny>,
-) -> PyResult<()> {
-    let k = slot_of::<M>(py, name)?;
+) -> PyResult<(usize, bool)> {
+    let (k, same) = slot_of::<M>(py, name)?;
     if slots[k].replace(value).is_some() {
         return Err(PyTypeError::new_err(format!(
             "{}() got multiple values for argument '{}'",
@@ -131,7 +137,92 @@ fn place<'a, 'py, M: Method>(
             NAMES[k]
         )));
     }
-    Ok(())
+    Ok((k, same))
+}
+
+/// A keyword-name tuple seen before and the slots of its names, in order.
+///
+/// A call written in Python passes the same tuple (a constant of the calling code) every
+/// time, so the names are matched once per call site, not per call. The entry holds a strong
+/// reference to the tuple, so its address cannot be reused by another tuple while it is
+/// here; tuples never change. Only tuples of the interned names themselves are kept (so
+/// releasing one frees no object but the tuple), each name once.
+#[derive(Clone, Copy)]
+struct KnownNames {
+    /// The tuple (a strong reference), or null.
+    tuple: *mut ffi::PyObject,
+    /// The slot of each name (the first `len`).
+    slots: [u8; NAMES.len()],
+    len: u8,
+    /// The slots named, as bits.
+    mask: u16,
+}
+
+/// How many call sites' names are kept (then the oldest is replaced).
+const KNOWN_SITES: usize = 8;
+
+struct Known {
+    entries: [KnownNames; KNOWN_SITES],
+    next: usize,
+}
+
+static KNOWN: GilCell<Known> = GilCell::new(Known {
+    entries: [KnownNames {
+        tuple: std::ptr::null_mut(),
+        slots: [0; NAMES.len()],
+        len: 0,
+        mask: 0,
+    }; KNOWN_SITES],
+    next: 0,
+});
+
+/// The slots of the names in `kwnames` when this tuple was seen before (and they may be used
+/// with `nargs` positional arguments by `M`: else the names are matched again, which raises
+/// the right error).
+#[inline]
+fn known_names<M: Method>(
+    py: Python<'_>,
+    kwnames: *mut ffi::PyObject,
+    nargs: usize,
+) -> Option<KnownNames> {
+    let e = KNOWN
+        .with(py, |k| {
+            k.entries.iter().find(|e| e.tuple == kwnames).copied()
+        })
+        .flatten()?;
+    let positional = (1u16 << nargs) - 1;
+    let verdict = if M::VERDICT { 0 } else { 1 << VERDICT };
+    (e.mask & (positional | verdict) == 0).then_some(e)
+}
+
+/// Keeps the slots of the names of `kwnames` (all of them the interned names, each once, so
+/// at most `NAMES.len()`).
+#[cold]
+#[inline(never)]
+fn learn_names(py: Python<'_>, kwnames: Borrowed<'_, '_, PyTuple>, slots: &[u8]) {
+    let mut e = KnownNames {
+        tuple: kwnames.as_ptr(),
+        slots: [0; NAMES.len()],
+        len: slots.len() as u8,
+        mask: 0,
+    };
+    e.slots[..slots.len()].copy_from_slice(slots);
+    for &k in slots {
+        e.mask |= 1 << k;
+    }
+    let out = KNOWN.with(py, |k| {
+        let i = k.next;
+        k.next = (i + 1) % KNOWN_SITES;
+        let out = std::mem::replace(&mut k.entries[i], e);
+        // SAFETY: the entry's reference to the tuple.
+        unsafe { ffi::Py_IncRef(e.tuple) };
+        out.tuple
+    });
+    if let Some(out) = out.filter(|t| !t.is_null()) {
+        // SAFETY: the reference the replaced entry held; the tuple holds only interned names,
+        // which stay alive (`INTERNED`), so releasing it runs no Python code.
+        unsafe { ffi::Py_DecRef(out) };
+    }
 }
 
 fn too_many<M: Method>(n: usize) -> PyErr {
@@ -212,7 +303,21 @@ unsafe fn trampolined_varargs<M: Method>(
 
 /// What a strict call gives the interpreter: the new reference, or NULL with the error (or
 /// the panic, as `pyo3.PanicException`) raised; `None`: make the call through PyO3.
+#[inline(always)]
 fn finish(
+    py: Python<'_>,
+    r: std::thread::Result<PyResult<Option<*mut ffi::PyObject>>>,
+) -> Option<*mut ffi::PyObject> {
+    match r {
+        Ok(Ok(p)) => p,
+        r => failed(py, r),
+    }
+}
+
+/// `finish` of a call that failed or panicked.
+#[cold]
+#[inline(never)]
+fn failed(
     py: Python<'_>,
     r: std::thread::Result<PyResult<Option<*mut ffi::PyObject>>>,
 ) -> Option<*mut ffi::PyObject> {
@@ -303,13 +408,31 @@ unsafe fn call_fast<M: Method>(
         *s = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
     }
     if !kwnames.is_null() {
-        // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
-        let names = unsafe { Borrowed::from_ptr(py, kwnames) };
-        let names = names.cast::<PyTuple>()?;
-        for (j, name) in names.iter_borrowed().enumerate() {
-            // SAFETY: the keyword values follow the positional ones in `args`, one per name.
-            let v = unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) };
-            place::<M>(py, &mut slots, name, v)?;
+        if let Some(e) = known_names::<M>(py, kwnames, nargs) {
+            for (j, &k) in e.slots[..e.len as usize].iter().enumerate() {
+                // SAFETY: the keyword values follow the positional ones in `args`, one per
+                // name of the tuple (`e.len` of them).
+                slots[k as usize] = Some(unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) });
+            }
+        } else {
+            // SAFETY: `kwnames` is a tuple of the keyword names, alive for the call.
+            let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+            let names = names.cast::<PyTuple>()?;
+            // (Each name fills a slot of its own, else `place` fails: at most `NAMES.len()`.)
+            let mut learned = [0u8; NAMES.len()];
+            let mut same = names.is_exact_instance_of::<PyTuple>();
+            for (j, name) in names.iter_borrowed().enumerate() {
+                // SAFETY: the keyword values follow the positional ones in `args`, one per name.
+                let v = unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) };
+                let (k, interned) = place::<M>(py, &mut slots, name, v)?;
+                same &= interned;
+                if let Some(l) = learned.get_mut(j) {
+                    *l = k as u8;
+                }
+            }
+            if same {
+                learn_names(py, names.as_borrowed(), &learned[..names.len()]);
+            }
         }
     }
     // SAFETY: `slf` is the instance the method descriptor was called on.
@@ -464,11 +587,12 @@ pub fn lends_utf8() -> bool {
 pub(crate) type Keep<'py> = std::cell::OnceCell<Bound<'py, PyBytes>>;
 
 /// The UTF-8 text of `s`: lent by the string (3.10+), or copied into a bytes object kept in
-/// `keep` (which must be empty). Raises `UnicodeEncodeError` for lone surrogates (as `encode`).
-#[inline]
-pub(crate) fn text<'k, 'py>(
+/// the slot `keep` gives (which must be empty). Raises `UnicodeEncodeError` for lone
+/// surrogates (as `encode`).
+#[inline(always)]
+pub(crate) fn text<'k, 'py: 'k>(
     s: Borrowed<'k, 'py, PyString>,
-    keep: &'k Keep<'py>,
+    keep: impl FnOnce() -> &'k Keep<'py>,
 ) -> PyResult<&'k str> {
     if let Some(f) = AS_UTF8.get().copied().flatten() {
         let mut n: ffi::Py_ssize_t = 0;
@@ -476,7 +600,7 @@ pub(crate) fn text<'k, 'py>(
         // a live str and the GIL held.
         let p = unsafe { f(s.as_ptr(), &mut n) };
         if p.is_null() || n < 0 {
-            return Err(PyErr::fetch(s.py()));
+            return Err(fetched(s.py()));
         }
         // SAFETY: the UTF-8 form is owned by the str, which outlives 'k (the borrow of `s`),
         // and never changes (str objects are immutable; the cache is made once); CPython
@@ -485,12 +609,28 @@ pub(crate) fn text<'k, 'py>(
             std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n as usize))
         });
     }
+    copied_text(s, keep())
+}
+
+/// `text` on Python 3.9: `s` copied into a bytes object kept in `keep`.
+#[inline(never)]
+fn copied_text<'k, 'py: 'k>(
+    s: Borrowed<'k, 'py, PyString>,
+    keep: &'k Keep<'py>,
+) -> PyResult<&'k str> {
     keep.set(s.to_owned().encode_utf8()?)
         .map_err(|_| PySystemError::new_err("argument text kept twice"))?;
     let b = keep.get().map(|b| b.as_bytes()).unwrap_or_default();
     // SAFETY: the bytes came from `str.encode("utf-8")` (strict), and bytes objects never
     // change; `keep` holds the object for 'k.
     Ok(unsafe { std::str::from_utf8_unchecked(b) })
+}
+
+/// The error just raised.
+#[cold]
+#[inline(never)]
+fn fetched(py: Python<'_>) -> PyErr {
+    PyErr::fetch(py)
 }
 
 /// The bytes of a `bytes` object, for as long as it is borrowed.
@@ -505,19 +645,24 @@ pub(crate) fn bytes_of<'a>(b: Borrowed<'a, '_, PyBytes>) -> &'a [u8] {
     }
 }
 
-/// An exact `int` that fits in a non-negative C `long`, without the general conversion (which
-/// goes through a byte array for values of more than one internal digit). `None`: anything
-/// else (the caller converts it the general way).
+/// An exact `int` that fits in a non-negative `Py_ssize_t`, without the general conversion
+/// (which goes through a byte array for values of more than one internal digit). `None`:
+/// anything else (the caller converts it the general way).
 #[inline]
 pub(crate) fn small_uint(o: Borrowed<'_, '_, PyAny>) -> Option<u64> {
     if !o.is_exact_instance_of::<PyInt>() {
         return None;
     }
-    let mut overflow: c_int = 0;
-    // SAFETY: an exact int, the GIL held; overflow is reported through `overflow`, and an
-    // exact int raises nothing else.
-    let v = unsafe { ffi::PyLong_AsLongAndOverflow(o.as_ptr(), &mut overflow) };
-    if overflow != 0 || v < 0 {
+    // SAFETY: an exact int, the GIL held. (`PyLong_AsSsize_t` takes fewer instructions than
+    // `PyLong_AsLongAndOverflow`, and is 64 bits wide on Windows too.)
+    let v = unsafe { ffi::PyLong_AsSsize_t(o.as_ptr()) };
+    if v < 0 {
+        // -1 with `OverflowError` raised: too large (an exact int raises nothing else). The
+        // error is dropped at once (by CPython), as strict calls require.
+        // SAFETY: the GIL held.
+        if v == -1 && unsafe { !ffi::PyErr_Occurred().is_null() } {
+            unsafe { ffi::PyErr_Clear() }
+        }
         return None;
     }
     Some(v as u64)

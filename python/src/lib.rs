@@ -9,7 +9,9 @@
 //! - `policy.rs`, `engine.rs`: `Policy` and `Engine`;
 //! - `text.rs`: explanations and NDRs;
 //! - `columns.rs`: batch columns; `buffers.rs`: Arrow and numpy memory (unsafe, audited);
-//! - `fastcall.rs`: the scalar calls without PyO3's argument handling (unsafe, audited).
+//! - `fastcall.rs`: the scalar calls without PyO3's argument handling (unsafe, audited);
+//! - `reuse.rs`: the scalar calls' `Decision` objects reused once nobody holds them (unsafe,
+//!   audited).
 
 mod buffers;
 mod columns;
@@ -18,6 +20,7 @@ mod engine;
 mod error;
 mod fastcall;
 mod policy;
+mod reuse;
 mod shared;
 mod text;
 mod types;
@@ -30,6 +33,7 @@ fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<policy::Policy>()?;
     m.add_class::<engine::Engine>()?;
     fastcall::init_text_reader(m.py());
+    reuse::init(m.py())?;
     let engine = m.py().get_type::<engine::Engine>();
     fastcall::install::<engine::CheckCall>(m.py(), &engine)?;
     fastcall::install::<engine::EvaluateCall>(m.py(), &engine)?;
@@ -56,5 +60,7 @@ fn _outguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Which fast paths this interpreter got (for the tests): text lent as UTF-8.
     m.setattr("_text_lent", fastcall::lends_utf8())?;
+    // Scalar calls reuse decisions nobody holds (`reuse.rs`).
+    m.setattr("_decisions_reused", reuse::enabled())?;
     Ok(())
 }

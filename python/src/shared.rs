@@ -21,7 +21,7 @@ use crate::engine::{events_of, name_of, record_error, Fields, Keep, Scalar, Tena
 use crate::error::{core_error, exceptions, policy_error, tenant_error};
 use crate::fastcall;
 use crate::policy::Policy;
-use crate::types::{event_list, Decision, ReloadReport, TenantName, TenantStatus};
+use crate::types::{event_list, Decision, DecisionData, ReloadReport, TenantName, TenantStatus};
 
 fn shared_error(err: SharedError) -> PyErr {
     let msg = err.to_string();
@@ -101,10 +101,10 @@ impl fastcall::Method for SharedCheckCall {
         let (d, name) = engine
             .get()
             .with(py, |e| {
-                e.check(now, &msg).map(|d| (d, name_of(given, &d, e)))
+                e.check(now, msg).map(|d| (d, name_of(given, &d, e)))
             })
             .map_err(shared_error)?;
-        m.decision(py, d, name, Vec::new())
+        m.decision(py, &d, name, Vec::new())
     }
 }
 
@@ -288,12 +288,13 @@ impl SharedEngine {
         }
         .message()?;
         self.with(py, |e| {
-            e.evaluate(now, &msg.as_message(), v)
-                .map(|(d, evs)| Decision {
+            e.evaluate(now, &msg.as_message(), v).map(|(d, evs)| {
+                Decision::new(DecisionData {
                     d,
                     tenant: d.tenant.map(|t| TenantName::text(e.tenant_name(t))),
                     events: events_of(e, &evs),
                 })
+            })
         })
         .map_err(shared_error)
     }

@@ -9,6 +9,8 @@ use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
+use crate::reuse;
+
 /// `int` (Unix seconds), `"release"` (the block needs an operator's release), or `None`.
 pub fn block_end<'py>(py: Python<'py>, end: Option<BlockEnd>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match end {
@@ -288,11 +290,31 @@ impl TenantName {
 }
 
 /// The answer for one message.
+// No `weakref`: the scalar calls reuse a `Decision` nobody references any more (`reuse.rs`),
+// which a weak reference could see.
 #[pyclass(frozen, module = "outguard")]
-pub struct Decision {
+pub struct Decision(pub(crate) reuse::Cell<DecisionData>);
+
+/// What a `Decision` holds (read as if they were its fields; see `reuse.rs` for why they are
+/// in a cell).
+pub struct DecisionData {
     pub d: outguard::Decision,
     pub tenant: Option<TenantName>,
     pub events: Vec<EventData>,
+}
+
+impl Decision {
+    pub fn new(data: DecisionData) -> Decision {
+        Decision(reuse::Cell::new(data))
+    }
+}
+
+impl std::ops::Deref for Decision {
+    type Target = DecisionData;
+    #[inline]
+    fn deref(&self) -> &DecisionData {
+        &self.0
+    }
 }
 
 #[pymethods]
@@ -1455,7 +1477,7 @@ impl Replay {
             )));
         }
         let d = self.decisions.get(j as usize);
-        Ok(Decision {
+        Ok(Decision::new(DecisionData {
             d,
             tenant: d
                 .tenant
@@ -1466,7 +1488,7 @@ impl Replay {
                 .filter(|(k, _)| *k == j as usize)
                 .map(|(_, e)| e.clone())
                 .collect(),
-        })
+        }))
     }
     fn __len__(&self) -> usize {
         self.decisions.len()

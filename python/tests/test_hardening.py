@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 from typing import Any
 
 import pytest
@@ -294,7 +295,15 @@ def test_every_argument_form_frees_what_it_drops_at_once(engine: outguard.Engine
         for method in (engine.check, engine.evaluate):
             for _ in range(300):
                 keep.append(method(**args))
-    for bad in ({"recipients": -1}, {"recipients": 2**40}, {"now": -5}, {"forwarded": "yes"}):
+    bads: list[dict[str, object]] = [
+        {"recipients": -1},
+        {"recipients": 2**40},
+        {"recipients": 2**70},
+        {"now": -5},
+        {"now": 2**70},
+        {"forwarded": "yes"},
+    ]
+    for bad in bads:
         args = {"now": NOW, "mail_from": "a@contoso.com", "tenant": "contoso"}
         args.update(bad)
         for _ in range(300):
@@ -306,6 +315,149 @@ def test_every_argument_form_frees_what_it_drops_at_once(engine: outguard.Engine
     assert live() - before < 10
     assert all(d.accepted == plain.accepted and d.tenant == "contoso" for d in keep)
     del keep
+
+
+def test_keyword_names_checked_per_method_and_positional_count(engine: outguard.Engine) -> None:
+    # One call site (one keyword-name tuple) used with different methods and positional counts:
+    # what it may pass is checked on every call, not only the first.
+    def with_verdict(method: Any) -> Any:
+        return method(NOW, "a@contoso.com", tenant="contoso", verdict="clean")
+
+    def named_now(method: Any, *args: object) -> Any:
+        return method(*args, now=NOW, mail_from="a@contoso.com", tenant="contoso")
+
+    for _ in range(3):
+        assert with_verdict(engine.evaluate).tenant == "contoso"
+        with pytest.raises(TypeError, match="unexpected keyword argument 'verdict'"):
+            with_verdict(engine.check)
+        assert named_now(engine.check).tenant == "contoso"
+        with pytest.raises(TypeError, match="multiple values for argument 'now'"):
+            named_now(engine.check, NOW)
+        with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+            named_now(engine.check, NOW, "a@contoso.com", "x")
+
+
+def test_many_call_sites_map_their_keywords(engine: outguard.Engine) -> None:
+    # More call sites than the keyword maps kept, each with its names in another order,
+    # called in turn: every call reads its own names.
+    import itertools
+
+    fields = {"tenant": "'contoso'", "client_ip": "'198.51.100.9'", "recipients": "3", "forwarded": "True"}
+    sites = []
+    for order in itertools.permutations(fields):
+        src = ", ".join(f"{k}={fields[k]}" for k in order)
+        sites.append(eval(f"lambda e, now: e.check(now, 'a@contoso.com', {src})"))
+    want = engine.check(NOW, "a@contoso.com", tenant="contoso", client_ip="198.51.100.9", recipients=3, forwarded=True)
+    assert want.code is not None  # refused for the low-reputation address
+    for _ in range(3):
+        for f in sites:
+            assert f(engine, NOW).to_dict() == want.to_dict()
+    unlisted = "".join(["ten", "ant"])  # the same name, another str object: matched by text
+    for _ in range(3):
+        assert engine.check(NOW, "a@contoso.com", **{unlisted: "contoso"}).tenant == "contoso"
+
+
+def _decision_state(d: outguard.Decision) -> tuple[object, ...]:
+    return (d.to_dict(), repr(d), d.tenant, bool(d), [repr(e) for e in d.events])
+
+
+def test_decisions_held_are_never_changed(engine: outguard.Engine) -> None:
+    # Scalar calls refill a recent Decision nobody holds; one that is held, however it is
+    # held, keeps what it was made with.
+    calls: list[tuple[Any, dict[str, object]]] = [
+        (engine.check, {"mail_from": "a@contoso.com", "tenant": "contoso"}),
+        (engine.check, {"mail_from": "b@trial.example", "tenant": "trial"}),
+        (engine.check, {"mail_from": "c@lapsed.example", "tenant": "lapsed"}),
+        (engine.check, {"mail_from": "a@contoso.com", "auth_user": "a@contoso.com"}),
+        (engine.check, {"mail_from": "x@nowhere.example"}),
+        (engine.check, {"mail_from": "not an address"}),
+        (engine.check, {"mail_from": "a@contoso.com", "tenant": "contoso", "client_ip": "198.51.100.9"}),
+        (engine.evaluate, {"mail_from": "a@unknown.example", "tenant": "contoso", "verdict": "spam"}),
+    ]
+    held: list[tuple[outguard.Decision, tuple[object, ...]]] = []
+    holders: dict[str, outguard.Decision] = {}
+    for i in range(3000):
+        method, kw = calls[i % len(calls)]
+        d = method(NOW + i // 100, **kw)
+        if i % 7 == 0 or d.events:
+            held.append((d, _decision_state(d)))
+        elif i % 11 == 0:
+            holders[f"k{i % 3}"] = d  # held a while, then let go
+        del d
+    for d, state in held:
+        assert _decision_state(d) == state
+    assert any(d.events for d, _ in held)
+
+
+def test_decisions_take_no_weak_references(engine: outguard.Engine) -> None:
+    # Reusing a decision nobody references is invisible only while nothing can refer to it
+    # without a reference count: a weak reference would see it refilled.
+    import weakref
+
+    with pytest.raises(TypeError):
+        weakref.ref(engine.check(NOW, "a@contoso.com", tenant="contoso"))
+
+
+def test_decisions_found_by_the_gc_are_not_reused(engine: outguard.Engine) -> None:
+    engine.check(NOW, "a@contoso.com", tenant="contoso")
+    found = [o for o in gc.get_objects() if type(o) is outguard.Decision]
+    states = [_decision_state(d) for d in found]
+    for _ in range(100):
+        engine.check(NOW, "b@trial.example", tenant="trial")
+    assert [_decision_state(d) for d in found] == states
+
+
+def test_decisions_dropped_are_not_kept(engine: outguard.Engine) -> None:
+    from outguard import _outguard
+
+    assert _outguard._decisions_reused is getattr(sys, "_is_gil_enabled", lambda: True)()
+
+    def live() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is outguard.Decision)
+
+    name = "".join(["con", "toso"])  # a str of its own, held by the decisions made with it
+    refs = sys.getrefcount(name)
+    before = live()
+    for i in range(3000):
+        d = engine.check(NOW, "a@contoso.com", tenant=name)
+        assert d.tenant is name
+        if i % 3 == 0:
+            d = engine.evaluate(NOW, "a@contoso.com", tenant=name)
+        engine.check(NOW, "b@trial.example", tenant="trial")
+    del d
+    # At most the pool's few decisions stay, and with them a few references to the tenant.
+    assert live() - before <= 4
+    assert sys.getrefcount(name) - refs <= 4
+    # Eight held at once: every pooled decision refilled or replaced.
+    flush = [engine.check(NOW, "b@trial.example", tenant="trial") for _ in range(8)]
+    assert sys.getrefcount(name) == refs
+    del flush
+
+
+def test_decisions_across_threads(engine: outguard.Engine) -> None:
+    import threading
+
+    tenants = {"contoso": "a@contoso.com", "trial": "b@trial.example", "lapsed": "c@lapsed.example"}
+    expected = {t: _decision_state(engine.check(NOW, m, tenant=t)) for t, m in tenants.items()}
+    failures: list[str] = []
+
+    def work(t: str) -> None:
+        kept = []
+        for i in range(3000):
+            d = engine.check(NOW, tenants[t], tenant=t)
+            if i % 5 == 0:
+                kept.append(d)
+        for d in kept[-50:]:
+            if _decision_state(d) != expected[t]:
+                failures.append(t)
+                return
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in tenants for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not failures
 
 
 def test_plain_and_converted_arguments_decide_alike(engine: outguard.Engine) -> None:
