@@ -1307,6 +1307,125 @@ domains = ["contoso.com"]
         }
     }
 
+    /// `og_engine_check` as the C documentation describes it, written out plainly: the fields
+    /// read in order (flags, address, sender, tenant, `auth_user`, `cert_domain`), the first
+    /// bad one giving the result, the address text parsed by the standard parser, every name
+    /// converted to A-labels before the check.
+    fn check_as_documented(h: &og_engine, m: &og_message) -> Result<og_decision, og_result> {
+        if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
+            return Err(og_result::InvalidParameter);
+        }
+        let b = m.client_addr.bytes;
+        let client_ip = match (ffi::opt_text(m.client_ip)?, m.client_addr.family) {
+            (None, OG_IP_NONE) => None,
+            (None, OG_IP_V4) => Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
+            (None, OG_IP_V6) => Some(IpAddr::from(b)),
+            (Some(s), OG_IP_NONE) => Some(s.parse().map_err(|_| og_result::InvalidIp)?),
+            _ => return Err(og_result::InvalidParameter),
+        };
+        let raw = Message {
+            mail_from: ffi::bytes(m.mail_from, m.mail_from_len)?,
+            tenant: ffi::opt_text(m.tenant)?,
+            client_ip,
+            auth_user: ffi::opt_text(m.auth_user)?,
+            cert_domain: ffi::opt_text(m.cert_domain)?,
+            forwarded: m.flags & OG_MESSAGE_FORWARDED != 0,
+            spf_pass: m.flags & OG_MESSAGE_SPF_PASS != 0,
+            dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
+            recipients: m.recipients,
+        };
+        let names = ascii_names(&raw);
+        let msg = with_ascii(raw, &names);
+        Ok(og_decision::from(&h.read().engine.check(NOW, &msg)))
+    }
+
+    /// Every combination of good, bad and absent fields gets the result, and the decision, of
+    /// [`check_as_documented`]: which error a bad message gets does not depend on the order in
+    /// which `og_engine_check` happens to read the fields.
+    #[test]
+    fn check_reads_messages_as_documented() {
+        let h = engine();
+        // NULL, then each string.
+        let strings = |v: &[&[u8]]| {
+            let owned: Vec<CString> = v
+                .iter()
+                .map(|&s| CString::new(s).expect("no NUL"))
+                .collect();
+            let mut ptrs = vec![ptr_null()];
+            ptrs.extend(owned.iter().map(|s| s.as_ptr()));
+            (owned, ptrs)
+        };
+        let (_ips, ips) = strings(&[b"203.0.113.5", b"2001:db8::1", b"203.0.113.05", b"\xff"]);
+        let (_t, tenants) = strings(&[b"contoso", "bücher".as_bytes(), b"nobody", b"\xff"]);
+        let (_a, auths) = strings(&[
+            b"alice@contoso.com",
+            "jürgen@bücher.example".as_bytes(),
+            b"\xff",
+        ]);
+        let (_c, certs) = strings(&["mail.bücher.example".as_bytes(), b"\xc3"]);
+        let senders: [&[u8]; 4] = [
+            b"alice@contoso.com",
+            "jürgen@bücher.example".as_bytes(),
+            b"not a sender",
+            b"",
+        ];
+        // Each sender, then NULL with a length of 0 and of 5.
+        let senders: Vec<(*const c_char, usize)> = senders
+            .iter()
+            .map(|s| (s.as_ptr().cast(), s.len()))
+            .chain([(ptr_null(), 0), (ptr_null(), 5)])
+            .collect();
+        let v4 = [203, 0, 113, 5, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9];
+        let v6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let addrs = [
+            (OG_IP_NONE, [0; 16]),
+            (OG_IP_V4, v4),
+            (OG_IP_V6, v6),
+            (5, v4),
+        ]
+        .map(|(family, bytes)| og_ip { family, bytes });
+        let flags = [0, OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS, 8];
+        let sizes = [
+            flags.len(),
+            ips.len(),
+            addrs.len(),
+            senders.len(),
+            tenants.len(),
+            auths.len(),
+            certs.len(),
+        ];
+        let total: usize = sizes.iter().product();
+        for n in 0..total {
+            // The n-th combination, one digit per field.
+            let mut rest = n;
+            let [f, ip, addr, from, tenant, auth, cert] = sizes.map(|size| {
+                let digit = rest % size;
+                rest /= size;
+                digit
+            });
+            let m = og_message {
+                mail_from: senders[from].0,
+                mail_from_len: senders[from].1,
+                tenant: tenants[tenant],
+                auth_user: auths[auth],
+                cert_domain: certs[cert],
+                client_ip: ips[ip],
+                flags: flags[f],
+                recipients: 2,
+                client_addr: addrs[addr],
+            };
+            let mut got = UNWRITTEN;
+            let r = og_engine_check(&h, NOW, &m, &mut got);
+            let got = (r == og_result::Ok).then(|| format!("{got:?}"));
+            let want = match check_as_documented(&h, &m) {
+                Ok(d) => (og_result::Ok, Some(format!("{d:?}"))),
+                Err(e) => (e, None),
+            };
+            assert_eq!((r, got), want, "{m:?}");
+        }
+        assert_eq!(total, 3 * 5 * 4 * 6 * 5 * 4 * 3);
+    }
+
     fn ptr_null() -> *const c_char {
         core::ptr::null()
     }
