@@ -94,19 +94,33 @@ impl EventSink {
 
 /// Runs `f` on the core's view of a C message (borrowed; no allocation) and whether its
 /// `auth_user` and `cert_domain` are ASCII (else they may need converting to A-labels).
-/// Inlined, with the `Message` built in place and lent to `f`: returned through memory, the
-/// ~90-byte `Message` was copied on every call, which cost more than the conversion.
 #[inline(always)]
 fn with_raw_message<'a, R>(
     m: &'a og_message,
     f: impl FnOnce(&Message<'a>, bool) -> Result<R, og_result>,
 ) -> Result<R, og_result> {
+    let mut msg = Message::default();
+    let names_ascii = read_message(m, &mut msg)?;
+    f(&msg, names_ascii)
+}
+
+/// Fills every field of `msg` with the core's view of a C message (borrowed; no allocation);
+/// returns whether its `auth_user` and `cert_domain` are ASCII (else they may need converting
+/// to A-labels). Errors in this order: flags, address, sender, tenant, `auth_user`,
+/// `cert_domain`.
+///
+/// Inlined, with the caller's `Message` filled in place (returned through memory, the
+/// ~90-byte `Message` was copied on every call), and each field stored as soon as it is known
+/// rather than kept in registers across the `strlen` calls. The binary address is looked at
+/// before the text one, and `auth_user` and `cert_domain` are read out of line: the hot path
+/// (binary address, no names) pays one test for each of those, and its frame does not carry
+/// the registers their code needs.
+#[inline(always)]
+fn read_message<'a>(m: &'a og_message, msg: &mut Message<'a>) -> Result<bool, og_result> {
     if m.flags & !(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS) != 0 {
         return Err(og_result::InvalidParameter);
     }
-    // Each field is stored into `msg` as soon as it is known (in the order that decides which
-    // error a bad message gets), rather than kept in registers across the `strlen` calls.
-    let mut msg = Message {
+    *msg = Message {
         mail_from: &[],
         tenant: None,
         client_ip: None,
@@ -117,25 +131,47 @@ fn with_raw_message<'a, R>(
         dkim_pass: m.flags & OG_MESSAGE_DKIM_PASS != 0,
         recipients: m.recipients,
     };
-    msg.client_ip = match (ffi::opt_text_ascii(m.client_ip)?.0, m.client_addr.family) {
-        (None, OG_IP_NONE) => None,
-        (None, OG_IP_V4) => {
-            let b = &m.client_addr.bytes;
-            Some(IpAddr::from([b[0], b[1], b[2], b[3]]))
+    if m.client_ip.is_null() {
+        let b = &m.client_addr.bytes;
+        match m.client_addr.family {
+            OG_IP_NONE => {}
+            OG_IP_V4 => msg.client_ip = Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
+            OG_IP_V6 => msg.client_ip = Some(IpAddr::from(*b)),
+            _ => return Err(og_result::InvalidParameter),
         }
-        (None, OG_IP_V6) => Some(IpAddr::from(m.client_addr.bytes)),
-        (Some(s), OG_IP_NONE) => {
-            Some(outguard::cidr::parse_ip(s.as_bytes()).ok_or(og_result::InvalidIp)?)
-        }
-        _ => return Err(og_result::InvalidParameter),
-    };
+    } else {
+        client_ip_text(m, msg)?;
+    }
     msg.mail_from = ffi::bytes(m.mail_from, m.mail_from_len)?;
     msg.tenant = ffi::opt_text_ascii(m.tenant)?.0;
+    if m.auth_user.is_null() && m.cert_domain.is_null() {
+        Ok(true)
+    } else {
+        names(m, msg)
+    }
+}
+
+/// Stores the client address given as text (`client_ip`) into `msg`; an error when
+/// `client_addr` gives one in binary too.
+#[inline(always)]
+fn client_ip_text(m: &og_message, msg: &mut Message<'_>) -> Result<(), og_result> {
+    let s = ffi::opt_text_ascii(m.client_ip)?.0.unwrap_or_default();
+    if m.client_addr.family != OG_IP_NONE {
+        return Err(og_result::InvalidParameter);
+    }
+    msg.client_ip = outguard::cidr::parse_ip(s.as_bytes());
+    msg.client_ip.map(drop).ok_or(og_result::InvalidIp)
+}
+
+/// Stores a message's `auth_user` and `cert_domain` into `msg`; whether both are ASCII. Out of
+/// line (see [`read_message`]).
+#[inline(never)]
+fn names<'a>(m: &'a og_message, msg: &mut Message<'a>) -> Result<bool, og_result> {
     let auth_ascii;
     (msg.auth_user, auth_ascii) = ffi::opt_text_ascii(m.auth_user)?;
     let cert_ascii;
     (msg.cert_domain, cert_ascii) = ffi::opt_text_ascii(m.cert_domain)?;
-    f(&msg, auth_ascii && cert_ascii)
+    Ok(auth_ascii && cert_ascii)
 }
 
 /// Runs `f` on the core's view of a C message with its U-labels turned into A-labels (the core
@@ -170,7 +206,8 @@ pub(crate) fn with_message<R>(
 /// `check_decides_as_the_eager_conversion` holds this to the eager path.
 ///
 /// The decision is written to `out` from where the core returned it (not returned again
-/// through memory).
+/// through memory). The message is filled here rather than through [`with_raw_message`]: the
+/// compiler left that closure, this large, out of line. Both conversions are cold.
 #[inline(always)]
 fn check_message(
     h: &og_engine,
@@ -178,18 +215,30 @@ fn check_message(
     m: &og_message,
     out: Out<og_decision>,
 ) -> Result<(), og_result> {
-    with_raw_message(m, |raw, names_ascii| {
-        if names_ascii {
-            let d = h.read().engine.check(now, raw);
-            if d.reason != Some(Reason::InvalidSender) || raw.mail_from.is_ascii() {
-                out.write(og_decision::from(&d));
-                return Ok(());
-            }
-        }
-        with_converted(*raw, |msg| {
-            out.write(og_decision::from(&h.read().engine.check(now, msg)));
-            Ok(())
-        })
+    let mut raw = Message::default();
+    if !read_message(m, &mut raw)? {
+        return check_converted(h, now, &raw, out);
+    }
+    let d = h.read().engine.check(now, &raw);
+    if d.reason == Some(Reason::InvalidSender) && !raw.mail_from.is_ascii() {
+        return check_converted(h, now, &raw, out);
+    }
+    out.write(og_decision::from(&d));
+    Ok(())
+}
+
+/// [`check_message`] for a message whose names may need converting to A-labels.
+#[cold]
+#[inline(never)]
+fn check_converted(
+    h: &og_engine,
+    now: u64,
+    raw: &Message<'_>,
+    out: Out<og_decision>,
+) -> Result<(), og_result> {
+    with_converted(*raw, |msg| {
+        out.write(og_decision::from(&h.read().engine.check(now, msg)));
+        Ok(())
     })
 }
 
