@@ -37,13 +37,39 @@ fn hash_or(seed: u64, bytes: &[u8], or: u8) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        for (o, &b) in w.iter_mut().zip(rest) {
-            *o = b | or;
-        }
-        h = fold_mul(h ^ u64::from_le_bytes(w), K0);
+        // The last 1..=7 bytes as a little-endian word padded with zeros, `or` set in each.
+        let n = rest.len();
+        let pad = 8 * (8 - n) as u32;
+        let w = if bytes.len() >= 8 {
+            // One read of the last 8 bytes (overlapping the previous chunk), shifted down.
+            word(&bytes[bytes.len() - 8..]) >> pad
+        } else if n >= 4 {
+            // Two 4-byte reads that overlap when `n < 8`; the shared bytes are equal.
+            half(&rest[..4]) | half(&rest[n - 4..]) << (8 * (n - 4))
+        } else {
+            rest[0] as u64
+                | (rest[n / 2] as u64) << (8 * (n / 2))
+                | (rest[n - 1] as u64) << (8 * (n - 1))
+        };
+        h = fold_mul(h ^ (w | or_word >> pad), K0);
     }
     fold_mul(h, K1)
+}
+
+/// Eight bytes as a little-endian word.
+#[inline(always)]
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_le_bytes(w)
+}
+
+/// Four bytes as a little-endian word.
+#[inline(always)]
+fn half(b: &[u8]) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(b);
+    u32::from_le_bytes(w) as u64
 }
 
 /// Whether a stored (lower-case) domain equals a validated one in any case.
@@ -69,4 +95,73 @@ pub fn reduce(h: u64, n: usize) -> usize {
 /// A 64-bit checksum over bytes (for snapshots): not cryptographic, catches corruption.
 pub fn checksum(bytes: &[u8]) -> u64 {
     hash_bytes(0x6f75_7467_7561_7264, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash as first written: the tail copied byte by byte into a zeroed word. Table
+    /// layouts in policy images and state files depend on these values never changing.
+    fn reference(seed: u64, bytes: &[u8], or: u8) -> u64 {
+        let mut h = seed ^ K0 ^ (bytes.len() as u64).wrapping_mul(K1);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            for (o, &b) in w.iter_mut().zip(c) {
+                *o = b | or;
+            }
+            h = fold_mul(h ^ u64::from_le_bytes(w), K1);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            for (o, &b) in w.iter_mut().zip(rest) {
+                *o = b | or;
+            }
+            h = fold_mul(h ^ u64::from_le_bytes(w), K0);
+        }
+        fold_mul(h, K1)
+    }
+
+    /// Computed apart from this code, from the algorithm's description.
+    const PIN: [u64; 3] = [
+        0x188f_0a29_0e28_f665,
+        0x1f40_58e8_498c_68f1,
+        0x1087_bfd0_bde6_c3f3,
+    ];
+
+    #[test]
+    fn hash_values_never_change() {
+        // Every length up to 40 at every offset of a buffer of distinct, high-bit bytes.
+        let buf: [u8; 48] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+        for len in 0..=40 {
+            for off in 0..=(buf.len() - len) {
+                let b = &buf[off..off + len];
+                for seed in [0, 1, 0x6f75_7467_7561_7264] {
+                    assert_eq!(hash_bytes(seed, b), reference(seed, b, 0), "{len} {off}");
+                    assert_eq!(
+                        hash_domain(seed, b),
+                        reference(seed, b, 0x20),
+                        "{len} {off}"
+                    );
+                }
+            }
+        }
+        // Values pinned from the first format (a tenant id, a domain, a checksum input).
+        for (got, want) in [
+            (hash_bytes(7, b"tenant-0000000"), PIN[0]),
+            (hash_domain(7, b"Mail.Contoso.COM"), PIN[1]),
+            (checksum(b"outguard"), PIN[2]),
+        ] {
+            assert_eq!(got, want);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hash_matches_the_reference(seed: u64, bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100), or in proptest::sample::select(&[0u8, 0x20][..])) {
+            proptest::prop_assert_eq!(hash_or(seed, &bytes, or), reference(seed, &bytes, or));
+        }
+    }
 }
