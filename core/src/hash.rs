@@ -75,7 +75,17 @@ fn half(b: &[u8]) -> u64 {
 /// Whether a stored (lower-case) domain equals a validated one in any case.
 #[inline]
 pub fn eq_domain(stored: &[u8], query: &[u8]) -> bool {
-    stored.len() == query.len() && stored.iter().zip(query).all(|(&s, &q)| s == q | 0x20)
+    const OR: u64 = 0x2020_2020_2020_2020;
+    let n = stored.len();
+    if n != query.len() {
+        return false;
+    }
+    if n < 8 {
+        return stored.iter().zip(query).all(|(&s, &q)| s == q | 0x20);
+    }
+    // Eight bytes at a time; the last word overlaps the one before it when `n % 8 != 0`.
+    let same = |i: usize| word(&stored[i..i + 8]) == word(&query[i..i + 8]) | OR;
+    (0..n / 8).all(|k| same(8 * k)) && same(n - 8)
 }
 
 /// Hashes a 128-bit key with two extra small words.
@@ -99,6 +109,7 @@ pub fn checksum(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     /// The hash as first written: the tail copied byte by byte into a zeroed word. Table
@@ -155,6 +166,49 @@ mod tests {
             (checksum(b"outguard"), PIN[2]),
         ] {
             assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn eq_domain_compares_every_byte() {
+        let reference = |s: &[u8], q: &[u8]| {
+            s.len() == q.len() && s.iter().zip(q).all(|(&a, &b)| a == b | 0x20)
+        };
+        let stored: [u8; 40] = core::array::from_fn(|i| b'a' + (i % 26) as u8);
+        for len in 0..=stored.len() {
+            let s = &stored[..len];
+            let mut q = [0u8; 40];
+            q[..len].copy_from_slice(s);
+            assert!(eq_domain(s, &q[..len]));
+            // Upper case anywhere matches; any other change at any position does not.
+            for i in 0..len {
+                for (c, want) in [
+                    (s[i] & !0x20, true),
+                    (s[i] ^ 0x01, false),
+                    (s[i] ^ 0x80, false),
+                ] {
+                    q[i] = c;
+                    assert_eq!(eq_domain(s, &q[..len]), want, "{len} {i}");
+                    assert_eq!(reference(s, &q[..len]), want);
+                    q[i] = s[i];
+                }
+            }
+            assert!(len == 0 || !eq_domain(s, &q[..len - 1]));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn eq_domain_matches_the_reference(s in proptest::collection::vec(proptest::sample::select(&b"aAbB.-0"[..]), 0..40), flip: proptest::sample::Index) {
+            let q: std::vec::Vec<u8> = s.iter().map(|c| c & !0x20).collect();
+            let lower: std::vec::Vec<u8> = s.iter().map(|c| c | 0x20).collect();
+            proptest::prop_assert!(eq_domain(&lower, &q));
+            let mut r = lower.clone();
+            if !r.is_empty() {
+                let i = flip.index(r.len());
+                r[i] ^= 0x02;
+                proptest::prop_assert!(!eq_domain(&r, &q));
+            }
         }
     }
 
