@@ -230,36 +230,42 @@ fn check_local_part(local: &[u8]) -> Result<(), Error> {
     if local.is_empty() {
         return Err(Error::InvalidAddress);
     }
-    if !local.contains(&b'"') {
-        // The common case: one table lookup a byte.
-        if !local.iter().all(|&b| LOCAL[b as usize]) {
+    // The common case: one table lookup a byte (the table has no quote, so no quotes).
+    if !local.iter().all(|&b| LOCAL[b as usize]) {
+        if !local.contains(&b'"') {
             return Err(Error::InvalidAddress);
         }
-    } else {
-        let mut in_quotes = false;
-        let mut escaped = false;
-        for &b in local {
-            if escaped {
-                escaped = false;
-                if b < 0x20 || b == 0x7f {
-                    return Err(Error::InvalidAddress);
-                }
-                continue;
-            }
-            match b {
-                0..=0x1f | 0x7f => return Err(Error::InvalidAddress),
-                b'"' => in_quotes = !in_quotes,
-                b'\\' if in_quotes => escaped = true,
-                _ if in_quotes => {}
-                _ if LOCAL[b as usize] => {}
-                _ => return Err(Error::InvalidAddress),
-            }
-        }
-        if in_quotes || escaped {
-            return Err(Error::InvalidAddress);
-        }
+        check_quoted(local)?;
     }
     if !local.is_ascii() && core::str::from_utf8(local).is_err() {
+        return Err(Error::InvalidAddress);
+    }
+    Ok(())
+}
+
+/// A local part with quotes: atext outside them; inside, anything printable with `\`
+/// escapes; no control characters.
+fn check_quoted(local: &[u8]) -> Result<(), Error> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for &b in local {
+        if escaped {
+            escaped = false;
+            if b < 0x20 || b == 0x7f {
+                return Err(Error::InvalidAddress);
+            }
+            continue;
+        }
+        match b {
+            0..=0x1f | 0x7f => return Err(Error::InvalidAddress),
+            b'"' => in_quotes = !in_quotes,
+            b'\\' if in_quotes => escaped = true,
+            _ if in_quotes => {}
+            _ if LOCAL[b as usize] => {}
+            _ => return Err(Error::InvalidAddress),
+        }
+    }
+    if in_quotes || escaped {
         return Err(Error::InvalidAddress);
     }
     Ok(())
