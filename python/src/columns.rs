@@ -684,11 +684,15 @@ impl Columns {
     pub fn prepare(&self, verdicts: bool) -> PyResult<Prepared> {
         let n = self.n;
         let ip = |i: usize, v: Option<&[u8]>| -> PyResult<Option<IpAddr>> {
-            let Some(b) = v else { return Ok(None) };
-            let s = utf8("client_ip", i, b)?;
-            if s.is_empty() {
+            let Some(b) = v.filter(|b| !b.is_empty()) else {
                 return Ok(None);
+            };
+            // The common case, an address alone: parsed from the bytes (an address parses
+            // only from ASCII text, so it needs no UTF-8 check of its own).
+            if let Some(ip) = outguard::cidr::parse_ip(b.trim_ascii()) {
+                return Ok(Some(ip));
             }
+            let s = utf8("client_ip", i, b)?;
             outguard::cidr::parse_ip(s.trim().as_bytes())
                 .map(Some)
                 .ok_or_else(|| at("client_ip", i, format!("invalid IP address {s:?}")))
@@ -699,11 +703,22 @@ impl Columns {
             Text::One(_) if n == 0 => Many::One(None),
             Text::One(v) => Many::One(ip(0, v.as_deref())?),
             t => {
-                let mut ips = Vec::with_capacity(n);
-                t.each("client_ip", n, |i, v| {
-                    ips.push(ip(i, v)?);
-                    Ok(())
-                })?;
+                // Values laid out one after another are sliced straight from their buffer
+                // (`bytes_in`); the first error (in index order) refuses the batch.
+                let mut ips = vec![None; n];
+                let mut err = None;
+                let read = t.view()?.bytes_in("client_ip", 0..n, |i, v| {
+                    if err.is_none() {
+                        match ip(i, v) {
+                            Ok(x) => ips[i] = x,
+                            Err(e) => err = Some(e),
+                        }
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e);
+                }
+                read?;
                 Many::Each(ips)
             }
         };

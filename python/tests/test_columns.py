@@ -342,6 +342,14 @@ def test_batch_errors_name_the_value_in_a_later_group(primed: outguard.Engine) -
     with pytest.raises(ValueError, match=r'^client_ip\[0\]: invalid IP address "nope"$'):
         primed.check_batch(times, senders, client_ip="nope")
     assert len(primed.check_batch([], [], client_ip="nope")) == 0
+    # Addresses with white space around them (ASCII or not) read as the addresses.
+    padded = [" 203.0.113.5\t", "\u00a0198.51.100.9\u2003", "2001:db8::1", ""]
+    plain = ["203.0.113.5", "198.51.100.9", "2001:db8::1", None]
+    for col in (padded, np.array(padded), pa.array(padded)):
+        got = primed.check_batch([NOW] * 4, ["a@contoso.com"] * 4, tenant="contoso", client_ip=col)
+        want = primed.check_batch([NOW] * 4, ["a@contoso.com"] * 4, tenant="contoso", client_ip=plain)
+        assert got.to_dict() == want.to_dict()
+        assert got.code[1] is not None  # the low-reputation range
 
 
 CALL_CHECKS = """
