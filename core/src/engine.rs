@@ -19,6 +19,8 @@ const SEED_CONNECTOR: u64 = 0x636f_6e6e_6563;
 /// Every name in the arena is preceded by its length (1 byte) and its owner (4 bytes: kind in
 /// the top 2 bits, table index below), so the arena can be compacted in place.
 const NAME_HEADER: usize = 5;
+/// Messages decided together by the batch calls (each group's lookups touched first).
+const GROUP: usize = 16;
 const OWNER_INDEX: u32 = (1 << 30) - 1;
 const OWNER_TENANT: u32 = 0;
 const OWNER_DOMAIN: u32 = 1;
@@ -1709,6 +1711,8 @@ impl<S: Storage> Engine<S> {
     /// message than single calls on large tables: each group of messages first touches the
     /// slots its lookups will need (tenant index, domain, low-reputation probes, then tenant
     /// records and counters), so their cache misses overlap instead of following one another.
+    /// A caller that builds its messages as it goes (from columns, say) can use
+    /// [`Engine::check_batch_with`] instead, which needs no buffer of messages or decisions.
     pub fn check_batch(&self, now: u64, msgs: &[Message<'_>], out: &mut [Decision]) -> usize {
         self.check_groups(|_| now, msgs, out)
     }
@@ -1720,41 +1724,86 @@ impl<S: Storage> Engine<S> {
         self.check_groups(|i| now[i], &msgs[..n], out)
     }
 
+    /// Decides `n` messages like [`Engine::check_batch_at`], with the caller building them
+    /// and taking their decisions, so neither needs a buffer of the caller's: the messages
+    /// are held a group at a time (16) on the stack.
+    ///
+    /// For each group, `fill(start, now, msgs)` sets the times and messages
+    /// `start..start + msgs.len()` (`now[k]`, `msgs[k]` for message `start + k`); then the group
+    /// is decided and `write(i, &decision)` is called for each message `i` of it, in order.
+    /// The slices keep what the previous `fill` left in them (before the first: time 0 and
+    /// `template`), so fields that are the same for every message (given by `template`, or
+    /// set by the first `fill`) need not be set again.
+    ///
+    /// A `fill` that returns an error stops the batch: the error is returned, and only the
+    /// messages of the earlier groups were decided (and written). Otherwise returns `n`.
+    pub fn check_batch_with<'m, E>(
+        &self,
+        n: usize,
+        template: Message<'m>,
+        mut fill: impl FnMut(usize, &mut [u64], &mut [Message<'m>]) -> Result<(), E>,
+        mut write: impl FnMut(usize, &Decision),
+    ) -> Result<usize, E> {
+        let v = self.view();
+        let mut now = [0u64; GROUP];
+        let mut msgs = [template; GROUP];
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(GROUP);
+            fill(start, &mut now[..len], &mut msgs[..len])?;
+            self.decide_group(&v, |k| now[k], &msgs[..len], |k, d| write(start + k, &d));
+            start += len;
+        }
+        Ok(n)
+    }
+
     fn check_groups(
         &self,
         now: impl Fn(usize) -> u64,
         msgs: &[Message<'_>],
         out: &mut [Decision],
     ) -> usize {
-        const GROUP: usize = 16;
         let n = msgs.len().min(out.len());
         let v = self.view();
-        let mut start = 0;
-        while start < n {
-            let end = (start + GROUP).min(n);
-            let mut sink = 0u64;
-            // Stage 1: the first slot of every hash lookup (parsing each sender once).
-            let mut senders = [Ok(Sender::Null); GROUP];
-            for (s, m) in senders.iter_mut().zip(&msgs[start..end]) {
-                *s = parse_sender(m.mail_from);
-                sink ^= v.touch_first(m, *s);
-            }
-            // Stage 2: what those slots point at.
-            for m in &msgs[start..end] {
-                sink ^= v.touch_second(m, &self.cap);
-            }
-            core::hint::black_box(sink);
-            for (i, ((d, m), s)) in out[start..end]
-                .iter_mut()
-                .zip(&msgs[start..end])
-                .zip(senders)
-                .enumerate()
-            {
-                *d = self.decide(&v, now(start + i), m, s);
-            }
-            start = end;
+        for (g, (msgs, out)) in msgs[..n]
+            .chunks(GROUP)
+            .zip(out[..n].chunks_mut(GROUP))
+            .enumerate()
+        {
+            let start = g * GROUP;
+            self.decide_group(&v, |k| now(start + k), msgs, |k, d| out[k] = d);
         }
         n
+    }
+
+    /// Decides a group of at most [`GROUP`] messages, `msgs[k]` at `now(k)`, passing each
+    /// decision to `write(k, ..)`: first every lookup's first slot is touched (parsing each
+    /// sender once), then what those slots point at, so that the group's cache misses overlap;
+    /// then each message is decided.
+    #[inline(always)]
+    fn decide_group(
+        &self,
+        v: &View<'_>,
+        now: impl Fn(usize) -> u64,
+        msgs: &[Message<'_>],
+        mut write: impl FnMut(usize, Decision),
+    ) {
+        let msgs = &msgs[..msgs.len().min(GROUP)];
+        let mut sink = 0u64;
+        // Stage 1: the first slot of every hash lookup.
+        let mut senders = [Ok(Sender::Null); GROUP];
+        for (s, m) in senders.iter_mut().zip(msgs) {
+            *s = parse_sender(m.mail_from);
+            sink ^= v.touch_first(m, *s);
+        }
+        // Stage 2: what those slots point at.
+        for m in msgs {
+            sink ^= v.touch_second(m, &self.cap);
+        }
+        core::hint::black_box(sink);
+        for (k, (m, s)) in msgs.iter().zip(&senders).enumerate() {
+            write(k, self.decide(v, now(k), m, *s));
+        }
     }
 
     /// Decides one message. Counts nothing.

@@ -122,3 +122,113 @@ fn check_batch_decides_like_check() {
     assert_eq!(e.check_batch_at(&times[..7], &msgs, &mut out), 7);
     assert_eq!(e.check_batch_at(&times, &msgs[..3], &mut out), 3);
 }
+
+#[test]
+fn check_batch_with_decides_like_check() {
+    let mut e = engine();
+    let now = 1_790_000_000;
+    e.add_low_reputation(Cidr::parse("192.0.2.0/24").unwrap())
+        .unwrap();
+    let senders = [
+        "a@contoso.com",
+        "x@evil.example",
+        "",
+        "bad address",
+        "b@mail.contoso.com",
+    ];
+    let tenants = [Some("contoso"), None, Some("nobody")];
+    let ips = [None, Some("192.0.2.7"), Some("2001:db8::1")];
+    let msgs: Vec<Message> = (0..70)
+        .map(|i| Message {
+            tenant: tenants[i % 3],
+            client_ip: ips[i % 3].map(|x| x.parse().unwrap()),
+            recipients: i as u32,
+            spf_pass: i % 2 == 0,
+            ..Message::new(senders[i % senders.len()])
+        })
+        .collect();
+    for k in 0..3 {
+        e.evaluate(now + k, &msgs[6], Verdict::Clean); // contoso, x@evil.example
+    }
+    let times: Vec<u64> = (0..msgs.len() as u64)
+        .map(|i| now + 10 + i * 2_000)
+        .collect();
+
+    // Every field set by `fill`, across groups (70: four full groups and a short one).
+    for n in [0, 1, 15, 16, 17, 70] {
+        let mut got = Vec::new();
+        let mut starts = Vec::new();
+        let r = e.check_batch_with(
+            n,
+            Message::default(),
+            |start, t, m| {
+                starts.push((start, m.len()));
+                t.copy_from_slice(&times[start..start + t.len()]);
+                m.copy_from_slice(&msgs[start..start + m.len()]);
+                Ok::<(), ()>(())
+            },
+            |i, d| got.push((i, *d)),
+        );
+        assert_eq!(r, Ok(n));
+        assert_eq!(got.len(), n);
+        for (k, (i, d)) in got.iter().enumerate() {
+            assert_eq!(*i, k);
+            assert_eq!(*d, e.check(times[k], &msgs[k]), "message {k} of {n}");
+        }
+        let mut out = vec![e.check(now, &msgs[0]); n];
+        assert_eq!(e.check_batch_at(&times[..n], &msgs[..n], &mut out), n);
+        assert!(got.iter().map(|(_, d)| *d).eq(out));
+        assert!(starts
+            .iter()
+            .all(|&(s, l)| s % 16 == 0 && l == 16.min(n - s)));
+    }
+
+    // Fields the same for every message: given once by the template, kept across groups.
+    let template = Message {
+        tenant: Some("contoso"),
+        client_ip: Some("192.0.2.9".parse().unwrap()),
+        ..Message::new("")
+    };
+    let mut got = Vec::new();
+    e.check_batch_with(
+        40,
+        template,
+        |start, t, m| {
+            for (k, (t, m)) in t.iter_mut().zip(m).enumerate() {
+                *t = times[start + k];
+                m.mail_from = senders[(start + k) % senders.len()].as_bytes();
+            }
+            Ok::<(), ()>(())
+        },
+        |_, d| got.push(*d),
+    )
+    .unwrap();
+    for (i, d) in got.iter().enumerate() {
+        let m = Message {
+            mail_from: senders[i % senders.len()].as_bytes(),
+            ..template
+        };
+        assert_eq!(*d, e.check(times[i], &m), "message {i}");
+    }
+    assert!(got
+        .iter()
+        .any(|d| d.reason == Some(Reason::LowReputationIp)));
+
+    // An error from `fill` stops the batch: only the groups before it were decided.
+    let mut written = 0;
+    let r = e.check_batch_with(
+        70,
+        Message::default(),
+        |start, t, m| {
+            if start >= 32 {
+                return Err(start);
+            }
+            t.copy_from_slice(&times[start..start + t.len()]);
+            m.copy_from_slice(&msgs[start..start + m.len()]);
+            Ok(())
+        },
+        |_, _| written += 1,
+    );
+    assert_eq!(r, Err(32));
+    assert_eq!(written, 32);
+}

@@ -186,6 +186,12 @@ impl Text {
         if !self.raw_text() {
             return Ok(Vec::new());
         }
+        if let Text::Owned { data, .. } = self {
+            // The common case: all of it ASCII, checked in one pass.
+            if data.is_ascii() {
+                return Ok(Vec::new());
+            }
+        }
         if let Text::Arrow { chunks, .. } = self {
             // The common case: all of it ASCII, checked a buffer at a time.
             let ascii = chunks.iter().all(|c| {
@@ -333,13 +339,6 @@ impl<T: Copy> Many<T> {
             Many::Each(v) => Some(v.len()),
         }
     }
-    #[inline]
-    pub fn get(&self, i: usize) -> T {
-        match self {
-            Many::One(v) => *v,
-            Many::Each(v) => v[i],
-        }
-    }
 }
 
 /// A numeric value read in place: what it was, or a missing value.
@@ -457,7 +456,7 @@ fn numbers<'py, T: Copy>(
     obj: &Bound<'py, PyAny>,
     what: &str,
     one: impl Fn(&Bound<'py, PyAny>) -> PyResult<T>,
-    num: impl Fn(Num) -> Result<T, String>,
+    num: impl Fn(Num) -> Result<T, String> + Copy,
     from_ints: bool,
 ) -> PyResult<Many<T>> {
     let py = obj.py();
@@ -465,13 +464,13 @@ fn numbers<'py, T: Copy>(
         return Ok(Many::One(one(obj).map_err(|e| relabel(py, what, 0, e))?));
     }
     match fast(obj, what)? {
-        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, &num).map(Many::Each),
+        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num).map(Many::Each),
         Some(Fast::Nd(v)) => {
             return match v {
-                NdValues::Ints(v) => each_num(what, v.into_iter().map(Num::Int), &num),
-                NdValues::UInts(v) => each_num(what, v.into_iter().map(Num::UInt), &num),
-                NdValues::Floats(v) => each_num(what, v.into_iter().map(Num::Float), &num),
-                NdValues::Bools(v) => each_num(what, v.into_iter().map(Num::Bool), &num),
+                NdValues::Ints(v) => each_num(what, v.into_iter().map(Num::Int), num),
+                NdValues::UInts(v) => each_num(what, v.into_iter().map(Num::UInt), num),
+                NdValues::Floats(v) => each_num(what, v.into_iter().map(Num::Float), num),
+                NdValues::Bools(v) => each_num(what, v.into_iter().map(Num::Bool), num),
                 NdValues::Strings { .. } => Err(PyTypeError::new_err(format!(
                     "{what}: expected numbers, got a string array"
                 ))),
@@ -484,7 +483,7 @@ fn numbers<'py, T: Copy>(
             let no_bools = list.iter().all(|o| !o.is_instance_of::<PyBool>());
             if no_bools {
                 if let Some(v) = int_list(list, "q") {
-                    return each_num(what, v.into_iter().map(Num::Int), &num);
+                    return each_num(what, v.into_iter().map(Num::Int), num);
                 }
             }
         }
@@ -497,25 +496,80 @@ fn numbers<'py, T: Copy>(
         .map(Many::Each)
 }
 
+/// A time read in place as the `now` column takes it: the common cases inlined into the
+/// loops that read columns (it runs once per value), the others a call.
+#[inline(always)]
+fn time_of(x: Num) -> Result<u64, String> {
+    match x {
+        Num::Int(v) if v >= 0 => Ok(v as u64),
+        Num::UInt(v) => Ok(v),
+        x => other_time(x),
+    }
+}
+
+#[inline(never)]
+fn other_time(x: Num) -> Result<u64, String> {
+    match x {
+        Num::Int(v) if v >= 0 => Ok(v as u64),
+        Num::Int(v) => Err(format!("{v} is negative; Unix times start at 0")),
+        Num::UInt(v) => Ok(v),
+        Num::Float(f) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => Ok(f as u64),
+        Num::Float(f) => Err(format!(
+            "{f} is not a Unix time (seconds since 1970, not negative)"
+        )),
+        Num::Bool(_) => Err("expected Unix seconds, got a bool".into()),
+        Num::Missing => Err("missing time".into()),
+    }
+}
+
+/// A flag read in place (the common cases inlined).
+#[inline(always)]
+fn flag_of(x: Num) -> Result<bool, String> {
+    match x {
+        Num::Bool(b) => Ok(b),
+        Num::Missing | Num::Int(0) | Num::UInt(0) => Ok(false),
+        Num::Int(1) | Num::UInt(1) => Ok(true),
+        x => other_flag(x),
+    }
+}
+
+#[inline(never)]
+fn other_flag(x: Num) -> Result<bool, String> {
+    match x {
+        Num::Bool(b) => Ok(b),
+        Num::Missing | Num::Int(0) | Num::UInt(0) => Ok(false),
+        Num::Int(1) | Num::UInt(1) => Ok(true),
+        Num::Int(v) => Err(format!("expected a bool, got {v}")),
+        Num::UInt(v) => Err(format!("expected a bool, got {v}")),
+        Num::Float(f) => Err(format!("expected a bool, got {f}")),
+    }
+}
+
+/// A recipient count read in place (the common cases inlined).
+#[inline(always)]
+fn count_of(x: Num) -> Result<u32, String> {
+    match x {
+        Num::Int(v) if (0..=u32::MAX as i64).contains(&v) => Ok(v as u32),
+        Num::UInt(v) if v <= u32::MAX as u64 => Ok(v as u32),
+        x => other_count(x),
+    }
+}
+
+#[inline(never)]
+fn other_count(x: Num) -> Result<u32, String> {
+    let bad = |v: &dyn std::fmt::Display| format!("expected a count (0 ..= 4294967295), got {v}");
+    match x {
+        Num::Missing => Ok(1),
+        Num::Int(v) => u32::try_from(v).map_err(|_| bad(&v)),
+        Num::UInt(v) => u32::try_from(v).map_err(|_| bad(&v)),
+        Num::Bool(b) => Ok(b as u32),
+        Num::Float(f) => Err(bad(&f)),
+    }
+}
+
 /// The `now` column (required; one value per message).
 pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
-    let m = numbers(
-        obj,
-        "now",
-        |o| convert::time(o, "now"),
-        |x| match x {
-            Num::Int(v) if v >= 0 => Ok(v as u64),
-            Num::Int(v) => Err(format!("{v} is negative; Unix times start at 0")),
-            Num::UInt(v) => Ok(v),
-            Num::Float(f) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => Ok(f as u64),
-            Num::Float(f) => Err(format!(
-                "{f} is not a Unix time (seconds since 1970, not negative)"
-            )),
-            Num::Bool(_) => Err("expected Unix seconds, got a bool".into()),
-            Num::Missing => Err("missing time".into()),
-        },
-        true,
-    )?;
+    let m = numbers(obj, "now", |o| convert::time(o, "now"), time_of, true)?;
     match m {
         Many::Each(v) => Ok(v),
         Many::One(_) => Err(PyValueError::new_err(
@@ -529,20 +583,7 @@ pub fn flags(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Many<bool>>
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Many::One(false));
     };
-    numbers(
-        obj,
-        what,
-        |o| convert::flag(o, what),
-        |x| match x {
-            Num::Bool(b) => Ok(b),
-            Num::Missing | Num::Int(0) | Num::UInt(0) => Ok(false),
-            Num::Int(1) | Num::UInt(1) => Ok(true),
-            Num::Int(v) => Err(format!("expected a bool, got {v}")),
-            Num::UInt(v) => Err(format!("expected a bool, got {v}")),
-            Num::Float(f) => Err(format!("expected a bool, got {f}")),
-        },
-        false,
-    )
+    numbers(obj, what, |o| convert::flag(o, what), flag_of, false)
 }
 
 /// The recipients column (`None`: 1 for every message).
@@ -550,20 +591,7 @@ pub fn counts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Many<u32>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Many::One(1));
     };
-    let bad = |v: &dyn std::fmt::Display| format!("expected a count (0 ..= 4294967295), got {v}");
-    numbers(
-        obj,
-        "recipients",
-        convert::recipients,
-        |x| match x {
-            Num::Missing => Ok(1),
-            Num::Int(v) => u32::try_from(v).map_err(|_| bad(&v)),
-            Num::UInt(v) => u32::try_from(v).map_err(|_| bad(&v)),
-            Num::Bool(b) => Ok(b as u32),
-            Num::Float(f) => Err(bad(&f)),
-        },
-        true,
-    )
+    numbers(obj, "recipients", convert::recipients, count_of, true)
 }
 
 // --- Messages -----------------------------------------------------------------------------------
@@ -617,7 +645,7 @@ pub struct Prepared {
     mail_from: Vec<(usize, Vec<u8>)>,
     auth_user: Vec<(usize, Vec<u8>)>,
     cert_domain: Vec<(usize, Vec<u8>)>,
-    pub ips: Vec<Option<IpAddr>>,
+    pub ips: Many<Option<IpAddr>>,
     pub verdicts: Vec<Verdict>,
 }
 
@@ -655,27 +683,45 @@ impl Columns {
     /// Conversions (IDNA, IP addresses, verdicts); runs without the GIL.
     pub fn prepare(&self, verdicts: bool) -> PyResult<Prepared> {
         let n = self.n;
-        let mut ips = Vec::new();
-        if !matches!(self.client_ip, Text::Absent) {
-            ips.reserve(n);
-            self.client_ip.each("client_ip", n, |i, v| {
-                let ip = match v {
-                    None => None,
-                    Some(b) => {
-                        let s = utf8("client_ip", i, b)?;
-                        if s.is_empty() {
-                            None
-                        } else {
-                            Some(outguard::cidr::parse_ip(s.trim().as_bytes()).ok_or_else(
-                                || at("client_ip", i, format!("invalid IP address {s:?}")),
-                            )?)
+        let ip = |i: usize, v: Option<&[u8]>| -> PyResult<Option<IpAddr>> {
+            let Some(b) = v.filter(|b| !b.is_empty()) else {
+                return Ok(None);
+            };
+            // The common case, an address alone: parsed from the bytes (an address parses
+            // only from ASCII text, so it needs no UTF-8 check of its own).
+            if let Some(ip) = outguard::cidr::parse_ip(b.trim_ascii()) {
+                return Ok(Some(ip));
+            }
+            let s = utf8("client_ip", i, b)?;
+            outguard::cidr::parse_ip(s.trim().as_bytes())
+                .map(Some)
+                .ok_or_else(|| at("client_ip", i, format!("invalid IP address {s:?}")))
+        };
+        let ips = match &self.client_ip {
+            Text::Absent => Many::One(None),
+            // (An empty batch has no value to check.)
+            Text::One(_) if n == 0 => Many::One(None),
+            Text::One(v) => Many::One(ip(0, v.as_deref())?),
+            t => {
+                // Values laid out one after another are sliced straight from their buffer
+                // (`bytes_in`); the first error (in index order) refuses the batch.
+                let mut ips = vec![None; n];
+                let mut err = None;
+                let read = t.view()?.bytes_in("client_ip", 0..n, |i, v| {
+                    if err.is_none() {
+                        match ip(i, v) {
+                            Ok(x) => ips[i] = x,
+                            Err(e) => err = Some(e),
                         }
                     }
-                };
-                ips.push(ip);
-                Ok(())
-            })?;
-        }
+                });
+                if let Some(e) = err {
+                    return Err(e);
+                }
+                read?;
+                Many::Each(ips)
+            }
+        };
         let mut vs = Vec::new();
         if verdicts {
             vs = vec![Verdict::Clean; n];
@@ -749,6 +795,37 @@ impl Packed<'_> {
             Packed::Ends(e) => (if j == 0 { 0 } else { e[j - 1] }, e[j]),
         };
         Some(a.checked_sub(base)?..b.checked_sub(base)?)
+    }
+
+    /// Calls `f(j, a, b)` for values `j0..j1` (value `j` is `data[a..b]`): one loop per
+    /// layout, so nothing is matched per value.
+    #[inline(always)]
+    fn each_range(
+        &self,
+        j0: usize,
+        j1: usize,
+        mut f: impl FnMut(usize, usize, usize) -> PyResult<()>,
+    ) -> PyResult<()> {
+        match *self {
+            Packed::Offsets32(o) => {
+                for (j, w) in (j0..).zip(o[j0..=j1].windows(2)) {
+                    f(j, w[0] as usize, w[1] as usize)?;
+                }
+            }
+            Packed::Offsets64(o) => {
+                for (j, w) in (j0..).zip(o[j0..=j1].windows(2)) {
+                    f(j, w[0] as usize, w[1] as usize)?;
+                }
+            }
+            Packed::Ends(e) => {
+                let mut a = if j0 == 0 { 0 } else { e[j0 - 1] };
+                for (j, &b) in (j0..).zip(&e[j0..j1]) {
+                    f(j, a, b)?;
+                    a = b;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -874,9 +951,14 @@ impl<'a> TextView<'a> {
         })
     }
 
+    /// Whether the column has a value per message (else one value for all, or none).
+    fn varies(&self) -> bool {
+        self.one.is_none()
+    }
+
     /// Calls `set(k, value)` for the `k`-th message of `range` (`None`: missing), a part at
     /// a time; values laid out one after another are sliced straight from their buffer.
-    #[inline]
+    #[inline(always)]
     fn bytes_in(
         &self,
         name: &str,
@@ -889,15 +971,13 @@ impl<'a> TextView<'a> {
         }
         for (p, j0, j1, k0, plain) in self.parts_in(&range) {
             match p.packed() {
-                Some((data, packed)) if plain => {
-                    for j in j0..j1 {
-                        let v = packed
-                            .range(j, 0)
-                            .and_then(|r| data.get(r))
-                            .ok_or_else(|| at(name, p.start + j, "value out of its buffer"))?;
-                        set(k0 + j - j0, Some(v));
-                    }
-                }
+                Some((data, packed)) if plain => packed.each_range(j0, j1, |j, a, b| {
+                    let v = data
+                        .get(a..b)
+                        .ok_or_else(|| at(name, p.start + j, "value out of its buffer"))?;
+                    set(k0 + j - j0, Some(v));
+                    Ok(())
+                })?,
                 _ => {
                     for j in j0..j1 {
                         set(k0 + j - j0, p.get(name, j)?);
@@ -912,7 +992,7 @@ impl<'a> TextView<'a> {
     /// and each value is then sliced from the checked text at its boundaries (a value that
     /// starts or ends inside a character is refused); values of a part whose buffer is not
     /// all UTF-8 (or that is not one buffer) are checked one by one.
-    #[inline]
+    #[inline(always)]
     fn str_in(
         &self,
         name: &str,
@@ -940,15 +1020,13 @@ impl<'a> TextView<'a> {
                 Some((text, lo, packed))
             });
             match packed {
-                Some((text, base, packed)) => {
-                    for j in j0..j1 {
-                        let v = packed
-                            .range(j, base)
-                            .and_then(|r| text.get(r))
-                            .ok_or_else(|| bad(p.start + j))?;
-                        set(k0 + j - j0, Some(v));
-                    }
-                }
+                Some((text, base, packed)) => packed.each_range(j0, j1, |j, a, b| {
+                    let v = text
+                        .get(a.wrapping_sub(base)..b.wrapping_sub(base))
+                        .ok_or_else(|| bad(p.start + j))?;
+                    set(k0 + j - j0, Some(v));
+                    Ok(())
+                })?,
                 None => {
                     for j in j0..j1 {
                         set(k0 + j - j0, one(p.start + j, p.get(name, j)?)?);
@@ -962,7 +1040,8 @@ impl<'a> TextView<'a> {
 
 /// Builds the messages of a batch a range at a time (so a batch is decided a group at a
 /// time, with its messages in cache, instead of all of them being built first), a column at
-/// a time.
+/// a time: `template` holds the fields that are the same for every message, `fill` writes
+/// the others.
 pub struct Reader<'a> {
     cols: &'a Columns,
     p: &'a Prepared,
@@ -991,48 +1070,135 @@ fn apply<'a, T: ?Sized + 'a>(
     }
 }
 
+/// Sets a field of each message from a column with a value per message.
+#[inline(always)]
+fn each_of<'a, T: Copy>(
+    values: &[T],
+    start: usize,
+    out: &mut [Message<'a>],
+    set: impl Fn(&mut Message<'a>, T),
+) {
+    let values = &values[start..start + out.len()];
+    for (m, &x) in out.iter_mut().zip(values) {
+        set(m, x);
+    }
+}
+
+fn non_empty(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
+}
+
 impl<'a> Reader<'a> {
-    /// Messages `range` into `out` (cleared first).
+    /// A message with the fields that are the same for every message of the batch (the
+    /// others are set by `fill`).
+    pub fn template(&self) -> PyResult<Message<'a>> {
+        let c = self.cols;
+        let mut m = [Message::default()];
+        if c.n == 0 {
+            // No value to check.
+            return Ok(m[0]);
+        }
+        let one = 0..1;
+        if !self.mail_from.varies() {
+            self.mail_from.bytes_in("mail_from", one.clone(), |_, v| {
+                m[0].mail_from = v.unwrap_or(b"")
+            })?;
+        }
+        for (view, name, set) in [
+            (
+                &self.tenant,
+                "tenant",
+                (|m, v| m.tenant = v) as fn(&mut Message<'a>, _),
+            ),
+            (&self.auth_user, "auth_user", |m, v| m.auth_user = v),
+            (&self.cert_domain, "cert_domain", |m, v| m.cert_domain = v),
+        ] {
+            if !view.varies() {
+                view.str_in(name, one.clone(), |_, v| set(&mut m[0], non_empty(v)))?;
+            }
+        }
+        let [mut m] = m;
+        if let Many::One(ip) = self.p.ips {
+            m.client_ip = ip;
+        }
+        if let Many::One(v) = c.forwarded {
+            m.forwarded = v;
+        }
+        if let Many::One(v) = c.spf_pass {
+            m.spf_pass = v;
+        }
+        if let Many::One(v) = c.dkim_pass {
+            m.dkim_pass = v;
+        }
+        if let Many::One(v) = c.recipients {
+            m.recipients = v;
+        }
+        Ok(m)
+    }
+
+    /// Sets the fields of messages `start..start + out.len()` that vary from message to
+    /// message; `out` holds the template's fields (or those a previous `fill` left: the
+    /// fields set here are the same each time).
+    #[inline]
+    pub fn fill(&self, start: usize, out: &mut [Message<'a>]) -> PyResult<()> {
+        let c = self.cols;
+        let p = self.p;
+        let range = start..start + out.len();
+        if self.mail_from.varies() {
+            self.mail_from
+                .bytes_in("mail_from", range.clone(), |k, v| {
+                    out[k].mail_from = v.unwrap_or(b"")
+                })?;
+            apply(&p.mail_from, &range, out, Some, |m, v| m.mail_from = v);
+        }
+        if self.tenant.varies() {
+            self.tenant
+                .str_in("tenant", range.clone(), |k, v| out[k].tenant = non_empty(v))?;
+        }
+        let conv = |b: &'a [u8]| std::str::from_utf8(b).ok().filter(|s| !s.is_empty());
+        if self.auth_user.varies() {
+            self.auth_user.str_in("auth_user", range.clone(), |k, v| {
+                out[k].auth_user = non_empty(v)
+            })?;
+            apply(&p.auth_user, &range, out, conv, |m, v| {
+                m.auth_user = Some(v)
+            });
+        }
+        if self.cert_domain.varies() {
+            self.cert_domain
+                .str_in("cert_domain", range.clone(), |k, v| {
+                    out[k].cert_domain = non_empty(v)
+                })?;
+            apply(&p.cert_domain, &range, out, conv, |m, v| {
+                m.cert_domain = Some(v)
+            });
+        }
+        if let Many::Each(v) = &p.ips {
+            each_of(v, start, out, |m, x| m.client_ip = x);
+        }
+        if let Many::Each(v) = &c.forwarded {
+            each_of(v, start, out, |m, x| m.forwarded = x);
+        }
+        if let Many::Each(v) = &c.spf_pass {
+            each_of(v, start, out, |m, x| m.spf_pass = x);
+        }
+        if let Many::Each(v) = &c.dkim_pass {
+            each_of(v, start, out, |m, x| m.dkim_pass = x);
+        }
+        if let Many::Each(v) = &c.recipients {
+            each_of(v, start, out, |m, x| m.recipients = x);
+        }
+        Ok(())
+    }
+
+    /// Messages `range` into `out` (replacing what it held).
     pub fn messages(
         &self,
         range: std::ops::Range<usize>,
         out: &mut Vec<Message<'a>>,
     ) -> PyResult<()> {
-        let c = self.cols;
-        let p = self.p;
         out.clear();
-        out.extend(range.clone().map(|i| Message {
-            mail_from: b"",
-            tenant: None,
-            client_ip: p.ips.get(i).copied().flatten(),
-            auth_user: None,
-            cert_domain: None,
-            forwarded: c.forwarded.get(i),
-            spf_pass: c.spf_pass.get(i),
-            dkim_pass: c.dkim_pass.get(i),
-            recipients: c.recipients.get(i),
-        }));
-        let m = &mut out[..];
-        self.mail_from
-            .bytes_in("mail_from", range.clone(), |k, v| {
-                m[k].mail_from = v.unwrap_or(b"")
-            })?;
-        apply(&p.mail_from, &range, m, Some, |m, v| m.mail_from = v);
-        let non_empty = |v: Option<&'a str>| v.filter(|s| !s.is_empty());
-        self.tenant
-            .str_in("tenant", range.clone(), |k, v| m[k].tenant = non_empty(v))?;
-        self.auth_user.str_in("auth_user", range.clone(), |k, v| {
-            m[k].auth_user = non_empty(v)
-        })?;
-        let conv = |b: &'a [u8]| std::str::from_utf8(b).ok().filter(|s| !s.is_empty());
-        apply(&p.auth_user, &range, m, conv, |m, v| m.auth_user = Some(v));
-        self.cert_domain
-            .str_in("cert_domain", range.clone(), |k, v| {
-                m[k].cert_domain = non_empty(v)
-            })?;
-        apply(&p.cert_domain, &range, m, conv, |m, v| {
-            m.cert_domain = Some(v)
-        });
-        Ok(())
+        out.resize(range.len(), self.template()?);
+        self.fill(range.start, out)
     }
 }

@@ -658,22 +658,22 @@ impl Engine {
     /// `check` of every message, through the core's batch call (order does not matter:
     /// nothing is counted).
     fn check_all(&self, now: &[u64], reader: &columns::Reader<'_>) -> PyResult<Replay> {
-        // A group's messages are built, then decided by the core into a small buffer, whose
-        // decisions are made compact (`Decisions`) while still in cache; the result is
-        // written once, half the size of the core's decisions.
-        const GROUP: usize = 256;
+        // The core holds a group of messages at a time; `fill` writes the fields that vary
+        // (the template has the others), and each decision is made compact as it is made:
+        // no buffer of messages or of the core's decisions.
         let n = now.len();
         let mut out = Decisions::with_capacity(n);
-        let mut group = [NO_DECISION; GROUP];
-        let mut msgs = Vec::with_capacity(GROUP.min(n));
+        let template = reader.template()?;
         let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        for start in (0..n).step_by(GROUP) {
-            let end = (start + GROUP).min(n);
-            reader.messages(start..end, &mut msgs)?;
-            let done = &mut group[..end - start];
-            g.check_batch_at(&now[start..end], &msgs, done);
-            out.extend(done);
-        }
+        g.check_batch_with(
+            n,
+            template,
+            |start, t, msgs| {
+                t.copy_from_slice(&now[start..start + t.len()]);
+                reader.fill(start, msgs)
+            },
+            |_, d| out.push(d),
+        )?;
         let names = out
             .tenants()
             .map(|t| (t, g.tenant_name(TenantId(t)).to_owned()))

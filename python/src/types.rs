@@ -877,6 +877,19 @@ struct Limits {
     limit: u32,
 }
 
+impl Limits {
+    #[inline]
+    fn of(c: &outguard::Counters) -> Limits {
+        Limits {
+            min_messages: c.min_messages,
+            min_suspicious: c.min_suspicious,
+            max_ratio_ppm: c.max_ratio_ppm,
+            warn_ratio_ppm: c.warn_ratio_ppm,
+            limit: c.limit,
+        }
+    }
+}
+
 const ATTRIBUTIONS: [outguard::Attribution; 4] = [
     outguard::Attribution::Explicit,
     outguard::Attribution::AuthUser,
@@ -944,26 +957,51 @@ impl Decisions {
         }
     }
 
+    /// Appends a decision. The usual one (a tenant whose limits are the ones kept for it,
+    /// or no tenant and no counters; a block end the compact form holds) costs a compare
+    /// and the compact record's store.
     #[inline]
     pub fn push(&mut self, d: &outguard::Decision) {
         let c = &d.counters;
-        let lim = Limits {
-            min_messages: c.min_messages,
-            min_suspicious: c.min_suspicious,
-            max_ratio_ppm: c.max_ratio_ppm,
-            warn_ratio_ppm: c.warn_ratio_ppm,
-            limit: c.limit,
+        let block_end = match d.block_ends {
+            None => 0,
+            Some(BlockEnd::OnRelease) => u64::MAX,
+            Some(BlockEnd::At(t)) => t,
         };
-        let (block_end, mut odd) = match d.block_ends {
-            None => (0, false),
-            Some(BlockEnd::OnRelease) => (u64::MAX, false),
-            Some(BlockEnd::At(t)) => (t, t == 0 || t == u64::MAX),
-        };
-        let tenant = match d.tenant {
-            None => {
-                odd |= *c != outguard::Counters::default();
-                0
-            }
+        let usual = match d.tenant {
+            Some(t) => self
+                .limits
+                .get(t.0 as usize)
+                .is_some_and(|l| *l == Some(Limits::of(c))),
+            None => *c == outguard::Counters::default(),
+        } && !matches!(d.block_ends, Some(BlockEnd::At(0 | u64::MAX)));
+        if !usual {
+            self.note(d);
+        }
+        self.compact.push(Compact {
+            tenant: d.tenant.map_or(0, |t| t.0.wrapping_add(1)),
+            total: c.total,
+            suspicious: c.suspicious,
+            unregistered: c.unregistered,
+            block_end,
+            reason: d.reason.map_or(0, |r| r as u8),
+            monitored: d.monitored.map_or(0, |r| r as u8),
+            attribution: d.attribution.map_or(0, |a| a as u8),
+            sender_class: d.sender_class.map_or(0, |c| c as u8),
+        });
+    }
+
+    /// The rest of `push` for a decision that is not the usual one (before its compact
+    /// record is stored): a tenant's first decision gives its limits; a decision the compact
+    /// form cannot hold (limits other than its tenant's, counters without a tenant, a block
+    /// ending at time 0 or 2**64 - 1, tenant index 2**32 - 1) is kept whole.
+    #[cold]
+    #[inline(never)]
+    fn note(&mut self, d: &outguard::Decision) {
+        let lim = Limits::of(&d.counters);
+        let mut odd = matches!(d.block_ends, Some(BlockEnd::At(0 | u64::MAX)));
+        match d.tenant {
+            None => odd |= d.counters != outguard::Counters::default(),
             Some(t) => {
                 let k = t.0 as usize;
                 if k >= self.limits.len() {
@@ -974,23 +1012,11 @@ impl Decisions {
                     Some(l) => odd |= l != lim,
                 }
                 odd |= t.0 == u32::MAX;
-                t.0.wrapping_add(1)
             }
-        };
+        }
         if odd {
             self.exact.insert(self.compact.len(), *d);
         }
-        self.compact.push(Compact {
-            tenant,
-            total: c.total,
-            suspicious: c.suspicious,
-            unregistered: c.unregistered,
-            block_end,
-            reason: d.reason.map_or(0, |r| r as u8),
-            monitored: d.monitored.map_or(0, |r| r as u8),
-            attribution: d.attribution.map_or(0, |a| a as u8),
-            sender_class: d.sender_class.map_or(0, |c| c as u8),
-        });
     }
 
     pub fn len(&self) -> usize {

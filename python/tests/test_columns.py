@@ -240,6 +240,118 @@ def test_batch_decisions_rebuild_exactly(primed: outguard.Engine) -> None:
     assert r.to_dict()["limit"] == [r.decision(k).counters.limit for k in range(len(order))]
 
 
+def test_fused_batches_match_scalar(primed: outguard.Engine) -> None:
+    """Batches of several groups (the core decides 16 messages at a time; fields the same
+    for every message are set once) in every column form, each optional column varying,
+    constant (one value) or absent, decide as `check` does, message by message."""
+    import random
+
+    np = pytest.importorskip("numpy")
+    pa = pytest.importorskip("pyarrow")
+    n = 75  # four full groups of 16 and a short one
+    rows = [(3 * k + k // 16) % N for k in range(n)]
+    times = [TIMES[i] + k for k, i in enumerate(rows)]
+    data: dict[str, list[Any]] = {
+        "mail_from": [SENDERS[i] for i in rows], "tenant": [TENANTS[i] for i in rows],
+        "client_ip": [IPS[i] for i in rows], "auth_user": [AUTH[i] for i in rows],
+        "cert_domain": [None if k % 5 else "contoso.com" for k in range(n)],
+        "forwarded": [FWD[i] for i in rows], "spf_pass": [SPF[i] for i in rows],
+        "dkim_pass": [k % 3 == 0 for k in range(n)], "recipients": [RCPT[i] for i in rows],
+    }
+    one = {"mail_from": "a@contoso.com", "tenant": "contoso", "client_ip": "198.51.100.9", "auth_user": "w@bücher.example",
+           "cert_domain": "contoso.com", "forwarded": True, "spf_pass": True, "dkim_pass": True, "recipients": 3}
+    flags = ("forwarded", "spf_pass", "dkim_pass")
+
+    def arrow(c: str, v: list[Any]) -> Any:
+        t = pa.bool_() if c in flags else pa.uint32() if c == "recipients" else pa.string()
+        return pa.array(v, t)
+
+    def form(c: str, v: list[Any], how: str) -> Any:
+        if how == "list":
+            return v
+        if how == "numpy":
+            if c in flags or c == "recipients":
+                return np.array(v)
+            return np.array(["" if x is None else x for x in v])
+        if how == "arrow":
+            return arrow(c, v)
+        if how == "sliced":  # an offset into the buffers, and nulls
+            return arrow(c, [v[-1], None, *v]).slice(2)
+        # chunks whose boundaries are not those of the groups
+        cuts = [0, 5, 5, 29, 40, n]
+        return pa.chunked_array([arrow(c, v[a:b]) for a, b in zip(cuts, cuts[1:])])
+
+    rng = random.Random(7)
+    hows = ["list", "numpy", "arrow", "sliced", "chunked", "one", "absent"]
+    for trial in range(30):
+        cols: dict[str, Any] = {}
+        values: dict[str, list[Any]] = {}
+        for c, v in data.items():
+            how = rng.choice(hows[:5] if c == "mail_from" else hows)
+            if how == "one":
+                cols[c], values[c] = one[c], [one[c]] * n
+            elif how == "absent":
+                cols[c], values[c] = None, [None] * n
+            else:
+                cols[c], values[c] = form(c, v, how), v
+            if how == "numpy" and c not in flags and c != "recipients":
+                values[c] = [None if x is None else x for x in v]
+        now: Any = rng.choice([times, np.array(times), pa.array(times, pa.int64()),
+                               np.array(times, dtype=">i8"), pa.chunked_array([times[:17], times[17:]])])
+        mail_from = cols.pop("mail_from")
+        r = primed.check_batch(now, mail_from, **cols)
+        assert len(r) == n
+        for k in range(n):
+            kw = {c: values[c][k] for c in data if c != "mail_from"}
+            kw = {c: (False if c in flags else 1 if c == "recipients" else None) if x is None else x for c, x in kw.items()}
+            want = primed.check(times[k], values["mail_from"][k], **kw)
+            assert r.decision(k).to_dict() == want.to_dict(), (trial, k, {c: type(x).__name__ for c, x in cols.items()})
+
+
+def test_numpy_text_forms(primed: outguard.Engine) -> None:
+    """numpy `U` columns in either byte order, ASCII or not, padded or not, read as the same text."""
+    np = pytest.importorskip("numpy")
+    senders = ["a@contoso.com", "jörg@bücher.example", "x@evil.example", "", "b@sub.contoso.com"] * 7
+    tenants = ["contoso", "", "contoso", "lapsed", "c\u00f6ntoso"] * 7
+    times = [NOW + k for k in range(len(senders))]
+    want = [primed.check(t, s, tenant=x or None).to_dict() for t, s, x in zip(times, senders, tenants)]
+    for order in ("<", ">", "="):
+        for width in ("", "40"):
+            s = np.array(senders, dtype=f"{order}U{width or max(map(len, senders))}")
+            t = np.array(tenants, dtype=f"{order}U{width or max(map(len, tenants))}")
+            r = primed.check_batch(np.array(times), s, tenant=t)
+            assert [r.decision(k).to_dict() for k in range(len(times))] == want, (order, width)
+
+
+def test_batch_errors_name_the_value_in_a_later_group(primed: outguard.Engine) -> None:
+    """A bad value far into a batch (past the first groups) refuses the whole batch, naming it."""
+    np = pytest.importorskip("numpy")
+    pa = pytest.importorskip("pyarrow")
+    n = 70
+    times = [NOW + k for k in range(n)]
+    senders = ["a@contoso.com"] * n
+    tenants = [b"contoso"] * n
+    tenants[53] = b"\xff"
+    with pytest.raises(ValueError, match=r"^tenant\[53\]: not valid UTF-8$"):
+        primed.check_batch(np.array(times), np.array(senders), tenant=np.array(tenants, dtype="S"))
+    ips = ["203.0.113.5"] * n
+    ips[41] = "300.1.1.1"
+    for col in (ips, np.array(ips), pa.array(ips), pa.chunked_array([ips[:20], ips[20:]])):
+        with pytest.raises(ValueError, match=r'^client_ip\[41\]: invalid IP address "300.1.1.1"$'):
+            primed.check_batch(times, senders, tenant="contoso", client_ip=col)
+    with pytest.raises(ValueError, match=r'^client_ip\[0\]: invalid IP address "nope"$'):
+        primed.check_batch(times, senders, client_ip="nope")
+    assert len(primed.check_batch([], [], client_ip="nope")) == 0
+    # Addresses with white space around them (ASCII or not) read as the addresses.
+    padded = [" 203.0.113.5\t", "\u00a0198.51.100.9\u2003", "2001:db8::1", ""]
+    plain = ["203.0.113.5", "198.51.100.9", "2001:db8::1", None]
+    for col in (padded, np.array(padded), pa.array(padded)):
+        got = primed.check_batch([NOW] * 4, ["a@contoso.com"] * 4, tenant="contoso", client_ip=col)
+        want = primed.check_batch([NOW] * 4, ["a@contoso.com"] * 4, tenant="contoso", client_ip=plain)
+        assert got.to_dict() == want.to_dict()
+        assert got.code[1] is not None  # the low-reputation range
+
+
 CALL_CHECKS = """
 import outguard
 from conftest import NOW, SCENARIO
