@@ -274,13 +274,13 @@ def over_tcp(binary, policy, d, env):
         check(s is not None, "inet: listening")
         if s is None:
             return
-        cmd = negotiate(s)[0]
-        s.sendall(mail("<alice@contoso.com>"))
-        r1 = read_packet(s)
-        s.sendall(message_rest())
-        r2 = read_packet(s)
+        with s:
+            cmd = negotiate(s)[0]
+            s.sendall(mail("<alice@contoso.com>"))
+            r1 = read_packet(s)
+            s.sendall(message_rest())
+            r2 = read_packet(s)
         check(cmd == b"O" and r1 == (b"c", b"") and r2 == (b"c", b""), "inet: a whole message served")
-        s.close()
     finally:
         rc = stop(proc)
     check(rc == 0, f"the inet milter exits cleanly (rc={rc})")
