@@ -93,23 +93,23 @@ pub fn validate_domain(name: &[u8]) -> Result<&[u8], Error> {
     if name.is_empty() || name.len() > MAX_DOMAIN {
         return Err(Error::InvalidDomain);
     }
-    let mut label = 0usize;
-    for &b in name {
-        match HOSTNAME[b as usize] {
-            LABEL_BYTE => {
-                label += 1;
-                if label > MAX_LABEL {
-                    return Err(Error::InvalidDomain);
-                }
-            }
-            DOT if label > 0 => label = 0,
-            _ => return Err(Error::InvalidDomain),
+    // A label at a time: its bytes are found with one table lookup each, then its length and
+    // what ends it are checked.
+    let mut rest = name;
+    loop {
+        let len = rest
+            .iter()
+            .position(|&b| HOSTNAME[b as usize] != LABEL_BYTE)
+            .unwrap_or(rest.len());
+        if !(1..=MAX_LABEL).contains(&len) {
+            return Err(Error::InvalidDomain);
+        }
+        match rest.get(len) {
+            None => return Ok(name),
+            Some(&b) if HOSTNAME[b as usize] == DOT => rest = &rest[len + 1..],
+            Some(_) => return Err(Error::InvalidDomain),
         }
     }
-    if label == 0 {
-        return Err(Error::InvalidDomain);
-    }
-    Ok(name)
 }
 
 /// The parent suffixes of a domain, longest first, excluding the name itself
@@ -352,6 +352,79 @@ mod tests {
             &long,
         ] {
             assert_eq!(parse_sender(bad), Err(Error::InvalidAddress), "{:?}", bad);
+        }
+    }
+
+    /// `validate_domain` as first written (a running label length), for comparison.
+    fn validate_reference(name: &[u8]) -> Result<&[u8], Error> {
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        if name.is_empty() || name.len() > MAX_DOMAIN {
+            return Err(Error::InvalidDomain);
+        }
+        let mut label = 0usize;
+        for &b in name {
+            match HOSTNAME[b as usize] {
+                LABEL_BYTE => {
+                    label += 1;
+                    if label > MAX_LABEL {
+                        return Err(Error::InvalidDomain);
+                    }
+                }
+                DOT if label > 0 => label = 0,
+                _ => return Err(Error::InvalidDomain),
+            }
+        }
+        if label == 0 {
+            return Err(Error::InvalidDomain);
+        }
+        Ok(name)
+    }
+
+    #[test]
+    fn validate_domain_as_first_written() {
+        // Every string of up to 6 bytes over an alphabet of a label byte, a dot and a bad byte,
+        // then labels around the 63-byte limit in every position, and names around 253.
+        let alphabet = [b'a', b'.', b'_'];
+        let mut buf = [0u8; 6];
+        for len in 0..=buf.len() {
+            for code in 0..3usize.pow(len as u32) {
+                let mut c = code;
+                for b in buf[..len].iter_mut() {
+                    *b = alphabet[c % 3];
+                    c /= 3;
+                }
+                let s = &buf[..len];
+                assert_eq!(validate_domain(s), validate_reference(s), "{s:?}");
+            }
+        }
+        let mut v = heapless::Vec::<u8, 300>::new();
+        for a in [0usize, 1, 62, 63, 64] {
+            for b in [0usize, 1, 62, 63, 64] {
+                for dots in [0usize, 1, 2] {
+                    v.clear();
+                    v.extend(core::iter::repeat_n(b'x', a));
+                    v.extend(core::iter::repeat_n(b'.', dots));
+                    v.extend(core::iter::repeat_n(b'y', b));
+                    assert_eq!(
+                        validate_domain(&v),
+                        validate_reference(&v),
+                        "{a} {dots} {b}"
+                    );
+                    v.push(b'.').unwrap();
+                    assert_eq!(
+                        validate_domain(&v),
+                        validate_reference(&v),
+                        "{a} {dots} {b}."
+                    );
+                }
+            }
+        }
+        for len in 250..=256 {
+            v.clear();
+            for i in 0..len {
+                v.push(if i % 50 == 49 { b'.' } else { b'z' }).unwrap();
+            }
+            assert_eq!(validate_domain(&v), validate_reference(&v), "{len}");
         }
     }
 
