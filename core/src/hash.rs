@@ -31,9 +31,7 @@ fn hash_or(seed: u64, bytes: &[u8], or: u8) -> u64 {
     let mut h = seed ^ K0 ^ (bytes.len() as u64).wrapping_mul(K1);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = fold_mul(h ^ (u64::from_le_bytes(w) | or_word), K1);
+        h = fold_mul(h ^ (word(c) | or_word), K1);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {

@@ -522,27 +522,23 @@ fn other_time(x: Num) -> Result<u64, String> {
     }
 }
 
-/// A flag read in place (the common cases inlined).
+/// A flag read in place (the error text made out of line).
 #[inline(always)]
 fn flag_of(x: Num) -> Result<bool, String> {
     match x {
         Num::Bool(b) => Ok(b),
         Num::Missing | Num::Int(0) | Num::UInt(0) => Ok(false),
         Num::Int(1) | Num::UInt(1) => Ok(true),
-        x => other_flag(x),
+        Num::Int(v) => Err(not_a_flag(&v)),
+        Num::UInt(v) => Err(not_a_flag(&v)),
+        Num::Float(f) => Err(not_a_flag(&f)),
     }
 }
 
+#[cold]
 #[inline(never)]
-fn other_flag(x: Num) -> Result<bool, String> {
-    match x {
-        Num::Bool(b) => Ok(b),
-        Num::Missing | Num::Int(0) | Num::UInt(0) => Ok(false),
-        Num::Int(1) | Num::UInt(1) => Ok(true),
-        Num::Int(v) => Err(format!("expected a bool, got {v}")),
-        Num::UInt(v) => Err(format!("expected a bool, got {v}")),
-        Num::Float(f) => Err(format!("expected a bool, got {f}")),
-    }
+fn not_a_flag(v: &dyn std::fmt::Display) -> String {
+    format!("expected a bool, got {v}")
 }
 
 /// A recipient count read in place (the common cases inlined).
