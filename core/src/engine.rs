@@ -140,6 +140,10 @@ pub enum BlockEnd {
 }
 
 /// The counters of a tenant's rules against their limits, at the time of a decision.
+///
+/// The limits (every field but the three counts) are those of the tenant's rules: each
+/// decision about a tenant carries the same ones until its rules change
+/// ([`Engine::set_overrides`], or a new policy). A decision without a tenant has all zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Messages (or recipients) within the 5.7.705 window.
@@ -1751,7 +1755,7 @@ impl<S: Storage> Engine<S> {
         while start < n {
             let len = (n - start).min(GROUP);
             fill(start, &mut now[..len], &mut msgs[..len])?;
-            self.decide_group(&v, |k| now[k], &msgs[..len], |k, d| write(start + k, &d));
+            self.decide_group(&v, |k| now[k], &msgs[..len], |k, d| write(start + k, d));
             start += len;
         }
         Ok(n)
@@ -1771,7 +1775,7 @@ impl<S: Storage> Engine<S> {
             .enumerate()
         {
             let start = g * GROUP;
-            self.decide_group(&v, |k| now(start + k), msgs, |k, d| out[k] = d);
+            self.decide_group(&v, |k| now(start + k), msgs, |k, d| out[k] = *d);
         }
         n
     }
@@ -1786,7 +1790,7 @@ impl<S: Storage> Engine<S> {
         v: &View<'_>,
         now: impl Fn(usize) -> u64,
         msgs: &[Message<'_>],
-        mut write: impl FnMut(usize, Decision),
+        mut write: impl FnMut(usize, &Decision),
     ) {
         let msgs = &msgs[..msgs.len().min(GROUP)];
         let mut sink = 0u64;
@@ -1802,7 +1806,7 @@ impl<S: Storage> Engine<S> {
         }
         core::hint::black_box(sink);
         for (k, (m, s)) in msgs.iter().zip(&senders).enumerate() {
-            write(k, self.decide(v, now(k), m, *s));
+            write(k, &self.decide(v, now(k), m, *s));
         }
     }
 

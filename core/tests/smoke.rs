@@ -218,3 +218,66 @@ fn check_batch_with_decides_like_check() {
     assert_eq!(r, Err(32));
     assert_eq!(written, 32);
 }
+
+/// `Counters`' limits are the tenant's rules': every decision about a tenant carries the
+/// same ones, whatever it counts or refuses, until `set_overrides` changes them; a decision
+/// without a tenant has none (the Python batch keeps them once per tenant on this promise).
+#[test]
+fn a_tenants_decisions_carry_its_rules_limits() {
+    let now = 1_790_000_000;
+    let (mut e, msgs) = mixed_batch(60, now);
+    let limits = |c: &Counters| {
+        (
+            c.min_messages,
+            c.min_suspicious,
+            c.max_ratio_ppm,
+            c.warn_ratio_ppm,
+            c.limit,
+        )
+    };
+    let t = e.tenant("contoso").unwrap();
+    let base = (
+        10,
+        5,
+        RuleSet::DEFAULT.threshold.max_ratio_ppm,
+        RuleSet::DEFAULT.threshold.warn_ratio_ppm,
+        3,
+    );
+    let mut seen = 0;
+    let run = |e: &mut Engine<HeapStorage>, want: (u32, u32, u32, u32, u32), seen: &mut usize| {
+        for (k, m) in msgs.iter().enumerate() {
+            let at = now + 60 * k as u64;
+            let verdict = if k % 4 == 0 {
+                Verdict::Spam
+            } else {
+                Verdict::Clean
+            };
+            let (d, _) = e.evaluate(at, m, verdict);
+            let c = e.check(at + 1, m);
+            for d in [d, c] {
+                match d.tenant {
+                    Some(x) => {
+                        assert_eq!(x, t);
+                        assert_eq!(limits(&d.counters), want, "{d:?}");
+                        *seen += 1;
+                    }
+                    None => assert_eq!(d.counters, Counters::default(), "{d:?}"),
+                }
+            }
+        }
+    };
+    run(&mut e, base, &mut seen);
+    let mut own = RuleSet::DEFAULT;
+    own.unregistered.limit = 9;
+    own.threshold.min_messages = 4;
+    e.set_overrides(t, Some(own)).unwrap();
+    let want = (
+        4,
+        own.threshold.min_suspicious,
+        own.threshold.max_ratio_ppm,
+        own.threshold.warn_ratio_ppm,
+        9,
+    );
+    run(&mut e, want, &mut seen);
+    assert!(seen > 40, "{seen} decisions about the tenant");
+}

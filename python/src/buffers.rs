@@ -231,6 +231,8 @@ pub struct ArrowChunk {
     /// `array.offset` and `array.length`, checked (non-negative, `offset + length + 1` fits).
     offset: usize,
     len: usize,
+    /// The offsets were found monotonic once (`values` checks them the first time only).
+    monotonic: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: an Arrow array is immutable while imported and this type only reads it; the
@@ -256,6 +258,29 @@ impl Validity<'_> {
                 let k = i + off;
                 b[k / 8] >> (k % 8) & 1 == 1
             }
+        }
+    }
+}
+
+/// Text that is all ASCII: every byte range of it is a `str` (each byte is a character),
+/// so a value is sliced from it with a bounds check only.
+#[derive(Clone, Copy)]
+pub struct Ascii<'a>(&'a str);
+
+impl<'a> Ascii<'a> {
+    pub fn new(text: &'a str) -> Option<Ascii<'a>> {
+        text.is_ascii().then_some(Ascii(text))
+    }
+
+    /// `text[a..b]`, or `None` when the range is not inside the text.
+    #[inline(always)]
+    pub fn get(&self, a: usize, b: usize) -> Option<&'a str> {
+        if a <= b && b <= self.0.len() {
+            // SAFETY: `a..b` is inside the text (checked above), and every byte of ASCII text
+            // is a character boundary.
+            Some(unsafe { self.0.get_unchecked(a..b) })
+        } else {
+            None
         }
     }
 }
@@ -325,6 +350,7 @@ impl ArrowChunk {
             layout,
             offset: 0,
             len: 0,
+            monotonic: std::sync::atomic::AtomicBool::new(false),
         };
         let a = &c.array.0;
         let (Ok(offset), Ok(len)) = (usize::try_from(a.offset), usize::try_from(a.length)) else {
@@ -426,13 +452,17 @@ impl ArrowChunk {
         let last = usize::try_from(last).map_err(|_| bad())?;
         let data = self.slice::<u8>(2, last)?;
         let offsets = &o[off..];
-        // One branch-free pass (vectorized), not a branch per value.
-        let falls = offsets
-            .iter()
-            .zip(&offsets[1..])
-            .fold(false, |f, (&a, &b)| f | (b.into() < a.into()));
-        if falls {
-            return Err(bad());
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.monotonic.load(Relaxed) {
+            // One branch-free pass (vectorized), not a branch per value.
+            let falls = offsets
+                .iter()
+                .zip(&offsets[1..])
+                .fold(false, |f, (&a, &b)| f | (b.into() < a.into()));
+            if falls {
+                return Err(bad());
+            }
+            self.monotonic.store(true, Relaxed);
         }
         Ok((offsets, data))
     }

@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PyString, PyTuple};
 
-use crate::buffers::{self, ArrowChunk, Kind, NdValues, Validity, Values};
+use crate::buffers::{self, ArrowChunk, Ascii, Kind, NdValues, Validity, Values};
 use crate::convert;
 
 /// The error for value `i` of column `name`.
@@ -351,11 +351,37 @@ enum Num {
     Missing,
 }
 
-/// The values of Arrow chunks, each converted by `num` as it is read (one pass).
+/// Copies a chunk of 64-bit integers (native byte order, `signed` or not) into `out` in one
+/// pass when every one of them converts to itself; `false` (and `out` unchanged) otherwise.
+type Bulk<T> = fn(&[u8], bool, &mut Vec<T>) -> bool;
+
+/// [`Bulk`] for columns that take no value in one pass.
+fn no_bulk<T>(_: &[u8], _: bool, _: &mut Vec<T>) -> bool {
+    false
+}
+
+/// [`Bulk`] for times: copied when no value is negative (the others are refused value by
+/// value, with their index).
+fn bulk_times(bytes: &[u8], signed: bool, out: &mut Vec<u64>) -> bool {
+    let values = || {
+        bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    if signed && values().fold(0, |acc, v| acc | v) >> 63 != 0 {
+        return false;
+    }
+    out.extend(values());
+    true
+}
+
+/// The values of Arrow chunks, each converted by `num` as it is read (one pass); chunks of
+/// 64-bit integers without nulls go through `bulk` first.
 fn nums_of<T>(
     chunks: &[ArrowChunk],
     what: &str,
     num: impl Fn(Num) -> Result<T, String>,
+    bulk: Bulk<T>,
 ) -> PyResult<Vec<T>> {
     let mut out = Vec::new();
     for c in chunks {
@@ -373,7 +399,15 @@ fn nums_of<T>(
         })?;
         // The common case: 64-bit integers, no nulls.
         if let (Validity::All, Kind::Int { bytes: 8, signed }) = (valid, c.kind()) {
-            for b in bytes.chunks_exact(8).take(c.len()) {
+            let bytes = c
+                .len()
+                .checked_mul(8)
+                .and_then(|k| bytes.get(..k))
+                .unwrap_or(bytes);
+            if bulk(bytes, signed, &mut out) {
+                continue;
+            }
+            for b in bytes.chunks_exact(8) {
                 let u = u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
                 let x = if signed {
                     Num::Int(u as i64)
@@ -457,6 +491,7 @@ fn numbers<'py, T: Copy>(
     what: &str,
     one: impl Fn(&Bound<'py, PyAny>) -> PyResult<T>,
     num: impl Fn(Num) -> Result<T, String> + Copy,
+    bulk: Bulk<T>,
     from_ints: bool,
 ) -> PyResult<Many<T>> {
     let py = obj.py();
@@ -464,7 +499,7 @@ fn numbers<'py, T: Copy>(
         return Ok(Many::One(one(obj).map_err(|e| relabel(py, what, 0, e))?));
     }
     match fast(obj, what)? {
-        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num).map(Many::Each),
+        Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num, bulk).map(Many::Each),
         Some(Fast::Nd(v)) => {
             return match v {
                 NdValues::Ints(v) => each_num(what, v.into_iter().map(Num::Int), num),
@@ -565,7 +600,14 @@ fn other_count(x: Num) -> Result<u32, String> {
 
 /// The `now` column (required; one value per message).
 pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
-    let m = numbers(obj, "now", |o| convert::time(o, "now"), time_of, true)?;
+    let m = numbers(
+        obj,
+        "now",
+        |o| convert::time(o, "now"),
+        time_of,
+        bulk_times,
+        true,
+    )?;
     match m {
         Many::Each(v) => Ok(v),
         Many::One(_) => Err(PyValueError::new_err(
@@ -579,7 +621,14 @@ pub fn flags(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Many<bool>>
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Many::One(false));
     };
-    numbers(obj, what, |o| convert::flag(o, what), flag_of, false)
+    numbers(
+        obj,
+        what,
+        |o| convert::flag(o, what),
+        flag_of,
+        no_bulk,
+        false,
+    )
 }
 
 /// The recipients column (`None`: 1 for every message).
@@ -587,7 +636,14 @@ pub fn counts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Many<u32>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Many::One(1));
     };
-    numbers(obj, "recipients", convert::recipients, count_of, true)
+    numbers(
+        obj,
+        "recipients",
+        convert::recipients,
+        count_of,
+        no_bulk,
+        true,
+    )
 }
 
 // --- Messages -----------------------------------------------------------------------------------
@@ -752,9 +808,9 @@ impl Columns {
             cols: self,
             p,
             mail_from: self.mail_from.view()?,
-            tenant: self.tenant.view()?,
-            auth_user: self.auth_user.view()?,
-            cert_domain: self.cert_domain.view()?,
+            tenant: self.tenant.view()?.checked(),
+            auth_user: self.auth_user.view()?.checked(),
+            cert_domain: self.cert_domain.view()?.checked(),
         })
     }
 }
@@ -766,6 +822,13 @@ struct PartView<'a> {
     valid: Validity<'a>,
     missing: &'a [bool],
     values: PartValues<'a>,
+    /// For a text column whose part is one buffer without nulls: the bytes its values span,
+    /// checked as UTF-8 once (`None`: not checked, or not all UTF-8), and where they start.
+    text: Option<(&'a str, usize)>,
+    /// `text` when it is all ASCII.
+    ascii: Option<Ascii<'a>>,
+    /// `packed()`, when the part has neither nulls nor missing values.
+    plain: Option<(&'a [u8], Packed<'a>)>,
 }
 
 enum PartValues<'a> {
@@ -775,6 +838,7 @@ enum PartValues<'a> {
 
 /// The values of a part laid out one after another, as offsets into one buffer: `data` is
 /// the buffer they index.
+#[derive(Clone, Copy)]
 enum Packed<'a> {
     Offsets32(&'a [i32]),
     Offsets64(&'a [i64]),
@@ -828,24 +892,37 @@ impl Packed<'_> {
 impl<'a> PartView<'a> {
     /// The one part of an owned column.
     fn owned(data: &'a [u8], ends: &'a [usize], missing: &'a [bool]) -> PartView<'a> {
-        PartView {
+        PartView::with_plain(PartView {
             start: 0,
             len: ends.len(),
             valid: Validity::All,
             missing,
             values: PartValues::Owned { data, ends },
+            text: None,
+            ascii: None,
+            plain: None,
+        })
+    }
+
+    fn with_plain(mut self) -> PartView<'a> {
+        if matches!(self.valid, Validity::All) && self.missing.is_empty() {
+            self.plain = self.packed();
         }
+        self
     }
 
     /// Arrow chunk `c`, whose first value is value `start` of the column.
     fn arrow(start: usize, c: &'a ArrowChunk) -> PyResult<PartView<'a>> {
-        Ok(PartView {
+        Ok(PartView::with_plain(PartView {
             start,
             len: c.len(),
             valid: c.validity()?,
             missing: &[],
             values: PartValues::Arrow(c.values()?),
-        })
+            text: None,
+            ascii: None,
+            plain: None,
+        }))
     }
 
     /// Calls `f(i, value)` for every value of the part (`i`: its index in the column).
@@ -855,6 +932,20 @@ impl<'a> PartView<'a> {
         f: &mut impl FnMut(usize, Option<&'a [u8]>) -> PyResult<()>,
     ) -> PyResult<()> {
         (0..self.len).try_for_each(|j| f(self.start + j, self.get(name, j)?))
+    }
+
+    /// Sets `text` when the part is one buffer without nulls whose values span UTF-8 text.
+    fn check_text(&mut self) {
+        let plain = matches!(self.valid, Validity::All) && self.missing.is_empty();
+        if !plain || self.len == 0 {
+            return;
+        }
+        self.text = self.packed().and_then(|(data, packed)| {
+            let lo = packed.range(0, 0)?.start;
+            let hi = packed.range(self.len - 1, 0)?.end;
+            Some((std::str::from_utf8(data.get(lo..hi)?).ok()?, lo))
+        });
+        self.ascii = self.text.and_then(|(t, _)| Ascii::new(t));
     }
 
     /// The part's values as one buffer and their offsets, when laid out that way.
@@ -929,6 +1020,13 @@ impl Text {
 }
 
 impl<'a> TextView<'a> {
+    /// The view of a column read as text (`str_in`): each part that is one buffer is checked
+    /// as UTF-8 here, once, instead of a range at a time.
+    fn checked(mut self) -> TextView<'a> {
+        self.parts.iter_mut().for_each(PartView::check_text);
+        self
+    }
+
     /// The parts that hold values of `range`, each with the part's indices `j0..j1` of them,
     /// the place in the range of the first (`k0`), and whether the part has neither nulls
     /// nor missing values (`plain`).
@@ -1008,8 +1106,12 @@ impl<'a> TextView<'a> {
             return Ok(());
         }
         for (p, j0, j1, k0, plain) in self.parts_in(&range) {
-            let packed = p.packed().filter(|_| plain).and_then(|(data, packed)| {
-                // Only this range's bytes are checked (a group at a time, while in cache).
+            let checked = p
+                .text
+                .and_then(|(text, base)| Some((text, base, p.packed()?.1)));
+            let packed = checked.or_else(|| {
+                let (data, packed) = p.packed().filter(|_| plain)?;
+                // Only this range's bytes are checked.
                 let lo = packed.range(j0, 0)?.start;
                 let hi = packed.range(j1 - 1, 0)?.end;
                 let text = std::str::from_utf8(data.get(lo..hi)?).ok()?;
@@ -1031,6 +1133,156 @@ impl<'a> TextView<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Where consecutive values of one buffer start and end: value `k` of a range is
+/// `data[at(k)..at(k + 1)]`.
+#[derive(Clone, Copy)]
+enum Offsets<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    /// The first value's start, then each value's end.
+    Ends(usize, &'a [usize]),
+}
+
+/// The values of a range of messages that lie in one part laid out as one buffer without
+/// nulls: read in one tight loop per column (`Reader::fill`).
+#[derive(Clone, Copy)]
+struct Plain<'a> {
+    data: &'a [u8],
+    offsets: Offsets<'a>,
+    /// The part's text checked as UTF-8 (`PartView::text`, `PartView::ascii`).
+    text: Option<(&'a str, usize)>,
+    ascii: Option<Ascii<'a>>,
+}
+
+impl<'a> Plain<'a> {
+    /// Calls `set(out[k], a, b)` for the `k`-th value (`data[a..b]`); stops at the first
+    /// `false`, returning its `k`.
+    #[inline(always)]
+    fn each<M>(
+        &self,
+        out: &mut [M],
+        mut set: impl FnMut(&mut M, usize, usize) -> bool,
+    ) -> Result<(), usize> {
+        let mut k = 0;
+        match self.offsets {
+            Offsets::I32(o) => {
+                for (m, (a, b)) in out.iter_mut().zip(o.iter().zip(&o[1..])) {
+                    if !set(m, *a as usize, *b as usize) {
+                        return Err(k);
+                    }
+                    k += 1;
+                }
+            }
+            Offsets::I64(o) => {
+                for (m, (a, b)) in out.iter_mut().zip(o.iter().zip(&o[1..])) {
+                    if !set(m, *a as usize, *b as usize) {
+                        return Err(k);
+                    }
+                    k += 1;
+                }
+            }
+            Offsets::Ends(mut a, e) => {
+                for (m, &b) in out.iter_mut().zip(e) {
+                    if !set(m, a, b) {
+                        return Err(k);
+                    }
+                    a = b;
+                    k += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets each message's bytes field.
+    #[inline(always)]
+    fn bytes<M>(
+        &self,
+        name: &str,
+        start: usize,
+        out: &mut [M],
+        set: impl Fn(&mut M, &'a [u8]),
+    ) -> PyResult<()> {
+        let data = self.data;
+        self.each(out, |m, a, b| match data.get(a..b) {
+            Some(v) => {
+                set(m, v);
+                true
+            }
+            None => false,
+        })
+        .map_err(|k| at(name, start + k, "value out of its buffer"))
+    }
+
+    /// Sets each message's text field, from the part's checked text; `false` when the part
+    /// is not checked text.
+    #[inline(always)]
+    fn text<M>(
+        &self,
+        name: &str,
+        start: usize,
+        out: &mut [M],
+        set: impl Fn(&mut M, &'a str),
+    ) -> PyResult<bool> {
+        let Some((text, base)) = self.text else {
+            return Ok(false);
+        };
+        let done = match self.ascii {
+            // The usual text: a bounds check per value.
+            Some(ascii) => self.each(out, |m, a, b| {
+                match ascii.get(a.wrapping_sub(base), b.wrapping_sub(base)) {
+                    Some(v) => {
+                        set(m, v);
+                        true
+                    }
+                    None => false,
+                }
+            }),
+            None => self.each(out, |m, a, b| {
+                match text.get(a.wrapping_sub(base)..b.wrapping_sub(base)) {
+                    Some(v) => {
+                        set(m, v);
+                        true
+                    }
+                    None => false,
+                }
+            }),
+        };
+        done.map_err(|k| at(name, start + k, "not valid UTF-8"))?;
+        Ok(true)
+    }
+}
+
+impl<'a> TextView<'a> {
+    /// The values of `range` as [`Plain`], when they lie in one such part.
+    #[inline]
+    fn plain(&self, range: &std::ops::Range<usize>) -> Option<Plain<'a>> {
+        let p = self
+            .parts
+            .iter()
+            .find(|p| p.start <= range.start && range.end <= p.start + p.len)?;
+        let (data, packed) = p.plain?;
+        let (j0, j1) = (range.start - p.start, range.end - p.start);
+        if j0 >= j1 {
+            return None;
+        }
+        let offsets = match packed {
+            Packed::Offsets32(o) => Offsets::I32(o.get(j0..=j1)?),
+            Packed::Offsets64(o) => Offsets::I64(o.get(j0..=j1)?),
+            Packed::Ends(e) => {
+                let first = if j0 == 0 { 0 } else { *e.get(j0 - 1)? };
+                Offsets::Ends(first, e.get(j0..j1)?)
+            }
+        };
+        Some(Plain {
+            data,
+            offsets,
+            text: p.text,
+            ascii: p.ascii,
+        })
     }
 }
 
@@ -1141,15 +1393,25 @@ impl<'a> Reader<'a> {
         let p = self.p;
         let range = start..start + out.len();
         if self.mail_from.varies() {
-            self.mail_from
-                .bytes_in("mail_from", range.clone(), |k, v| {
-                    out[k].mail_from = v.unwrap_or(b"")
-                })?;
+            match self.mail_from.plain(&range) {
+                Some(v) => v.bytes("mail_from", start, out, |m, v| m.mail_from = v)?,
+                None => self
+                    .mail_from
+                    .bytes_in("mail_from", range.clone(), |k, v| {
+                        out[k].mail_from = v.unwrap_or(b"")
+                    })?,
+            }
             apply(&p.mail_from, &range, out, Some, |m, v| m.mail_from = v);
         }
         if self.tenant.varies() {
-            self.tenant
-                .str_in("tenant", range.clone(), |k, v| out[k].tenant = non_empty(v))?;
+            let plain = match self.tenant.plain(&range) {
+                Some(v) => v.text("tenant", start, out, |m, v| m.tenant = non_empty(Some(v)))?,
+                None => false,
+            };
+            if !plain {
+                self.tenant
+                    .str_in("tenant", range.clone(), |k, v| out[k].tenant = non_empty(v))?;
+            }
         }
         let conv = |b: &'a [u8]| std::str::from_utf8(b).ok().filter(|s| !s.is_empty());
         if self.auth_user.varies() {

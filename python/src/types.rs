@@ -957,24 +957,26 @@ impl Decisions {
         }
     }
 
-    /// Appends a decision. The usual one (a tenant whose limits are the ones kept for it,
-    /// or no tenant and no counters; a block end the compact form holds) costs a compare
-    /// and the compact record's store.
+    /// Appends a decision. The usual one (a tenant whose limits are kept already, or no
+    /// tenant and no counters; a block end the compact form holds) costs a lookup and the
+    /// compact record's store.
+    ///
+    /// A tenant's limits are taken from its first decision: every decision about a tenant
+    /// carries its rules' limits (`outguard::Counters`), and the decisions of one
+    /// `Decisions` are made under one hold of the engine's lock, where rules do not change.
     #[inline]
     pub fn push(&mut self, d: &outguard::Decision) {
         let c = &d.counters;
-        let block_end = match d.block_ends {
-            None => 0,
-            Some(BlockEnd::OnRelease) => u64::MAX,
-            Some(BlockEnd::At(t)) => t,
+        let (block_end, odd_end) = match d.block_ends {
+            None => (0, false),
+            Some(BlockEnd::OnRelease) => (u64::MAX, false),
+            // 0 and 2**64 - 1 mean "none" and "until release" in the compact form.
+            Some(BlockEnd::At(t)) => (t, t.wrapping_add(1) <= 1),
         };
         let usual = match d.tenant {
-            Some(t) => self
-                .limits
-                .get(t.0 as usize)
-                .is_some_and(|l| *l == Some(Limits::of(c))),
+            Some(t) => matches!(self.limits.get(t.0 as usize), Some(Some(_))),
             None => *c == outguard::Counters::default(),
-        } && !matches!(d.block_ends, Some(BlockEnd::At(0 | u64::MAX)));
+        } && !odd_end;
         if !usual {
             self.note(d);
         }

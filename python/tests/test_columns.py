@@ -400,3 +400,53 @@ def test_check_call_conventions(convention: str) -> None:
     env = dict(os.environ, OUTGUARD_CHECK_CALL=convention, PYTHONPATH=str(Path(__file__).parent))
     out = subprocess.run([sys.executable, "-c", CALL_CHECKS], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_arrow_text_read_paths_match_scalar(primed: outguard.Engine) -> None:
+    """A tenant column is read through one of three paths, chosen per Arrow chunk: all ASCII
+    (sliced by bounds only), UTF-8 with other characters (sliced at character boundaries),
+    or not UTF-8 as a whole (checked a group at a time). Each decides as `check` does, in
+    every string layout, sliced or chunked; a bad value is named by its index."""
+    pa = pytest.importorskip("pyarrow")
+    n = 70
+    times = [NOW + k for k in range(n)]
+    senders = [SENDERS[k % N] for k in range(n)]
+    ascii_t = [["contoso", "lapsed", "other", ""][k % 4] for k in range(n)]
+    utf8_t = [("cöntoso" if k % 9 == 4 else t) for k, t in enumerate(ascii_t)]
+    want = {
+        name: [primed.check(t, s, tenant=x or None).to_dict() for t, s, x in zip(times, senders, col)]
+        for name, col in (("ascii", ascii_t), ("utf8", utf8_t))
+    }
+    for name, col in (("ascii", ascii_t), ("utf8", utf8_t)):
+        for typ in (pa.string(), pa.large_string()):
+            forms = [
+                pa.array(col, typ),
+                pa.array(["x", "yy", *col], typ).slice(2),
+                pa.chunked_array([pa.array(col[:23], typ), pa.array(col[23:], typ)]),
+            ]
+            for f in forms:
+                for s in (pa.array(senders, typ), senders):
+                    r = primed.check_batch(pa.array(times, pa.int64()), s, tenant=f)
+                    got = [r.decision(k).to_dict() for k in range(n)]
+                    assert got == want[name], (name, typ, type(f).__name__)
+    # Not UTF-8 as a whole, but only in a later group: the earlier groups read, the bad value named.
+    raw = [t.encode() for t in ascii_t]
+    raw[61] = b"con\xfftoso"
+    for typ in (pa.binary(), pa.large_binary()):
+        with pytest.raises(ValueError, match=r"^tenant\[61\]: not valid UTF-8$"):
+            primed.check_batch(pa.array(times, pa.int64()), senders, tenant=pa.array(raw, typ))
+    # A value cut inside a character: the column is UTF-8 as a whole, the value is not.
+    cut = pa.Array.from_buffers(
+        pa.string(), 2, [None, pa.py_buffer(array.array("i", [0, 2, 8]).tobytes()), pa.py_buffer("cöntoso".encode())]
+    )
+    with pytest.raises(ValueError, match=r"^tenant\[0\]: not valid UTF-8$"):
+        primed.check_batch([NOW, NOW], ["a@contoso.com"] * 2, tenant=cut)
+    # Times: a negative one far into an Arrow column is named (the column is not copied whole).
+    t = list(times)
+    t[40] = -5
+    with pytest.raises(ValueError, match=r"^now\[40\]: -5 is negative"):
+        primed.check_batch(pa.array(t, pa.int64()), senders)
+    r = primed.check_batch(pa.array(times, pa.uint64()), senders, tenant="contoso")
+    assert [r.decision(k).to_dict() for k in range(n)] == [
+        primed.check(x, s, tenant="contoso").to_dict() for x, s in zip(times, senders)
+    ]
