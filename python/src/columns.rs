@@ -697,8 +697,35 @@ pub struct Prepared {
     mail_from: Vec<(usize, Vec<u8>)>,
     auth_user: Vec<(usize, Vec<u8>)>,
     cert_domain: Vec<(usize, Vec<u8>)>,
+    /// The client IPs, parsed; `Many::One(None)` too when `ips_in_fill`.
     pub ips: Many<Option<IpAddr>>,
+    /// The client IP column is text in one buffer without nulls: each address is parsed as
+    /// its message is built (`Reader::fill`), not into a vector first.
+    ips_in_fill: bool,
     pub verdicts: Vec<Verdict>,
+}
+
+/// A client IP as the scalar call reads it: `None` for none or an empty text; the address,
+/// with white space around it ignored; else an error naming message `i`.
+fn ip_at(i: usize, v: Option<&[u8]>) -> PyResult<Option<IpAddr>> {
+    let Some(b) = v.filter(|b| !b.is_empty()) else {
+        return Ok(None);
+    };
+    // The common case, an address alone: parsed from the bytes (an address parses only from
+    // ASCII text, so it needs no UTF-8 check of its own).
+    if let Some(ip) = outguard::cidr::parse_ip(b.trim_ascii()) {
+        return Ok(Some(ip));
+    }
+    other_ip(i, b)
+}
+
+#[cold]
+#[inline(never)]
+fn other_ip(i: usize, b: &[u8]) -> PyResult<Option<IpAddr>> {
+    let s = utf8("client_ip", i, b)?;
+    outguard::cidr::parse_ip(s.trim().as_bytes())
+        .map(Some)
+        .ok_or_else(|| at("client_ip", i, format!("invalid IP address {s:?}")))
 }
 
 fn utf8<'a>(name: &str, i: usize, b: &'a [u8]) -> PyResult<&'a str> {
@@ -735,21 +762,10 @@ impl Columns {
     /// Conversions (IDNA, IP addresses, verdicts); runs without the GIL.
     pub fn prepare(&self, verdicts: bool) -> PyResult<Prepared> {
         let n = self.n;
-        let ip = |i: usize, v: Option<&[u8]>| -> PyResult<Option<IpAddr>> {
-            let Some(b) = v.filter(|b| !b.is_empty()) else {
-                return Ok(None);
-            };
-            // The common case, an address alone: parsed from the bytes (an address parses
-            // only from ASCII text, so it needs no UTF-8 check of its own).
-            if let Some(ip) = outguard::cidr::parse_ip(b.trim_ascii()) {
-                return Ok(Some(ip));
-            }
-            let s = utf8("client_ip", i, b)?;
-            outguard::cidr::parse_ip(s.trim().as_bytes())
-                .map(Some)
-                .ok_or_else(|| at("client_ip", i, format!("invalid IP address {s:?}")))
-        };
+        let ip = ip_at;
+        let ips_in_fill = n > 0 && self.client_ip.view()?.plain(&(0..n)).is_some();
         let ips = match &self.client_ip {
+            _ if ips_in_fill => Many::One(None),
             Text::Absent => Many::One(None),
             // (An empty batch has no value to check.)
             Text::One(_) if n == 0 => Many::One(None),
@@ -797,8 +813,23 @@ impl Columns {
                 .cert_domain
                 .conversions("cert_domain", n, convert::idna)?,
             ips,
+            ips_in_fill,
             verdicts: vs,
         })
+    }
+
+    /// Benchmark support: the client IP of each message as given, when the column is text
+    /// with a value per message.
+    pub fn ip_texts(&self) -> PyResult<Option<Vec<Option<&[u8]>>>> {
+        let view = self.client_ip.view()?;
+        if !view.varies() {
+            return Ok(None);
+        }
+        let mut v = vec![None; self.n];
+        view.bytes_in("client_ip", 0..self.n, |i, b| {
+            v[i] = b.filter(|b| !b.is_empty()).map(<[u8]>::trim_ascii)
+        })?;
+        Ok(Some(v))
     }
 
     /// A reader of the messages, borrowing the columns and the conversions; runs without
@@ -808,6 +839,7 @@ impl Columns {
             cols: self,
             p,
             mail_from: self.mail_from.view()?,
+            client_ip: self.client_ip.view()?,
             tenant: self.tenant.view()?.checked(),
             auth_user: self.auth_user.view()?.checked(),
             cert_domain: self.cert_domain.view()?.checked(),
@@ -1294,6 +1326,7 @@ pub struct Reader<'a> {
     cols: &'a Columns,
     p: &'a Prepared,
     mail_from: TextView<'a>,
+    client_ip: TextView<'a>,
     tenant: TextView<'a>,
     auth_user: TextView<'a>,
     cert_domain: TextView<'a>,
@@ -1434,6 +1467,9 @@ impl<'a> Reader<'a> {
         if let Many::Each(v) = &p.ips {
             each_of(v, start, out, |m, x| m.client_ip = x);
         }
+        if p.ips_in_fill {
+            self.fill_ips(start, out)?;
+        }
         if let Many::Each(v) = &c.forwarded {
             each_of(v, start, out, |m, x| m.forwarded = x);
         }
@@ -1447,6 +1483,45 @@ impl<'a> Reader<'a> {
             each_of(v, start, out, |m, x| m.recipients = x);
         }
         Ok(())
+    }
+
+    /// Parses the client IPs of messages `start..start + out.len()` into them, from a text
+    /// column in one buffer (`Prepared::ips_in_fill`).
+    #[inline(always)]
+    fn fill_ips(&self, start: usize, out: &mut [Message<'a>]) -> PyResult<()> {
+        let range = start..start + out.len();
+        let Some(v) = self.client_ip.plain(&range) else {
+            // (`prepare` found the whole column in one such part.)
+            return Err(at("client_ip", start, "value out of its buffer"));
+        };
+        let data = v.data;
+        let mut i = start;
+        let mut err = None;
+        let read = v.each(out, |m, a, b| {
+            i += 1;
+            let Some(text) = data.get(a..b) else {
+                return false;
+            };
+            // The common case inline: an address alone.
+            if let Some(ip) = outguard::cidr::parse_ip(text) {
+                m.client_ip = Some(ip);
+                return true;
+            }
+            // The others: empty, white space around, or bad (`err` says which value).
+            match ip_at(i - 1, Some(text)) {
+                Ok(ip) => {
+                    m.client_ip = ip;
+                    true
+                }
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
+        });
+        read.map_err(|k| {
+            err.unwrap_or_else(|| at("client_ip", start + k, "value out of its buffer"))
+        })
     }
 
     /// Messages `range` into `out` (replacing what it held).
