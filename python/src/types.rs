@@ -849,22 +849,20 @@ impl RestoreReport {
 
 // ---------------------------------------------------------------------------------------------
 
-/// One decision of a batch in 32 bytes (the core's is twice that): the tenant's fixed limits
+/// One decision of a batch in 40 bytes (the core's is 64): the tenant's fixed limits
 /// (`Counters` fields other than the three counts) are kept once per tenant in `Decisions`.
+/// The other fields are the core's own, copied as they are.
 #[derive(Clone, Copy)]
 struct Compact {
-    /// Tenant index + 1; 0: no tenant.
-    tenant: u32,
+    tenant: Option<outguard::TenantId>,
     total: u32,
     suspicious: u32,
     unregistered: u32,
-    /// 0: none; `u64::MAX`: until release; else the end time.
-    block_end: u64,
-    /// `repr(u8)` values (0: `None`).
-    reason: u8,
-    monitored: u8,
-    attribution: u8,
-    sender_class: u8,
+    block_ends: Option<BlockEnd>,
+    reason: Option<Reason>,
+    monitored: Option<Reason>,
+    attribution: Option<outguard::Attribution>,
+    sender_class: Option<SenderClass>,
 }
 
 /// The fixed part of a tenant's `Counters`.
@@ -890,46 +888,6 @@ impl Limits {
     }
 }
 
-const ATTRIBUTIONS: [outguard::Attribution; 4] = [
-    outguard::Attribution::Explicit,
-    outguard::Attribution::AuthUser,
-    outguard::Attribution::Certificate,
-    outguard::Attribution::IpConnector,
-];
-const CLASSES: [SenderClass; 4] = [
-    SenderClass::Registered,
-    SenderClass::Exempt,
-    SenderClass::Unregistered,
-    SenderClass::Null,
-];
-
-/// Fails to compile when the core adds a variant the tables above lack.
-#[allow(dead_code)]
-fn all_variants_listed(a: outguard::Attribution, c: SenderClass, r: Reason) {
-    use outguard::Attribution as A;
-    match a {
-        A::Explicit | A::AuthUser | A::Certificate | A::IpConnector => {}
-    }
-    match c {
-        SenderClass::Registered
-        | SenderClass::Exempt
-        | SenderClass::Unregistered
-        | SenderClass::Null => {}
-    }
-    match r {
-        Reason::InvalidSender
-        | Reason::Unattributed
-        | Reason::TenantThreshold
-        | Reason::TenantLapsed
-        | Reason::LowReputationIp
-        | Reason::UnregisteredDomain => {}
-    }
-}
-
-fn reason_of(k: u8) -> Option<Reason> {
-    Reason::ALL.into_iter().find(|r| *r as u8 == k)
-}
-
 /// A batch's decisions, compact (`Compact`), each rebuilt exactly on demand (`get`).
 #[derive(Default)]
 pub struct Decisions {
@@ -937,7 +895,7 @@ pub struct Decisions {
     /// The limits of each tenant index seen (from its first decision).
     limits: Vec<Option<Limits>>,
     /// The decisions the compact form cannot hold (by index): limits other than the tenant's
-    /// first decision's, counters without a tenant, a block ending at time 0 or 2**64 - 1.
+    /// first decision's, counters without a tenant.
     exact: HashMap<usize, outguard::Decision>,
 }
 
@@ -958,8 +916,7 @@ impl Decisions {
     }
 
     /// Appends a decision. The usual one (a tenant whose limits are kept already, or no
-    /// tenant and no counters; a block end the compact form holds) costs a lookup and the
-    /// compact record's store.
+    /// tenant and no counters) costs a lookup and the compact record's store.
     ///
     /// A tenant's limits are taken from its first decision: every decision about a tenant
     /// carries its rules' limits (`outguard::Counters`), and the decisions of one
@@ -967,55 +924,50 @@ impl Decisions {
     #[inline]
     pub fn push(&mut self, d: &outguard::Decision) {
         let c = &d.counters;
-        let (block_end, odd_end) = match d.block_ends {
-            None => (0, false),
-            Some(BlockEnd::OnRelease) => (u64::MAX, false),
-            // 0 and 2**64 - 1 mean "none" and "until release" in the compact form.
-            Some(BlockEnd::At(t)) => (t, t.wrapping_add(1) <= 1),
-        };
         let usual = match d.tenant {
             Some(t) => matches!(self.limits.get(t.0 as usize), Some(Some(_))),
             None => *c == outguard::Counters::default(),
-        } && !odd_end;
+        };
         if !usual {
             self.note(d);
         }
         self.compact.push(Compact {
-            tenant: d.tenant.map_or(0, |t| t.0.wrapping_add(1)),
+            tenant: d.tenant,
             total: c.total,
             suspicious: c.suspicious,
             unregistered: c.unregistered,
-            block_end,
-            reason: d.reason.map_or(0, |r| r as u8),
-            monitored: d.monitored.map_or(0, |r| r as u8),
-            attribution: d.attribution.map_or(0, |a| a as u8),
-            sender_class: d.sender_class.map_or(0, |c| c as u8),
+            block_ends: d.block_ends,
+            reason: d.reason,
+            monitored: d.monitored,
+            attribution: d.attribution,
+            sender_class: d.sender_class,
         });
     }
 
     /// The rest of `push` for a decision that is not the usual one (before its compact
     /// record is stored): a tenant's first decision gives its limits; a decision the compact
-    /// form cannot hold (limits other than its tenant's, counters without a tenant, a block
-    /// ending at time 0 or 2**64 - 1, tenant index 2**32 - 1) is kept whole.
+    /// form cannot hold (limits other than its tenant's, counters without a tenant) is kept
+    /// whole.
     #[cold]
     #[inline(never)]
     fn note(&mut self, d: &outguard::Decision) {
         let lim = Limits::of(&d.counters);
-        let mut odd = matches!(d.block_ends, Some(BlockEnd::At(0 | u64::MAX)));
-        match d.tenant {
-            None => odd |= d.counters != outguard::Counters::default(),
+        let odd = match d.tenant {
+            None => d.counters != outguard::Counters::default(),
             Some(t) => {
                 let k = t.0 as usize;
                 if k >= self.limits.len() {
                     self.limits.resize(k + 1, None);
                 }
                 match self.limits[k] {
-                    None => self.limits[k] = Some(lim),
-                    Some(l) => odd |= l != lim,
+                    None => {
+                        self.limits[k] = Some(lim);
+                        false
+                    }
+                    Some(l) => l != lim,
                 }
-                odd |= t.0 == u32::MAX;
             }
-        }
+        };
         if odd {
             self.exact.insert(self.compact.len(), *d);
         }
@@ -1033,23 +985,16 @@ impl Decisions {
             }
         }
         let c = self.compact[i];
-        let (tenant, lim) = match c.tenant {
-            0 => (None, Limits::default()),
-            t => (
-                Some(outguard::TenantId(t - 1)),
-                self.limits
-                    .get((t - 1) as usize)
-                    .copied()
-                    .flatten()
-                    .unwrap_or_default(),
-            ),
-        };
+        let lim = c
+            .tenant
+            .and_then(|t| self.limits.get(t.0 as usize).copied().flatten())
+            .unwrap_or_default();
         outguard::Decision {
-            reason: reason_of(c.reason),
-            monitored: reason_of(c.monitored),
-            tenant,
-            attribution: ATTRIBUTIONS.into_iter().find(|a| *a as u8 == c.attribution),
-            sender_class: CLASSES.into_iter().find(|s| *s as u8 == c.sender_class),
+            reason: c.reason,
+            monitored: c.monitored,
+            tenant: c.tenant,
+            attribution: c.attribution,
+            sender_class: c.sender_class,
             counters: outguard::Counters {
                 total: c.total,
                 suspicious: c.suspicious,
@@ -1060,11 +1005,7 @@ impl Decisions {
                 warn_ratio_ppm: lim.warn_ratio_ppm,
                 limit: lim.limit,
             },
-            block_ends: match c.block_end {
-                0 => None,
-                u64::MAX => Some(BlockEnd::OnRelease),
-                t => Some(BlockEnd::At(t)),
-            },
+            block_ends: c.block_ends,
         }
     }
 
@@ -1074,7 +1015,7 @@ impl Decisions {
 
     /// Whether message `i` was accepted (without rebuilding its decision).
     pub fn accepted(&self, i: usize) -> bool {
-        self.compact[i].reason == 0
+        self.compact[i].reason.is_none()
     }
 
     /// The tenant indices that occur (in increasing order).
