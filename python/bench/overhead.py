@@ -17,10 +17,11 @@ within one run, not across runs):
   last row is the benchmark report's "Python Engine.check, hot" message (``scripts/bench``);
 - batch ``check_batch`` and ``replay`` per message, for each input form (lists, numpy arrays,
   pyarrow arrays when pyarrow is installed), beside the core's part of the same batch timed
-  inside Rust (``Engine._core_batch_ns``: ``check_batch_at`` over the converted messages in
-  groups of 256, as ``check_batch`` calls it, or
-  the ``evaluate`` loop), and the difference per message; then the cost of taking the
-  results out (``Replay.array`` and the list-returning columns).
+  inside Rust (``Engine._core_batch_ns``: ``check_batch_at`` over the converted messages
+  into a vector of every decision, client IPs given as text parsed by the core's
+  ``cidr::parse_ip`` inside the timing, or the ``evaluate`` loop), and the difference per
+  message; then the cost of taking the results out (``Replay.array`` and the list-returning
+  columns).
 """
 
 from __future__ import annotations

@@ -268,8 +268,18 @@ impl Validity<'_> {
 pub struct Ascii<'a>(&'a str);
 
 impl<'a> Ascii<'a> {
-    pub fn new(text: &'a str) -> Option<Ascii<'a>> {
-        text.is_ascii().then_some(Ascii(text))
+    /// The bytes as text, when they are all ASCII (one pass, no UTF-8 decoding).
+    pub fn from_bytes(bytes: &'a [u8]) -> Option<Ascii<'a>> {
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is UTF-8.
+            Some(Ascii(unsafe { std::str::from_utf8_unchecked(bytes) }))
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 
     /// `text[a..b]`, or `None` when the range is not inside the text.

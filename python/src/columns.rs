@@ -972,12 +972,19 @@ impl<'a> PartView<'a> {
         if !plain || self.len == 0 {
             return;
         }
-        self.text = self.packed().and_then(|(data, packed)| {
+        let Some((bytes, lo)) = self.packed().and_then(|(data, packed)| {
             let lo = packed.range(0, 0)?.start;
             let hi = packed.range(self.len - 1, 0)?.end;
-            Some((std::str::from_utf8(data.get(lo..hi)?).ok()?, lo))
-        });
-        self.ascii = self.text.and_then(|(t, _)| Ascii::new(t));
+            Some((data.get(lo..hi)?, lo))
+        }) else {
+            return;
+        };
+        // The usual text, ASCII, found so in one pass; else checked as UTF-8.
+        self.ascii = Ascii::from_bytes(bytes);
+        self.text = match self.ascii {
+            Some(a) => Some((a.as_str(), lo)),
+            None => std::str::from_utf8(bytes).ok().map(|t| (t, lo)),
+        };
     }
 
     /// The part's values as one buffer and their offsets, when laid out that way.

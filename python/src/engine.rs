@@ -8,7 +8,6 @@
 //! that holds the lock during a batch (with the GIL released) can always finish.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::{PoisonError, RwLock, TryLockError};
 
@@ -26,7 +25,7 @@ use crate::fastcall;
 use crate::policy::Policy;
 use crate::reuse;
 use crate::types::{
-    event_list, Decisions, EventData, ReloadReport, Replay, RestoreReport, Restriction,
+    event_list, Decisions, EventData, Names, ReloadReport, Replay, RestoreReport, Restriction,
     SuspiciousConnector, TenantName, TenantStatus,
 };
 
@@ -781,13 +780,10 @@ const NO_DECISION: outguard::Decision = outguard::Decision {
 
 /// The ids of the distinct tenants among `ids` (a flag per tenant index: no hashing per
 /// message).
-fn tenant_names(
-    e: &HeapEngine,
-    ids: impl Iterator<Item = TenantId> + Clone,
-) -> HashMap<u32, String> {
+fn tenant_names(e: &HeapEngine, ids: impl Iterator<Item = TenantId> + Clone) -> Names {
     let max = ids.clone().map(|t| t.0 as usize + 1).max().unwrap_or(0);
     let mut seen = vec![false; max];
-    let mut names = HashMap::new();
+    let mut names = Names::default();
     for t in ids {
         if !std::mem::replace(&mut seen[t.0 as usize], true) {
             names.insert(t.0, e.tenant_name(t).to_owned());
@@ -1068,9 +1064,10 @@ impl Engine {
     fn _read_floor(&self) {}
 
     /// Benchmark support: nanoseconds per message of the core's part of `check_batch`
-    /// (`count=False`: `Engine::check_batch_at`) or `replay` (`count=True`: `evaluate` in
-    /// time order; this changes the engine's counters) over these columns, read and converted
-    /// once outside the timing. Best of `repeat` runs (one run when counting).
+    /// (`count=False`: `Engine::check_batch_at` into a vector of every decision, with the
+    /// client IPs given as text parsed by `cidr::parse_ip`) or `replay` (`count=True`:
+    /// `evaluate` in time order; this changes the engine's counters) over these columns, read
+    /// and converted once outside the timing. Best of `repeat` runs (one run when counting).
     #[pyo3(signature = (repeat, count, now, mail_from, verdict=None, tenant=None, client_ip=None,
                         auth_user=None, cert_domain=None, forwarded=None, spf_pass=None,
                         dkim_pass=None, recipients=None))]
@@ -1116,22 +1113,20 @@ impl Engine {
                     std::hint::black_box(self.evaluate_all(&cols.now, &msgs, &prep.verdicts));
                 }) / n
             } else {
-                // In groups of 256 into one group's buffer. Client IPs given as text are the
-                // core's to parse (`cidr::parse_ip`, as a Rust caller holding text would),
-                // so that is timed too.
+                // The core's batch call as a Rust caller makes it: every message's decision
+                // into a vector of them. Client IPs given as text are the core's to parse
+                // (`cidr::parse_ip`, as a Rust caller holding text would), so that is timed too.
                 let ips = cols.ip_texts()?;
-                let mut out = [NO_DECISION; 256];
+                let mut out = vec![NO_DECISION; msgs.len()];
                 let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
                 best_ns(repeat, 1, || {
-                    for (k, (t, m)) in cols.now.chunks(256).zip(msgs.chunks_mut(256)).enumerate() {
-                        if let Some(ips) = &ips {
-                            for (m, ip) in m.iter_mut().zip(&ips[k * 256..]) {
-                                m.client_ip = ip.and_then(outguard::cidr::parse_ip);
-                            }
+                    if let Some(ips) = &ips {
+                        for (m, ip) in msgs.iter_mut().zip(ips) {
+                            m.client_ip = ip.and_then(outguard::cidr::parse_ip);
                         }
-                        g.check_batch_at(t, std::hint::black_box(m), &mut out[..m.len()]);
-                        std::hint::black_box(&out);
                     }
+                    g.check_batch_at(&cols.now, std::hint::black_box(&msgs), &mut out);
+                    std::hint::black_box(&out);
                 }) / n
             })
         });

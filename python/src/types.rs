@@ -1035,11 +1035,33 @@ impl Decisions {
     }
 }
 
+/// A batch's tenant ids by tenant index.
+pub type Names = HashMap<u32, String, std::hash::BuildHasherDefault<IndexHasher>>;
+
+/// The hash of a tenant index: the index times an odd constant (indices are distinct small
+/// integers, so nothing stronger is needed).
+#[derive(Default)]
+pub struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// The columns of a batch: one entry per message, in the order given.
 #[pyclass(frozen, module = "outguard")]
 pub struct Replay {
     pub decisions: Decisions,
-    pub names: HashMap<u32, String>,
+    pub names: Names,
     /// Events with the index of the message whose recording caused them.
     pub events: Vec<(usize, EventData)>,
 }
