@@ -441,6 +441,19 @@ impl ArrowChunk {
         Ok(unsafe { std::slice::from_raw_parts(p as *const T, len) })
     }
 
+    /// The values of a chunk of 64-bit integers as `u64`s, in place (a signed chunk's
+    /// values read so: the caller checks they are not negative).
+    pub fn u64s(&self) -> PyResult<&[u64]> {
+        if !matches!(self.kind, Kind::Int { bytes: 8, .. }) {
+            return Err(malformed("not a column of 64-bit integers"));
+        }
+        if self.len == 0 {
+            // Nothing to read: the buffers of an empty array may be NULL.
+            return Ok(&[]);
+        }
+        Ok(&self.slice::<u64>(1, self.offset + self.len)?[self.offset..])
+    }
+
     pub fn validity(&self) -> PyResult<Validity<'_>> {
         if self.len == 0 || self.array.0.null_count == 0 || self.buffer(0).is_null() {
             return Ok(Validity::All);

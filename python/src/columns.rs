@@ -598,8 +598,59 @@ fn other_count(x: Num) -> Result<u32, String> {
     }
 }
 
+/// The `now` column: read in place when it is one Arrow chunk of 64-bit integers without
+/// nulls or negative values (the usual Arrow column), else copied.
+pub enum Times {
+    Arrow(ArrowChunk),
+    Owned(Vec<u64>),
+}
+
+impl Times {
+    pub fn len(&self) -> usize {
+        match self {
+            Times::Arrow(c) => c.len(),
+            Times::Owned(v) => v.len(),
+        }
+    }
+
+    pub fn values(&self) -> PyResult<&[u64]> {
+        match self {
+            Times::Arrow(c) => c.u64s(),
+            Times::Owned(v) => Ok(v),
+        }
+    }
+}
+
 /// The `now` column (required; one value per message).
-pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Times> {
+    let arrow = obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")?;
+    if arrow && !is_one_value(obj) {
+        let label = |e: PyErr| PyValueError::new_err(format!("now: {}", e.value(obj.py())));
+        if let Some(mut chunks) = buffers::import_arrow(obj).map_err(label)? {
+            if let [c] = &chunks[..] {
+                let in_place = matches!(c.validity()?, Validity::All)
+                    && match c.kind() {
+                        Kind::Int { bytes: 8, signed } => {
+                            !signed || c.u64s()?.iter().fold(0, |a, &v| a | v) >> 63 == 0
+                        }
+                        _ => false,
+                    };
+                if in_place {
+                    return Ok(Times::Arrow(chunks.remove(0)));
+                }
+            }
+            return times_of(chunks).map(Times::Owned);
+        }
+    }
+    times_general(obj).map(Times::Owned)
+}
+
+/// An Arrow `now` column, copied (and each value checked).
+fn times_of(chunks: Vec<ArrowChunk>) -> PyResult<Vec<u64>> {
+    nums_of(&chunks, "now", time_of, bulk_times)
+}
+
+fn times_general(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     let m = numbers(
         obj,
         "now",
@@ -651,7 +702,7 @@ pub fn counts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Many<u32>> {
 /// Every column of a batch, read; the messages are built from it with the GIL released.
 pub struct Columns {
     pub n: usize,
-    pub now: Vec<u64>,
+    pub now: Times,
     pub mail_from: Text,
     pub verdict: Text,
     pub tenant: Text,

@@ -645,9 +645,9 @@ impl Engine {
                 // Every message first: a bad value refuses the batch before anything counts.
                 let mut msgs = Vec::new();
                 reader.messages(0..cols.n, &mut msgs)?;
-                Ok(self.evaluate_all(&cols.now, &msgs, &prep.verdicts))
+                Ok(self.evaluate_all(cols.now.values()?, &msgs, &prep.verdicts))
             } else {
-                self.check_all(&cols.now, &reader)
+                self.check_all(cols.now.values()?, &reader)
             }
         });
         drop(cols);
@@ -1108,9 +1108,10 @@ impl Engine {
             let mut msgs = Vec::new();
             cols.reader(&prep)?.messages(0..cols.n, &mut msgs)?;
             let n = msgs.len().max(1) as f64;
+            let now = cols.now.values()?;
             Ok(if count {
                 best_ns(1, 1, || {
-                    std::hint::black_box(self.evaluate_all(&cols.now, &msgs, &prep.verdicts));
+                    std::hint::black_box(self.evaluate_all(now, &msgs, &prep.verdicts));
                 }) / n
             } else {
                 // The core's batch call as a Rust caller makes it: every message's decision
@@ -1125,7 +1126,7 @@ impl Engine {
                             m.client_ip = ip.and_then(outguard::cidr::parse_ip);
                         }
                     }
-                    g.check_batch_at(&cols.now, std::hint::black_box(&msgs), &mut out);
+                    g.check_batch_at(now, std::hint::black_box(&msgs), &mut out);
                     std::hint::black_box(&out);
                 }) / n
             })
