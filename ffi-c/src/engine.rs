@@ -137,7 +137,7 @@ const MESSAGE_FLAGS: [[bool; 4]; 8] = {
 #[inline(always)]
 fn read_message<'a>(m: &'a og_message, msg: &mut Message<'a>) -> Result<bool, og_result> {
     let Some(&[forwarded, spf_pass, dkim_pass, _]) = MESSAGE_FLAGS.get(m.flags as usize) else {
-        return Err(og_result::InvalidParameter);
+        return Err(ffi::invalid_parameter());
     };
     *msg = Message {
         mail_from: &[],
@@ -156,7 +156,7 @@ fn read_message<'a>(m: &'a og_message, msg: &mut Message<'a>) -> Result<bool, og
             OG_IP_NONE => {}
             OG_IP_V4 => msg.client_ip = Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
             OG_IP_V6 => msg.client_ip = Some(IpAddr::from(*b)),
-            _ => return Err(og_result::InvalidParameter),
+            _ => return Err(ffi::invalid_parameter()),
         }
     } else {
         client_ip_text(m, msg)?;

@@ -37,9 +37,22 @@ pub(crate) fn out<T>(p: *mut T) -> Result<Out<T>, og_result> {
 /// The error for a NULL pointer that must not be NULL. Cold: a caller passing NULL is a bug,
 /// and with the error path marked so, the compiler tests each pointer with a branch of its own
 /// instead of combining the tests of all of them into one flag first.
+///
+/// Out of line too (as [`invalid_parameter`]): inlined, its constant was loaded into a register
+/// kept for the result before each test, on the hot path too, and that register was one more
+/// to save and restore.
 #[cold]
+#[inline(never)]
 fn null_parameter() -> og_result {
     og_result::NullParameter
+}
+
+/// The error for an argument that is out of range; cold and out of line, as
+/// [`null_parameter`].
+#[cold]
+#[inline(never)]
+pub(crate) fn invalid_parameter() -> og_result {
+    og_result::InvalidParameter
 }
 
 /// An optional output pointer (NULL: the caller does not want this output).
@@ -224,7 +237,7 @@ pub(crate) fn bytes<'a>(p: *const c_char, len: usize) -> Result<&'a [u8], og_res
         };
     }
     if len > isize::MAX as usize {
-        return Err(og_result::InvalidParameter);
+        return Err(invalid_parameter());
     }
     // SAFETY: non-NULL, `len` readable bytes, unchanged during the call (API contract);
     // len <= isize::MAX checked above.
