@@ -1497,6 +1497,46 @@ domains = ["contoso.com"]
         assert_eq!(total, 3 * 5 * 4 * 6 * 5 * 4 * 3);
     }
 
+    /// An ASCII message, the address in binary or as text, is checked without allocating.
+    #[test]
+    fn check_allocates_nothing() {
+        let h = engine();
+        let from = "alice@contoso.com";
+        let (tenant, ip) = (c"contoso", c"203.0.113.5");
+        let binary = og_message {
+            mail_from: from.as_ptr().cast(),
+            mail_from_len: from.len(),
+            tenant: tenant.as_ptr(),
+            auth_user: ptr_null(),
+            cert_domain: ptr_null(),
+            client_ip: ptr_null(),
+            flags: OG_MESSAGE_SPF_PASS,
+            recipients: 1,
+            client_addr: og_ip {
+                family: OG_IP_V4,
+                bytes: [203, 0, 113, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+        };
+        let text = og_message {
+            client_ip: ip.as_ptr(),
+            client_addr: og_ip::default(),
+            ..binary
+        };
+        for m in [binary, text] {
+            let mut d = UNWRITTEN;
+            let before = ffi::counting_alloc::allocations();
+            for _ in 0..100 {
+                assert_eq!(og_engine_check(&h, NOW, &m, &mut d), og_result::Ok);
+            }
+            assert_eq!(ffi::counting_alloc::allocations(), before, "{m:?}");
+            assert!(d.accepted && d.tenant == 1, "{d:?}");
+        }
+        // The count sees an allocation.
+        let before = ffi::counting_alloc::allocations();
+        drop(std::hint::black_box(Box::new(0u64)));
+        assert_eq!(ffi::counting_alloc::allocations(), before + 1);
+    }
+
     fn ptr_null() -> *const c_char {
         core::ptr::null()
     }
