@@ -450,3 +450,30 @@ def test_arrow_text_read_paths_match_scalar(primed: outguard.Engine) -> None:
     assert [r.decision(k).to_dict() for k in range(n)] == [
         primed.check(x, s, tenant="contoso").to_dict() for x, s in zip(times, senders)
     ]
+
+
+def test_arrow_now_read_in_place_as_copied(primed: outguard.Engine) -> None:
+    """An Arrow `now` column of 64-bit integers is read in place (one chunk, no nulls, none
+    negative) or copied (the others); sliced, empty, chunked or with nulls, it decides as
+    `check` does or names its bad value."""
+    pa = pytest.importorskip("pyarrow")
+    n = 40
+    times = [NOW + 3 * k for k in range(n)]
+    senders = [SENDERS[k % N] for k in range(n)]
+    want = [primed.check(t, s, tenant="contoso").to_dict() for t, s in zip(times, senders)]
+    forms = [
+        pa.array(times, pa.int64()),
+        pa.array(times, pa.uint64()),
+        pa.array([NOW + 10**8, NOW + 10**8, *times], pa.int64()).slice(2),
+        pa.array([-1, 7, *times], pa.int64()).slice(2),
+        pa.chunked_array([times[:9], times[9:]], pa.int64()),
+    ]
+    for f in forms:
+        r = primed.check_batch(f, senders, tenant="contoso")
+        assert [r.decision(k).to_dict() for k in range(n)] == want, f.type
+    assert len(primed.check_batch(pa.array([], pa.int64()), pa.array([], pa.string()))) == 0
+    assert len(primed.check_batch(pa.array([5], pa.int64()).slice(1), [])) == 0
+    with pytest.raises(ValueError, match=r"^now\[2\]: missing time"):
+        primed.check_batch(pa.array([NOW, NOW, None], pa.int64()), senders[:3])
+    with pytest.raises(ValueError, match=r"^now\[1\]: -1 is negative"):
+        primed.check_batch(pa.array([-1, 7, NOW, -1], pa.int64()).slice(2), senders[:2])
