@@ -281,3 +281,62 @@ fn a_tenants_decisions_carry_its_rules_limits() {
     run(&mut e, want, &mut seen);
     assert!(seen > 40, "{seen} decisions about the tenant");
 }
+
+/// The same promise with two tenants, one on its own rules in monitor mode and attributed by
+/// its login, the other on the defaults: each keeps its own limits whatever it counts.
+#[test]
+fn each_tenant_keeps_its_own_limits() {
+    let now = 1_790_000_000;
+    let mut e = engine();
+    let contoso = e.tenant("contoso").unwrap();
+    let f = e.add_tenant("fabrikam", true).unwrap();
+    e.add_domain(f, "fabrikam.com", true, true).unwrap();
+    let mut own = RuleSet::DEFAULT;
+    own.unregistered.limit = 9;
+    own.unregistered.mode = Mode::Monitor;
+    own.threshold.min_messages = 4;
+    own.threshold.mode = Mode::Monitor;
+    e.set_overrides(f, Some(own)).unwrap();
+    let msgs = [
+        Message {
+            tenant: Some("contoso"),
+            ..Message::new("x@evil.example")
+        },
+        Message {
+            auth_user: Some("u@fabrikam.com"),
+            ..Message::new("y@evil.example")
+        },
+        Message {
+            auth_user: Some("u@fabrikam.com"),
+            ..Message::new("u@fabrikam.com")
+        },
+        Message {
+            tenant: Some("contoso"),
+            ..Message::new("a@contoso.com")
+        },
+    ];
+    let (mut seen_c, mut seen_f) = (0, 0);
+    for k in 0..60u64 {
+        let m = &msgs[k as usize % msgs.len()];
+        let verdict = if k % 3 == 0 {
+            Verdict::Spam
+        } else {
+            Verdict::Clean
+        };
+        let (d, _) = e.evaluate(now + 30 * k, m, verdict);
+        let c = &d.counters;
+        match d.tenant {
+            Some(t) if t == contoso => {
+                assert_eq!((c.min_messages, c.limit), (10, 3), "{d:?}");
+                seen_c += 1;
+            }
+            Some(t) if t == f => {
+                assert_eq!((c.min_messages, c.limit), (4, 9), "{d:?}");
+                assert_eq!(d.attribution, Some(Attribution::AuthUser));
+                seen_f += 1;
+            }
+            other => panic!("unexpected tenant {other:?}"),
+        }
+    }
+    assert!(seen_c >= 20 && seen_f >= 20, "{seen_c} {seen_f}");
+}

@@ -121,6 +121,8 @@ const MESSAGE_FLAGS: [[bool; 4]; 8] = {
     }
     t
 };
+// Every flag bit has its column in the table (a new flag needs a wider one).
+const _: () = assert!(OG_MESSAGE_FORWARDED | OG_MESSAGE_SPF_PASS | OG_MESSAGE_DKIM_PASS == 7);
 
 /// Fills every field of `msg` with the core's view of a C message (borrowed; no allocation);
 /// returns whether its `auth_user` and `cert_domain` are ASCII (else they may need converting

@@ -77,7 +77,7 @@ enum Fast {
     Nd(NdValues),
 }
 
-fn fast(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<Fast>> {
+fn fast(obj: &Bound<'_, PyAny>, what: &str, try_arrow: bool) -> PyResult<Option<Fast>> {
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         return Ok(None);
     }
@@ -87,7 +87,7 @@ fn fast(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<Fast>> {
     // type the reader does not know: the general path then reads the column, and reports its
     // problems value by value. An export that was made but cannot be read (consumed before,
     // malformed) is refused: it may not be read again.
-    if obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")? {
+    if try_arrow && (obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")?) {
         let arrow_label = |e: PyErr| PyValueError::new_err(format!("{what}: {}", e.value(py)));
         if let Some(chunks) = buffers::import_arrow(obj).map_err(arrow_label)? {
             return Ok(Some(Fast::Arrow(chunks)));
@@ -234,7 +234,7 @@ pub fn text<'py>(
             convert(obj).map_err(|e| relabel(py, what, 0, e))?,
         ));
     }
-    match fast(obj, what)? {
+    match fast(obj, what, true)? {
         Some(Fast::Arrow(chunks)) => {
             let kinds: Vec<Kind> = chunks.iter().map(ArrowChunk::kind).collect();
             if kinds.iter().all(|k| *k == Kind::Utf8) || kinds.iter().all(|k| *k == Kind::Binary) {
@@ -493,12 +493,13 @@ fn numbers<'py, T: Copy>(
     num: impl Fn(Num) -> Result<T, String> + Copy,
     bulk: Bulk<T>,
     from_ints: bool,
+    try_arrow: bool,
 ) -> PyResult<Many<T>> {
     let py = obj.py();
     if is_one_value(obj) {
         return Ok(Many::One(one(obj).map_err(|e| relabel(py, what, 0, e))?));
     }
-    match fast(obj, what)? {
+    match fast(obj, what, try_arrow)? {
         Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num, bulk).map(Many::Each),
         Some(Fast::Nd(v)) => {
             return match v {
@@ -623,15 +624,17 @@ impl Times {
 
 /// The `now` column (required; one value per message).
 pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Times> {
+    let sequence = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
     let arrow = obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")?;
-    if arrow && !is_one_value(obj) {
+    if arrow && !sequence && !is_one_value(obj) {
         let label = |e: PyErr| PyValueError::new_err(format!("now: {}", e.value(obj.py())));
         if let Some(mut chunks) = buffers::import_arrow(obj).map_err(label)? {
             if let [c] = &chunks[..] {
+                // (A misaligned buffer, which Arrow allows, is copied instead.)
                 let in_place = matches!(c.validity()?, Validity::All)
-                    && match c.kind() {
-                        Kind::Int { bytes: 8, signed } => {
-                            !signed || c.u64s()?.iter().fold(0, |a, &v| a | v) >> 63 == 0
+                    && match (c.kind(), c.u64s()) {
+                        (Kind::Int { bytes: 8, signed }, Ok(v)) => {
+                            !signed || v.iter().fold(0, |a, &v| a | v) >> 63 == 0
                         }
                         _ => false,
                     };
@@ -641,8 +644,10 @@ pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Times> {
             }
             return times_of(chunks).map(Times::Owned);
         }
+        // An export of a type not read in place (datetimes...): not exported again.
+        return times_general(obj, false).map(Times::Owned);
     }
-    times_general(obj).map(Times::Owned)
+    times_general(obj, true).map(Times::Owned)
 }
 
 /// An Arrow `now` column, copied (and each value checked).
@@ -650,7 +655,8 @@ fn times_of(chunks: Vec<ArrowChunk>) -> PyResult<Vec<u64>> {
     nums_of(&chunks, "now", time_of, bulk_times)
 }
 
-fn times_general(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+/// The `now` column read as `numbers` reads columns (`try_arrow`: also as an Arrow export).
+fn times_general(obj: &Bound<'_, PyAny>, try_arrow: bool) -> PyResult<Vec<u64>> {
     let m = numbers(
         obj,
         "now",
@@ -658,6 +664,7 @@ fn times_general(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
         time_of,
         bulk_times,
         true,
+        try_arrow,
     )?;
     match m {
         Many::Each(v) => Ok(v),
@@ -679,6 +686,7 @@ pub fn flags(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Many<bool>>
         flag_of,
         no_bulk,
         false,
+        true,
     )
 }
 
@@ -693,6 +701,7 @@ pub fn counts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Many<u32>> {
         convert::recipients,
         count_of,
         no_bulk,
+        true,
         true,
     )
 }
@@ -1547,6 +1556,9 @@ impl<'a> Reader<'a> {
     /// column in one buffer (`Prepared::ips_in_fill`).
     #[inline(always)]
     fn fill_ips(&self, start: usize, out: &mut [Message<'a>]) -> PyResult<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
         let range = start..start + out.len();
         let Some(v) = self.client_ip.plain(&range) else {
             // (`prepare` found the whole column in one such part.)

@@ -928,6 +928,11 @@ impl Decisions {
             Some(t) => matches!(self.limits.get(t.0 as usize), Some(Some(_))),
             None => *c == outguard::Counters::default(),
         };
+        debug_assert!(d.tenant.is_none_or(|t| {
+            self.limits
+                .get(t.0 as usize)
+                .is_none_or(|l| l.is_none_or(|l| l == Limits::of(c)))
+        }));
         if !usual {
             self.note(d);
         }

@@ -477,3 +477,61 @@ def test_arrow_now_read_in_place_as_copied(primed: outguard.Engine) -> None:
         primed.check_batch(pa.array([NOW, NOW, None], pa.int64()), senders[:3])
     with pytest.raises(ValueError, match=r"^now\[1\]: -1 is negative"):
         primed.check_batch(pa.array([-1, 7, NOW, -1], pa.int64()).slice(2), senders[:2])
+
+
+def test_batches_keep_each_tenants_own_limits() -> None:
+    """A batch keeps a tenant's limits once (from its first decision): tenants on their own
+    rules and on the defaults, mixed in one batch, each decide as `check` does (limits
+    included), and `replay` counts as `evaluate` does."""
+    pa = pytest.importorskip("pyarrow")
+    from conftest import SCENARIO
+
+    text = SCENARIO + (
+        '\n[[tenants]]\nid = "own"\ndomains = ["own.example"]\n'
+        "rules.unregistered_domain.limit = 7\nrules.tenant_threshold.min_messages = 4\n"
+    )
+    pol = outguard.Policy.from_toml(text, "own.toml")
+    n = 90
+    who = [["contoso", "own", "trial", None][k % 4] for k in range(n)]
+    senders = [
+        {"contoso": "x@evil.example", "own": "y@evil.example", "trial": "z@trial.example", None: "q@other.example"}[w]
+        if k % 3 else {"contoso": "a@contoso.com", "own": "b@own.example", "trial": "c@trial.example", None: "d@x.example"}[w]
+        for k, w in enumerate(who)
+    ]
+    times = [NOW + 11 * k for k in range(n)]
+    scalar = outguard.Engine(pol)
+    want = [scalar.evaluate(t, s, tenant=w).to_dict() for t, s, w in zip(times, senders, who)]
+    assert {d["counters"]["limit"] for d in want if d["tenant"] == "own"} == {7}
+    assert {d["counters"]["limit"] for d in want if d["tenant"] == "contoso"} == {3}
+    r = outguard.Engine(pol).replay(pa.array(times, pa.int64()), pa.array(senders), tenant=pa.array(who))
+    assert [r.decision(k).to_dict() for k in range(n)] == want
+    checked = outguard.Engine(pol)
+    for t, s, w in zip(times[:30], senders[:30], who[:30]):
+        checked.evaluate(t, s, tenant=w)
+    later = [t + 5 for t in times]
+    want = [checked.check(t, s, tenant=w).to_dict() for t, s, w in zip(later, senders, who)]
+    r = checked.check_batch(pa.array(later, pa.int64()), pa.array(senders), tenant=pa.array(who))
+    assert [r.decision(k).to_dict() for k in range(n)] == want
+
+
+def test_sliced_arrow_senders_and_addresses(primed: outguard.Engine) -> None:
+    """Sender and client-IP columns that start inside their Arrow buffers (sliced), read in
+    one loop per group, decide as `check` does; a bad address is named by its index."""
+    pa = pytest.importorskip("pyarrow")
+    n = 50
+    times = [NOW + k for k in range(n)]
+    senders = [SENDERS[k % N] for k in range(n)]
+    ips = [IPS[k % N] or "" for k in range(n)]
+    ips[7] = " 203.0.113.9\u00a0"
+    want = [
+        primed.check(t, s, tenant="contoso", client_ip=ip or None).to_dict()
+        for t, s, ip in zip(times, senders, ips)
+    ]
+    s_col = pa.array(["zz@evil.example", "bad", *senders]).slice(2)
+    ip_col = pa.array(["198.51.100.9", "nope", *ips]).slice(2)
+    r = primed.check_batch(pa.array(times, pa.int64()), s_col, tenant="contoso", client_ip=ip_col)
+    assert [r.decision(k).to_dict() for k in range(n)] == want
+    bad = list(ips)
+    bad[33] = "300.1.2.3"
+    with pytest.raises(ValueError, match=r'^client_ip\[33\]: invalid IP address "300.1.2.3"$'):
+        primed.check_batch(times, senders, tenant="contoso", client_ip=pa.array(["1.2.3.4", *bad]).slice(1))

@@ -39,7 +39,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
-        .map_or(3_000, |s| s.parse().expect("ROUNDS: a number"));
+        .map_or(3_000, |s| s.parse().expect("ROUNDS: a number"))
+        .max(1);
     let text = cabi::policy(1);
     let (h, rust) = (Handle::new(&text), cabi::rust_engine(&text));
     let locked = RwLock::new(cabi::rust_engine(&text));
