@@ -77,7 +77,7 @@ enum Fast {
     Nd(NdValues),
 }
 
-fn fast(obj: &Bound<'_, PyAny>, what: &str, try_arrow: bool) -> PyResult<Option<Fast>> {
+fn fast(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<Fast>> {
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         return Ok(None);
     }
@@ -87,7 +87,7 @@ fn fast(obj: &Bound<'_, PyAny>, what: &str, try_arrow: bool) -> PyResult<Option<
     // type the reader does not know: the general path then reads the column, and reports its
     // problems value by value. An export that was made but cannot be read (consumed before,
     // malformed) is refused: it may not be read again.
-    if try_arrow && (obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")?) {
+    if obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")? {
         let arrow_label = |e: PyErr| PyValueError::new_err(format!("{what}: {}", e.value(py)));
         if let Some(chunks) = buffers::import_arrow(obj).map_err(arrow_label)? {
             return Ok(Some(Fast::Arrow(chunks)));
@@ -234,7 +234,7 @@ pub fn text<'py>(
             convert(obj).map_err(|e| relabel(py, what, 0, e))?,
         ));
     }
-    match fast(obj, what, true)? {
+    match fast(obj, what)? {
         Some(Fast::Arrow(chunks)) => {
             let kinds: Vec<Kind> = chunks.iter().map(ArrowChunk::kind).collect();
             if kinds.iter().all(|k| *k == Kind::Utf8) || kinds.iter().all(|k| *k == Kind::Binary) {
@@ -493,13 +493,27 @@ fn numbers<'py, T: Copy>(
     num: impl Fn(Num) -> Result<T, String> + Copy,
     bulk: Bulk<T>,
     from_ints: bool,
-    try_arrow: bool,
+) -> PyResult<Many<T>> {
+    if is_one_value(obj) {
+        return Ok(Many::One(
+            one(obj).map_err(|e| relabel(obj.py(), what, 0, e))?,
+        ));
+    }
+    numbers_of(obj, fast(obj, what)?, what, one, num, bulk, from_ints)
+}
+
+/// [`numbers`] of a column that is not one value, `fast` being what [`fast`] made of it.
+fn numbers_of<'py, T: Copy>(
+    obj: &Bound<'py, PyAny>,
+    fast: Option<Fast>,
+    what: &str,
+    one: impl Fn(&Bound<'py, PyAny>) -> PyResult<T>,
+    num: impl Fn(Num) -> Result<T, String> + Copy,
+    bulk: Bulk<T>,
+    from_ints: bool,
 ) -> PyResult<Many<T>> {
     let py = obj.py();
-    if is_one_value(obj) {
-        return Ok(Many::One(one(obj).map_err(|e| relabel(py, what, 0, e))?));
-    }
-    match fast(obj, what, try_arrow)? {
+    match fast {
         Some(Fast::Arrow(chunks)) => return nums_of(&chunks, what, num, bulk).map(Many::Each),
         Some(Fast::Nd(v)) => {
             return match v {
@@ -624,11 +638,13 @@ impl Times {
 
 /// The `now` column (required; one value per message).
 pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Times> {
-    let sequence = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
-    let arrow = obj.hasattr("__arrow_c_array__")? || obj.hasattr("__arrow_c_stream__")?;
-    if arrow && !sequence && !is_one_value(obj) {
-        let label = |e: PyErr| PyValueError::new_err(format!("now: {}", e.value(obj.py())));
-        if let Some(mut chunks) = buffers::import_arrow(obj).map_err(label)? {
+    let what = "now";
+    let one = |o: &Bound<'_, PyAny>| convert::time(o, what);
+    let m = if is_one_value(obj) {
+        numbers(obj, what, one, time_of, bulk_times, true)?
+    } else {
+        let mut fast = fast(obj, what)?;
+        if let Some(Fast::Arrow(chunks)) = &mut fast {
             if let [c] = &chunks[..] {
                 // (A misaligned buffer, which Arrow allows, is copied instead.)
                 let in_place = matches!(c.validity()?, Validity::All)
@@ -642,32 +658,11 @@ pub fn times(obj: &Bound<'_, PyAny>) -> PyResult<Times> {
                     return Ok(Times::Arrow(chunks.remove(0)));
                 }
             }
-            return times_of(chunks).map(Times::Owned);
         }
-        // An export of a type not read in place (datetimes...): not exported again.
-        return times_general(obj, false).map(Times::Owned);
-    }
-    times_general(obj, true).map(Times::Owned)
-}
-
-/// An Arrow `now` column, copied (and each value checked).
-fn times_of(chunks: Vec<ArrowChunk>) -> PyResult<Vec<u64>> {
-    nums_of(&chunks, "now", time_of, bulk_times)
-}
-
-/// The `now` column read as `numbers` reads columns (`try_arrow`: also as an Arrow export).
-fn times_general(obj: &Bound<'_, PyAny>, try_arrow: bool) -> PyResult<Vec<u64>> {
-    let m = numbers(
-        obj,
-        "now",
-        |o| convert::time(o, "now"),
-        time_of,
-        bulk_times,
-        true,
-        try_arrow,
-    )?;
+        numbers_of(obj, fast, what, one, time_of, bulk_times, true)?
+    };
     match m {
-        Many::Each(v) => Ok(v),
+        Many::Each(v) => Ok(Times::Owned(v)),
         Many::One(_) => Err(PyValueError::new_err(
             "now: expected a sequence of times, one per message",
         )),
@@ -686,7 +681,6 @@ pub fn flags(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Many<bool>>
         flag_of,
         no_bulk,
         false,
-        true,
     )
 }
 
@@ -701,7 +695,6 @@ pub fn counts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Many<u32>> {
         convert::recipients,
         count_of,
         no_bulk,
-        true,
         true,
     )
 }
@@ -937,7 +930,7 @@ enum Packed<'a> {
     Ends(&'a [usize]),
 }
 
-impl Packed<'_> {
+impl<'a> Packed<'a> {
     /// The range of value `j` in `data[base..]`.
     #[inline]
     fn range(&self, j: usize, base: usize) -> Option<std::ops::Range<usize>> {
@@ -949,35 +942,20 @@ impl Packed<'_> {
         Some(a.checked_sub(base)?..b.checked_sub(base)?)
     }
 
-    /// Calls `f(j, a, b)` for values `j0..j1` (value `j` is `data[a..b]`): one loop per
-    /// layout, so nothing is matched per value.
-    #[inline(always)]
-    fn each_range(
-        &self,
-        j0: usize,
-        j1: usize,
-        mut f: impl FnMut(usize, usize, usize) -> PyResult<()>,
-    ) -> PyResult<()> {
-        match *self {
-            Packed::Offsets32(o) => {
-                for (j, w) in (j0..).zip(o[j0..=j1].windows(2)) {
-                    f(j, w[0] as usize, w[1] as usize)?;
-                }
-            }
-            Packed::Offsets64(o) => {
-                for (j, w) in (j0..).zip(o[j0..=j1].windows(2)) {
-                    f(j, w[0] as usize, w[1] as usize)?;
-                }
-            }
-            Packed::Ends(e) => {
-                let mut a = if j0 == 0 { 0 } else { e[j0 - 1] };
-                for (j, &b) in (j0..).zip(&e[j0..j1]) {
-                    f(j, a, b)?;
-                    a = b;
-                }
-            }
+    /// The offsets of values `j0..j1` (not empty).
+    #[inline]
+    fn slice(self, j0: usize, j1: usize) -> Option<Offsets<'a>> {
+        if j0 >= j1 {
+            return None;
         }
-        Ok(())
+        Some(match self {
+            Packed::Offsets32(o) => Offsets::I32(o.get(j0..=j1)?),
+            Packed::Offsets64(o) => Offsets::I64(o.get(j0..=j1)?),
+            Packed::Ends(e) => {
+                let first = if j0 == 0 { 0 } else { *e.get(j0 - 1)? };
+                Offsets::Ends(first, e.get(j0..j1)?)
+            }
+        })
     }
 }
 
@@ -1028,11 +1006,10 @@ impl<'a> PartView<'a> {
 
     /// Sets `text` when the part is one buffer without nulls whose values span UTF-8 text.
     fn check_text(&mut self) {
-        let plain = matches!(self.valid, Validity::All) && self.missing.is_empty();
-        if !plain || self.len == 0 {
+        if self.len == 0 {
             return;
         }
-        let Some((bytes, lo)) = self.packed().and_then(|(data, packed)| {
+        let Some((bytes, lo)) = self.plain.and_then(|(data, packed)| {
             let lo = packed.range(0, 0)?.start;
             let hi = packed.range(self.len - 1, 0)?.end;
             Some((data.get(lo..hi)?, lo))
@@ -1126,21 +1103,19 @@ impl<'a> TextView<'a> {
         self
     }
 
-    /// The parts that hold values of `range`, each with the part's indices `j0..j1` of them,
-    /// the place in the range of the first (`k0`), and whether the part has neither nulls
-    /// nor missing values (`plain`).
+    /// The parts that hold values of `range`, each with the part's indices `j0..j1` of them
+    /// and the place in the range of the first (`k0`).
     fn parts_in<'s>(
         &'s self,
         range: &std::ops::Range<usize>,
-    ) -> impl Iterator<Item = (&'s PartView<'a>, usize, usize, usize, bool)> + 's {
+    ) -> impl Iterator<Item = (&'s PartView<'a>, usize, usize, usize)> + 's {
         let range = range.clone();
         self.parts.iter().filter_map(move |p| {
             let (from, to) = (range.start.max(p.start), range.end.min(p.start + p.len));
             if from >= to {
                 return None;
             }
-            let plain = matches!(p.valid, Validity::All) && p.missing.is_empty();
-            Some((p, from - p.start, to - p.start, from - range.start, plain))
+            Some((p, from - p.start, to - p.start, from - range.start))
         })
     }
 
@@ -1162,16 +1137,14 @@ impl<'a> TextView<'a> {
             (0..range.len()).for_each(|k| set(k, one));
             return Ok(());
         }
-        for (p, j0, j1, k0, plain) in self.parts_in(&range) {
-            match p.packed() {
-                Some((data, packed)) if plain => packed.each_range(j0, j1, |j, a, b| {
-                    let v = data
-                        .get(a..b)
-                        .ok_or_else(|| at(name, p.start + j, "value out of its buffer"))?;
-                    set(k0 + j - j0, Some(v));
-                    Ok(())
-                })?,
-                _ => {
+        for (p, j0, j1, k0) in self.parts_in(&range) {
+            match p.plain.and_then(|(data, o)| Some((data, o.slice(j0, j1)?))) {
+                Some((data, offsets)) => offsets
+                    .each(k0.., |k, a, b| {
+                        data.get(a..b).map(|v| set(k, Some(v))).is_some()
+                    })
+                    .map_err(|k| at(name, p.start + j0 + k, "value out of its buffer"))?,
+                None => {
                     for j in j0..j1 {
                         set(k0 + j - j0, p.get(name, j)?);
                     }
@@ -1204,26 +1177,24 @@ impl<'a> TextView<'a> {
             (0..range.len()).for_each(|k| set(k, v));
             return Ok(());
         }
-        for (p, j0, j1, k0, plain) in self.parts_in(&range) {
-            let checked = p
-                .text
-                .and_then(|(text, base)| Some((text, base, p.packed()?.1)));
-            let packed = checked.or_else(|| {
-                let (data, packed) = p.packed().filter(|_| plain)?;
-                // Only this range's bytes are checked.
-                let lo = packed.range(j0, 0)?.start;
-                let hi = packed.range(j1 - 1, 0)?.end;
-                let text = std::str::from_utf8(data.get(lo..hi)?).ok()?;
-                Some((text, lo, packed))
+        for (p, j0, j1, k0) in self.parts_in(&range) {
+            let packed = p.plain.and_then(|(data, packed)| {
+                let (text, base) = p.text.or_else(|| {
+                    // Only this range's bytes are checked.
+                    let lo = packed.range(j0, 0)?.start;
+                    let hi = packed.range(j1 - 1, 0)?.end;
+                    Some((std::str::from_utf8(data.get(lo..hi)?).ok()?, lo))
+                })?;
+                Some((text, base, packed.slice(j0, j1)?))
             });
             match packed {
-                Some((text, base, packed)) => packed.each_range(j0, j1, |j, a, b| {
-                    let v = text
-                        .get(a.wrapping_sub(base)..b.wrapping_sub(base))
-                        .ok_or_else(|| bad(p.start + j))?;
-                    set(k0 + j - j0, Some(v));
-                    Ok(())
-                })?,
+                Some((text, base, offsets)) => offsets
+                    .each(k0.., |k, a, b| {
+                        text.get(a.wrapping_sub(base)..b.wrapping_sub(base))
+                            .map(|v| set(k, Some(v)))
+                            .is_some()
+                    })
+                    .map_err(|k| bad(p.start + j0 + k))?,
                 None => {
                     for j in j0..j1 {
                         set(k0 + j - j0, one(p.start + j, p.get(name, j)?)?);
@@ -1256,36 +1227,37 @@ struct Plain<'a> {
     ascii: Option<Ascii<'a>>,
 }
 
-impl<'a> Plain<'a> {
-    /// Calls `set(out[k], a, b)` for the `k`-th value (`data[a..b]`); stops at the first
-    /// `false`, returning its `k`.
+impl Offsets<'_> {
+    /// Calls `f(slot, a, b)` for the `k`-th value (`data[a..b]`) with the `k`-th of `slots`
+    /// (a message to set, or just `k`), one loop per layout (nothing matched per value);
+    /// stops at the first `false`, returning its `k`.
     #[inline(always)]
-    fn each<M>(
-        &self,
-        out: &mut [M],
-        mut set: impl FnMut(&mut M, usize, usize) -> bool,
+    fn each<S>(
+        self,
+        slots: impl Iterator<Item = S>,
+        mut f: impl FnMut(S, usize, usize) -> bool,
     ) -> Result<(), usize> {
         let mut k = 0;
-        match self.offsets {
+        match self {
             Offsets::I32(o) => {
-                for (m, (a, b)) in out.iter_mut().zip(o.iter().zip(&o[1..])) {
-                    if !set(m, *a as usize, *b as usize) {
+                for (slot, (a, b)) in slots.zip(o.iter().zip(&o[1..])) {
+                    if !f(slot, *a as usize, *b as usize) {
                         return Err(k);
                     }
                     k += 1;
                 }
             }
             Offsets::I64(o) => {
-                for (m, (a, b)) in out.iter_mut().zip(o.iter().zip(&o[1..])) {
-                    if !set(m, *a as usize, *b as usize) {
+                for (slot, (a, b)) in slots.zip(o.iter().zip(&o[1..])) {
+                    if !f(slot, *a as usize, *b as usize) {
                         return Err(k);
                     }
                     k += 1;
                 }
             }
             Offsets::Ends(mut a, e) => {
-                for (m, &b) in out.iter_mut().zip(e) {
-                    if !set(m, a, b) {
+                for (slot, &b) in slots.zip(e) {
+                    if !f(slot, a, b) {
                         return Err(k);
                     }
                     a = b;
@@ -1294,6 +1266,19 @@ impl<'a> Plain<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl<'a> Plain<'a> {
+    /// Calls `set(out[k], a, b)` for the `k`-th value (`data[a..b]`); stops at the first
+    /// `false`, returning its `k`.
+    #[inline(always)]
+    fn each<M>(
+        &self,
+        out: &mut [M],
+        set: impl FnMut(&mut M, usize, usize) -> bool,
+    ) -> Result<(), usize> {
+        self.offsets.each(out.iter_mut(), set)
     }
 
     /// Sets each message's bytes field.
@@ -1331,27 +1316,28 @@ impl<'a> Plain<'a> {
         };
         let done = match self.ascii {
             // The usual text: a bounds check per value.
-            Some(ascii) => self.each(out, |m, a, b| {
-                match ascii.get(a.wrapping_sub(base), b.wrapping_sub(base)) {
-                    Some(v) => {
-                        set(m, v);
-                        true
-                    }
-                    None => false,
-                }
-            }),
-            None => self.each(out, |m, a, b| {
-                match text.get(a.wrapping_sub(base)..b.wrapping_sub(base)) {
-                    Some(v) => {
-                        set(m, v);
-                        true
-                    }
-                    None => false,
-                }
-            }),
+            Some(ascii) => self.slices(out, base, |a, b| ascii.get(a, b), &set),
+            None => self.slices(out, base, |a, b| text.get(a..b), &set),
         };
         done.map_err(|k| at(name, start + k, "not valid UTF-8"))?;
         Ok(true)
+    }
+
+    /// Sets each message's text field to `get(a, b)` of its value's bounds (relative to
+    /// `base`); stops at the first `None`, returning its `k`.
+    #[inline(always)]
+    fn slices<M>(
+        &self,
+        out: &mut [M],
+        base: usize,
+        get: impl Fn(usize, usize) -> Option<&'a str>,
+        set: impl Fn(&mut M, &'a str),
+    ) -> Result<(), usize> {
+        self.each(out, |m, a, b| {
+            get(a.wrapping_sub(base), b.wrapping_sub(base))
+                .map(|v| set(m, v))
+                .is_some()
+        })
     }
 }
 
@@ -1364,18 +1350,7 @@ impl<'a> TextView<'a> {
             .iter()
             .find(|p| p.start <= range.start && range.end <= p.start + p.len)?;
         let (data, packed) = p.plain?;
-        let (j0, j1) = (range.start - p.start, range.end - p.start);
-        if j0 >= j1 {
-            return None;
-        }
-        let offsets = match packed {
-            Packed::Offsets32(o) => Offsets::I32(o.get(j0..=j1)?),
-            Packed::Offsets64(o) => Offsets::I64(o.get(j0..=j1)?),
-            Packed::Ends(e) => {
-                let first = if j0 == 0 { 0 } else { *e.get(j0 - 1)? };
-                Offsets::Ends(first, e.get(j0..j1)?)
-            }
-        };
+        let offsets = packed.slice(range.start - p.start, range.end - p.start)?;
         Some(Plain {
             data,
             offsets,

@@ -673,10 +673,8 @@ impl Engine {
             },
             |_, d| out.push(d),
         )?;
-        let names = out
-            .tenants()
-            .map(|t| (t, g.tenant_name(TenantId(t)).to_owned()))
-            .collect();
+        let tenants: Vec<TenantId> = out.tenants().map(TenantId).collect();
+        let names = tenant_names(&g, tenants.iter().copied());
         Ok(Replay {
             decisions: out,
             names,

@@ -729,23 +729,23 @@ fn main() {
     // The same four hot calls timed in interleaved rounds (`benches/src/bin/ffi_overhead.rs`):
     // each overhead is the median of its differences to the Rust call within a round, which a
     // busy machine blurs far less than criterion's separate runs.
-    let ix = |k: &str| extra.get(k).copied();
+    let x = |k: &str| extra.get(k).copied();
     let interleaved = [
         (
             "`Engine::check` behind a `RwLock`",
-            ix("ffi-overhead-rwlock"),
+            x("ffi-overhead-rwlock"),
         ),
         (
             "`og_engine_check`, client IP binary",
-            ix("ffi-overhead-c-binary"),
+            x("ffi-overhead-c-binary"),
         ),
         (
             "`og_engine_check`, client IP as text",
-            ix("ffi-overhead-c-text"),
+            x("ffi-overhead-c-text"),
         ),
     ];
     if interleaved.iter().any(|(_, v)| v.is_some()) {
-        let rounds = ix("ffi-overhead-rounds").unwrap_or(0.0);
+        let rounds = x("ffi-overhead-rounds").unwrap_or(0.0);
         let _ = writeln!(
             md,
             "Interleaved (`ffi_overhead`: the hot calls above in {rounds:.0} short rounds each, one after another; overhead = median over the rounds of the difference to `Engine::check` in the same round):\n"
@@ -852,10 +852,7 @@ fn main() {
         verdict(b.policy_load.map(|d| d.as_secs_f64()), 2.0),
     ]);
     // The interleaved figure when there is one (§8), else criterion's.
-    let c_over = extra
-        .get("ffi-overhead-c-binary")
-        .copied()
-        .or(over(c_bin, rust_hot));
+    let c_over = x("ffi-overhead-c-binary").or(over(c_bin, rust_hot));
     tt.row(vec![
         "C ABI overhead over the Rust call (hot, client IP binary; interleaved rounds, §8)".into(),
         "≤ 5 ns, 0 allocations".into(),
@@ -876,7 +873,6 @@ fn main() {
         time(batch_over),
         verdict(batch_over, 5.0),
     ]);
-    let x = |k: &str| extra.get(k).copied();
     let at_least = |v: Option<f64>, limit: f64| match v {
         None => "not measured".to_string(),
         Some(v) if v >= limit => "met".to_string(),
