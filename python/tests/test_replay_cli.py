@@ -217,7 +217,7 @@ def test_check_and_explain_commands() -> None:
     assert ex.returncode == 0 and "5.7.750" in ex.stdout
     assert run_cli("explain", "5.9.9").returncode == 2
     assert run_cli("explain", "5.7.750", "--lang", "xx").returncode == 2
-    for args in ((), ("replay",), ("check",), ("explain",)):
+    for args in ((), ("replay",), ("check",), ("compile",), ("explain",)):
         h = run_cli(*args, "--help")
         assert h.returncode == 0 and "usage: outguard" in h.stdout
     assert "exit codes" in run_cli("--help").stdout

@@ -83,3 +83,64 @@ def test_mismatched_and_corrupt_files_are_refused(tmp_path: Path) -> None:
     bad.write_bytes(bytes(data))
     with pytest.raises(outguard.OutguardError):
         outguard.SharedEngine(image, bad)
+
+
+def test_compile_command_creates_and_moves_state(tmp_path: Path) -> None:
+    """`outguard compile`: an image and a fresh state file, then a policy change rolled out
+    with the counters of the tenants that remain."""
+    from conftest import run_cli
+
+    pol = tmp_path / "policy.toml"
+    pol.write_text(SCENARIO, encoding="utf-8")
+    img1, img2, state = tmp_path / "p1.ogp", tmp_path / "p2.ogp", tmp_path / "state.ogs"
+    p = run_cli("compile", str(pol), "-o", str(img1), "--state", str(state))
+    assert p.returncode == 0, p.stderr
+    assert "3 tenants" in p.stdout and "created" in p.stdout
+    e = outguard.SharedEngine(None, state)
+    assert Path(e.image_path) == img1
+    for k in range(3):  # contoso spends its allowance (limit = 3)
+        e.evaluate(now=NOW + k, mail_from="x@elsewhere.example", tenant="contoso")
+    assert not e.check(now=NOW + 5, mail_from="x@elsewhere.example", tenant="contoso").accepted
+    del e
+
+    # The same path as the state's image is refused, and nothing is touched.
+    p = run_cli("compile", str(pol), "-o", str(img1), "--state", str(state))
+    assert p.returncode == 2 and "is the image" in p.stderr
+    assert outguard.SharedEngine(None, state).status("contoso", now=NOW + 5).counters.unregistered == 3
+
+    # A new policy: trial and lapsed removed, a tenant added; contoso keeps its counters and
+    # its block.
+    pol.write_text(SCENARIO.split("[[tenants]]\nid = \"trial\"")[0] + '[[tenants]]\nid = "newco"\ndomains = ["newco.example"]\n', encoding="utf-8")
+    p = run_cli("compile", str(pol), "-o", str(img2), "--state", str(state))
+    assert p.returncode == 0, p.stderr
+    assert "tenants added: 1, removed: 2" in p.stdout
+    e = outguard.SharedEngine(None, state)
+    assert Path(e.image_path) == img2
+    assert e.status("contoso", now=NOW + 5).counters.unregistered == 3
+    d = e.check(now=NOW + 5, mail_from="x@elsewhere.example", tenant="contoso")
+    assert (d.accepted, d.reply) == (False, R750)
+    assert e.check(now=NOW + 5, mail_from="a@newco.example", tenant="newco").accepted
+    with pytest.raises(outguard.UnknownTenantError):
+        e.status("trial", now=NOW + 5)
+
+
+def test_compile_command_errors(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[rules.unregistered_domain]\nlimit = -1\n", encoding="utf-8")
+    out = tmp_path / "p.ogp"
+    p = run_cli("compile", str(bad), "-o", str(out))
+    assert p.returncode == 2 and f"{bad}:2:" in p.stderr and not out.exists()
+    good = tmp_path / "good.toml"
+    good.write_text(SCENARIO, encoding="utf-8")
+    p = run_cli("compile", str(good), "-o", str(tmp_path / "no" / "dir" / "p.ogp"))
+    assert p.returncode == 2 and "No such file" in p.stderr
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not a state file")
+    p = run_cli("compile", str(good), "-o", str(out), "--state", str(junk))
+    assert p.returncode == 2 and "not an outguard state file" in p.stderr
+    assert junk.read_bytes() == b"not a state file"
+    p = run_cli("compile", "--help")
+    assert p.returncode == 0 and "--state" in p.stdout
+    assert run_cli("compile", str(good)).returncode == 2  # -o missing

@@ -1,9 +1,11 @@
-"""The ``outguard`` command: what-if replays of mail logs, single checks, explanations.
+"""The ``outguard`` command: what-if replays of mail logs, single checks, explanations and
+compiled policy images for shared state.
 
 Exit codes (for scripts):
   0  success; for ``check``: the message is accepted
   1  ``check`` only: the message is refused (the reply line is printed)
-  2  usage error, a policy that does not load, an unreadable log or state file
+  2  usage error, a policy that does not load, an unreadable log or state file, an image
+     or shared state file that cannot be written or is refused
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ See the outguard.logs module documentation for every detail.
 Malformed lines are skipped, counted and listed with their line numbers."""
 
 
+_COMPILE_HELP = """\
+Compiles a policy into a flat, checksummed image that processes map and use in place
+(outguard.SharedEngine, C og_shared_open, the Exim ${dlfunc}), and verifies the written file.
+
+With --state FILE, the state file that holds the counters follows the new image:
+  - FILE missing: a new state file for the image (zero counters);
+  - FILE present: its counters, blocks, grace periods and audit trails move to the new image
+    for every tenant that remains (others are dropped, new ones start at zero); processes
+    using it switch on their next call. IMAGE must then be a new path: the state's current
+    image is needed to read it.
+
+Example (rolling out a policy change):
+  outguard compile policy.toml -o /var/lib/outguard/policy-2.ogp --state /var/lib/outguard/state"""
+
+
 def _offset(text: str) -> int:
     m = re.fullmatch(r"([+-])(\d\d):?(\d\d)", text.strip())
     if not m:
@@ -66,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="outguard",
         description="outguard: outbound-mail abuse guard (5.7.705, 5.7.708, 5.7.750). "
-        "What-if replays of mail logs, single checks and explanations.",
+        "What-if replays of mail logs, single checks, explanations and compiled policy images.",
         epilog=_EPILOG,
     )
     p.add_argument("--version", action="version", version=f"outguard {og.__version__}")
@@ -119,6 +136,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--state", metavar="FILE", help="restore this snapshot first (blocks and counters)")
     c.add_argument("--explain", metavar="LANG", nargs="?", const="en", help="on refusal, also print the explanations (default en)")
     c.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+    k = sub.add_parser(
+        "compile",
+        help="compile a policy into an image for shared state (forking mail servers, Exim)",
+        description=_COMPILE_HELP,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    k.add_argument("policy", metavar="POLICY", help="the policy file (TOML)")
+    k.add_argument("-o", "--output", required=True, metavar="IMAGE", help="the image file to write (replaced atomically)")
+    k.add_argument(
+        "--state",
+        metavar="FILE",
+        help="also give this shared state file the new image: created if missing, otherwise its "
+        "counters, blocks and audit trails move to the new image (tenants that remain keep them)",
+    )
 
     e = sub.add_parser(
         "explain",
@@ -281,6 +314,40 @@ def _check(a: argparse.Namespace) -> int:
     return EXIT_OK if d.accepted else EXIT_REFUSED
 
 
+def _compile(a: argparse.Namespace) -> int:
+    policy = _load_policy(a.policy)
+    old_image: Optional[str] = None
+    if a.state is not None and os.path.lexists(a.state):
+        # The image the state file belongs to (it must stay readable until the move is done).
+        current = og.SharedEngine(None, a.state)
+        old_image = os.fspath(current.image_path)
+        del current  # its shared lock would keep the move from starting
+        if os.path.exists(a.output) and os.path.samefile(old_image, a.output):
+            _err(
+                f"{a.output} is the image {a.state} uses; compile to a new path and the state "
+                "moves to it"
+            )
+            return EXIT_USAGE
+    image_id = og.SharedEngine.compile(policy, a.output)
+    size = os.path.getsize(a.output)
+    print(
+        f"compiled {a.policy} -> {a.output}: {len(policy.tenants):,} tenants, "
+        f"{size:,} bytes, image id {image_id:016x}"
+    )
+    if a.state is None:
+        return EXIT_OK
+    if old_image is None:
+        og.SharedEngine.create_state(a.output, a.state)
+        print(f"state: {a.state} created (zero counters)")
+    else:
+        rep = og.SharedEngine.migrate(old_image, a.state, a.output, a.state)
+        print(
+            f"state: {a.state} moved from {old_image} to {a.output} "
+            f"(tenants added: {len(rep.added):,}, removed: {len(rep.removed):,})"
+        )
+    return EXIT_OK
+
+
 def _explain(a: argparse.Namespace) -> int:
     if a.audience in ("sender", "both"):
         if a.audience == "both":
@@ -308,6 +375,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _replay(a)
         if a.command == "check":
             return _check(a)
+        if a.command == "compile":
+            return _compile(a)
         return _explain(a)
     except og.PolicyError as e:
         _err(f"policy error:\n{e}")
@@ -321,10 +390,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         _err(str(e))
         return EXIT_USAGE
+    except og.OutguardError as e:
+        _err(str(e))
+        return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except OSError as e:
-        _err(f"{e.filename or ''}: {e.strerror or e}")
+        _err(f"{e.filename}: {e.strerror or e}" if e.filename else str(e))
         return EXIT_USAGE
 
 
