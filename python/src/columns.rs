@@ -3,8 +3,8 @@
 //! - Arrow arrays and streams (pyarrow, pandas with Arrow-backed or `str` dtypes, polars...)
 //!   through the Arrow C Data Interface, read in place (`buffers.rs`);
 //! - numpy arrays of numbers, bools and fixed-width `S`/`U` strings, copied in one pass;
-//! - lists of `str`, read with one `"\0".join(...)` (one C loop and one UTF-8 buffer), and
-//!   lists of ints through `array.array` (one C loop);
+//! - lists of exact `str`, each value's UTF-8 form copied into one buffer in one loop, and
+//!   lists of exact ints read in one loop of C calls;
 //! - anything else (lists of mixed types, `None`s, datetimes, `ipaddress` objects...) one
 //!   value at a time, with the scalar call's conversions.
 //!
@@ -17,10 +17,11 @@ use std::net::IpAddr;
 use outguard::{Message, Verdict};
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::buffers::{self, ArrowChunk, Ascii, Kind, NdValues, Validity, Values};
 use crate::convert;
+use crate::fastcall;
 
 /// The error for value `i` of column `name`.
 fn at(name: &str, i: usize, msg: impl std::fmt::Display) -> PyErr {
@@ -287,15 +288,19 @@ pub fn text<'py>(
     })
 }
 
-/// A list of `str` as one `"\0".join(...)`: one C loop over the list and one UTF-8 buffer
-/// instead of a temporary per value. `None` when the list holds anything but `str`, or a
-/// value with a NUL in it, or one that is not UTF-8 (the general path takes those).
+/// A list of `str` as one UTF-8 buffer, without a temporary per value: each value's own
+/// UTF-8 form copied in one loop (3.10+), or one `"\0".join(...)` (3.9). `None` when the list
+/// holds anything but `str` (exactly, in the loop), or a value with a NUL in it, or one that
+/// is not UTF-8 (the general path takes those, and names a bad value).
 fn joined(list: &Bound<'_, PyList>) -> PyResult<Option<Text>> {
-    let py = list.py();
     let n = list.len();
     if n == 0 {
         return Ok(None);
     }
+    if fastcall::lends_utf8() {
+        return Ok(copied_strs(list));
+    }
+    let py = list.py();
     let sep = pyo3::intern!(py, "\0");
     let Ok(all) = sep.call_method1(pyo3::intern!(py, "join"), (list,)) else {
         return Ok(None);
@@ -322,6 +327,32 @@ fn joined(list: &Bound<'_, PyList>) -> PyResult<Option<Text>> {
         missing: Vec::new(),
         raw_text: true,
     }))
+}
+
+/// [`joined`] on 3.10+: each item's lent UTF-8 form copied into one buffer.
+fn copied_strs(list: &Bound<'_, PyList>) -> Option<Text> {
+    let n = list.len();
+    let mut ends = Vec::new();
+    ends.try_reserve_exact(n).ok()?;
+    let mut data = Vec::new();
+    data.try_reserve(n.saturating_mul(16)).ok()?;
+    for i in 0..n {
+        let s = fastcall::list_item(list, i)?.cast::<PyString>().ok()?;
+        if !s.is_exact_instance_of::<PyString>() {
+            return None;
+        }
+        data.extend_from_slice(fastcall::lent_utf8(s)?);
+        ends.push(data.len());
+    }
+    if data.contains(&0) {
+        return None;
+    }
+    Some(Text::Owned {
+        data,
+        ends,
+        missing: Vec::new(),
+        raw_text: true,
+    })
 }
 
 // --- Numeric columns ----------------------------------------------------------------------------
@@ -456,19 +487,24 @@ fn nums_of<T>(
     Ok(out)
 }
 
-/// A list of ints through `array.array` (one C loop); `None` for anything else.
-fn int_list(list: &Bound<'_, PyList>, code: &str) -> Option<Vec<i64>> {
-    let py = list.py();
-    let array = py.import("array").ok()?.getattr("array").ok()?;
-    // bools are ints to array.array, but not to the scalar call's `now`.
-    let arr = array.call1((code, list)).ok()?;
-    let b = arr.call_method0("tobytes").ok()?;
-    let b = b.cast::<PyBytes>().ok()?.as_bytes();
-    Some(
-        b.chunks_exact(8)
-            .map(|c| i64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
-    )
+/// A list of exact `int`s (bools and other subclasses excluded: `now` refuses bools) that fit
+/// in 64 bits, read in one loop of C calls; `None` for anything else (the general path).
+fn int_list(list: &Bound<'_, PyList>) -> Option<Vec<i64>> {
+    let n = list.len();
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    for i in 0..n {
+        let o = fastcall::list_item(list, i)?;
+        if !o.is_exact_instance_of::<PyInt>() {
+            return None;
+        }
+        match fastcall::long_of(o) {
+            Some(x) => v.push(x),
+            // Beyond a C `long` (32 bits on Windows): the 64-bit reading, or the general path.
+            None => v.push(o.extract::<i64>().ok()?),
+        }
+    }
+    Some(v)
 }
 
 /// Values read in one piece, each converted by `num` (an error names its index).
@@ -530,11 +566,8 @@ fn numbers_of<'py, T: Copy>(
     }
     if from_ints {
         if let Ok(list) = obj.cast::<PyList>() {
-            let no_bools = list.iter().all(|o| !o.is_instance_of::<PyBool>());
-            if no_bools {
-                if let Some(v) = int_list(list, "q") {
-                    return each_num(what, v.into_iter().map(Num::Int), num);
-                }
+            if let Some(v) = int_list(list) {
+                return each_num(what, v.into_iter().map(Num::Int), num);
             }
         }
     }

@@ -29,7 +29,7 @@ use pyo3::exceptions::{PySystemError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 
 use crate::reuse::GilCell;
@@ -580,6 +580,62 @@ fn find_as_utf8() -> Option<AsUtf8AndSize> {
 /// Whether `str` arguments are lent as UTF-8 (else copied into a bytes object).
 pub fn lends_utf8() -> bool {
     AS_UTF8.get().copied().flatten().is_some()
+}
+
+/// The UTF-8 form of the `str` `s`, lent (3.10+), for readers that take many strings at
+/// once; `None` when the interpreter cannot lend it (3.9) or for a value that has none (a
+/// lone surrogate: the error is cleared, and the caller's general path reports it).
+#[inline(always)]
+pub(crate) fn lent_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
+    let f = AS_UTF8.get().copied().flatten()?;
+    let mut n: ffi::Py_ssize_t = 0;
+    // SAFETY: the interpreter's `PyUnicode_AsUTF8AndSize` (checked at import), called with a
+    // live str and the GIL held.
+    let p = unsafe { f(s.as_ptr(), &mut n) };
+    if p.is_null() || n < 0 {
+        let _ = PyErr::take(s.py());
+        return None;
+    }
+    // SAFETY: the UTF-8 form is owned by the str, which outlives 'a (the borrow of `s`), and
+    // never changes (str objects are immutable; the cache is made once).
+    Some(unsafe { std::slice::from_raw_parts(p as *const u8, n as usize) })
+}
+
+/// Item `i` of `list`, borrowed from the list (no reference count traffic); `None` out of
+/// range. Callers run no Python code while they hold it, so the list cannot drop it.
+#[inline(always)]
+pub(crate) fn list_item<'a, 'py>(
+    list: &'a Bound<'py, PyList>,
+    i: usize,
+) -> Option<Borrowed<'a, 'py, PyAny>> {
+    let i = ffi::Py_ssize_t::try_from(i).ok()?;
+    // SAFETY: a live list and the GIL held; `PyList_GetItem` checks the index and returns a
+    // borrowed reference (NULL with an error set when out of range).
+    let p = unsafe { ffi::PyList_GetItem(list.as_ptr(), i) };
+    if p.is_null() {
+        let _ = PyErr::take(list.py());
+        return None;
+    }
+    // SAFETY: a non-NULL borrowed reference to the list's item, alive while the list holds
+    // it, which it does for as long as the caller runs no Python code.
+    Some(unsafe { Borrowed::from_ptr(list.py(), p) })
+}
+
+/// The value of an exact `int` that fits in a C `long`; `None` beyond it.
+#[inline(always)]
+pub(crate) fn long_of(o: Borrowed<'_, '_, PyAny>) -> Option<i64> {
+    debug_assert!(o.is_exact_instance_of::<PyInt>());
+    let mut overflow: c_int = 0;
+    // SAFETY: a live object and the GIL held. For an exact int no error is possible (no
+    // `__index__` is called) and overflow is reported in `overflow`, not as an exception.
+    let x = unsafe { ffi::PyLong_AsLongAndOverflow(o.as_ptr(), &mut overflow) };
+    if overflow != 0 || (x == -1 && PyErr::occurred(o.py())) {
+        let _ = PyErr::take(o.py());
+        return None;
+    }
+    // (A C `long` is 32 bits on Windows.)
+    #[allow(clippy::useless_conversion)]
+    Some(i64::from(x))
 }
 
 /// Where `text` keeps the bytes object it makes when it cannot lend a `str`'s UTF-8 form

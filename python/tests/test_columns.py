@@ -535,3 +535,47 @@ def test_sliced_arrow_senders_and_addresses(primed: outguard.Engine) -> None:
     bad[33] = "300.1.2.3"
     with pytest.raises(ValueError, match=r'^client_ip\[33\]: invalid IP address "300.1.2.3"$'):
         primed.check_batch(times, senders, tenant="contoso", client_ip=pa.array(["1.2.3.4", *bad]).slice(1))
+
+
+def test_list_readers_fall_back_exactly(primed: outguard.Engine) -> None:
+    """Lists of exact str / int are read in one loop; every other element (str and int
+    subclasses, bools, ints beyond 64 bits, lone surrogates, NULs, non-ASCII) is read as the
+    scalar call reads it, and a bad one is named by its index."""
+
+    class S(str):
+        pass
+
+    class I(int):
+        pass
+
+    e = primed
+    senders = ["a@contoso.com", S("x@evil.example"), "jörg@bücher.example", "a\0b@contoso.com", "<>"]
+    times = [NOW, I(NOW + 1), NOW + 2, NOW + 3, NOW + 4]
+    tenants = ["contoso", "contoso", S("contoso"), "contoso", "contoso"]
+    got = e.check_batch(times, senders, tenant=tenants).to_dict()
+    counts = ("total", "suspicious", "unregistered", "limit")
+
+    def columns(ds: list[outguard.Decision]) -> dict[str, list[Any]]:
+        return {c: [getattr(d.counters, c) if c in counts else d.to_dict()[c] for d in ds] for c in outguard.Replay.columns}
+
+    assert got == columns([e.check(int(t), str(s), tenant=str(n)) for t, s, n in zip(times, senders, tenants)])
+    # Exact ints only in the fast loop; each of these is the same decision as its scalar call.
+    plain = [NOW, NOW + 1, NOW + 2, NOW + 3, NOW + 4]
+    assert e.check_batch(plain, senders, tenant=tenants).to_dict() == e.check_batch(times, senders, tenant=tenants).to_dict()
+    big = 2**62
+    assert e.check_batch([big, big], ["a@contoso.com"] * 2, tenant="contoso").accepted == [True, True]
+    # A bool is read as the scalar call reads it.
+    lapsed = ["x@lapsed.example"] * 2  # refused until a time: the decision depends on `now`
+    assert e.check_batch([NOW, True], lapsed, tenant="lapsed").to_dict() == columns(
+        [e.check(t, lapsed[0], tenant="lapsed") for t in (NOW, True)]
+    )
+    with pytest.raises((TypeError, ValueError, OverflowError), match=r"now\[2\]"):
+        e.check_batch([NOW, NOW, 2**64], ["a@contoso.com"] * 3)
+    with pytest.raises(ValueError, match=r"now\[1\]: -5 is negative"):
+        e.check_batch([NOW, -5], ["a@contoso.com"] * 2)
+    with pytest.raises(ValueError, match=r"mail_from\[2\]"):
+        e.check_batch([NOW] * 3, ["a@contoso.com", "b@contoso.com", "\ud800@contoso.com"])
+    with pytest.raises(ValueError, match=r"tenant\[1\]"):
+        e.check_batch([NOW] * 2, ["a@contoso.com"] * 2, tenant=["contoso", "\udcff"])
+    with pytest.raises(TypeError, match=r"mail_from\[1\]"):
+        e.check_batch([NOW] * 2, ["a@contoso.com", 5])
