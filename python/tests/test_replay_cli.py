@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,6 +195,31 @@ def test_malformed_lines_are_counted_with_line_numbers(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "Malformed log lines: 7 (skipped)" in p.stdout and "line 3: bad time 'yesterday'" in p.stdout
 
+    # Values that are well-formed JSON or CSV but no time or text outguard can take.
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(
+        '{"time": 1e400, "mail_from": "a@contoso.com"}\n'
+        '{"time": Infinity, "mail_from": "a@contoso.com"}\n'
+        '{"time": 18446744073709551616, "mail_from": "a@contoso.com"}\n'
+        '{"time": 18446744073709551615, "mail_from": "a@contoso.com"}\n'
+        '{"time": 1772445600, "mail_from": "a@contoso.com", "tenant": "\\ud800"}\n'
+        '{"time": 1772445600, "mail_from": "\\udcff@contoso.com"}\n'
+        '{"time": 1772445600, "mail_from": "a@contoso.com", "rcpt_to": ["\\ud83d@x.example"]}\n'
+        '{"time": 253402300799, "mail_from": "a@contoso.com", "tenant": "contoso"}\n',
+        encoding="utf-8",
+    )
+    d = read_log(str(odd))
+    assert [m.line for m in d.malformed] == [1, 2, 3, 4, 5, 6, 7] and d.lines == [8]
+    reasons = " | ".join(m.reason for m in d.malformed)
+    assert "out of range" in reasons and "tenant: not valid Unicode" in reasons and "mail_from: not valid Unicode" in reasons
+    p = run_cli("replay", "--policy", str(DATA / "maillog-policy.toml"), str(odd))
+    assert p.returncode == 0, p.stderr
+    assert "Malformed log lines: 7 (skipped)" in p.stdout
+    csv_odd = tmp_path / "odd.csv"
+    csv_odd.write_text("time,mail_from\n99999999999999999999,a@contoso.com\n1e400,a@contoso.com\n", encoding="utf-8")
+    d = read_log(str(csv_odd))
+    assert [m.line for m in d.malformed] == [2, 3] and len(d) == 0
+
     with pytest.raises(LogError, match="lacks time"):
         bad = tmp_path / "nohead.csv"
         bad.write_text("when,who\n1,a@b.example\n", encoding="utf-8")
@@ -245,3 +271,16 @@ def test_state_round_trip_through_commands(tmp_path: Path) -> None:
     state.write_bytes(b"garbage")
     c = run_cli("check", "--policy", "examples/policy.toml", "--state", str(state), "--mail-from", "a@b.example")
     assert c.returncode == 2 and "state file" in c.stderr
+
+
+def test_unexpected_errors_exit_3(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug never exits 1 (which a script reads as "refused")."""
+    from outguard import cli
+
+    def boom(_: Any) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "_explain", boom)
+    assert cli.main(["explain", "5.7.750"]) == 3
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" in err and "unexpected error" in err

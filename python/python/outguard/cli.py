@@ -6,6 +6,7 @@ Exit codes (for scripts):
   1  ``check`` only: the message is refused (the reply line is printed)
   2  usage error, a policy that does not load, an unreadable log or state file, an image
      or shared state file that cannot be written or is refused
+  3  an unexpected error (a bug; the traceback is printed): never 1, which means refused
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from .logs import LogError, TenantMap, parse_time, read_log
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+EXIT_BUG = 3
 
-_EPILOG = """exit codes: 0 ok (check: accepted), 1 check: refused, 2 usage, policy or input error"""
+_EPILOG = """exit codes: 0 ok (check: accepted), 1 check: refused, 2 usage, policy or input error,
+3 unexpected error (a bug)"""
 
 _REPLAY_HELP = """\
 Replays a mail log through a policy with the log's own timestamps and reports, per tenant,
@@ -51,7 +54,7 @@ Malformed lines are skipped, counted and listed with their line numbers."""
 
 _COMPILE_HELP = """\
 Compiles a policy into a flat, checksummed image that processes map and use in place
-(outguard.SharedEngine, C og_shared_open, the Exim ${dlfunc}), and verifies the written file.
+(outguard.SharedEngine, C og_shared_engine_open, the Exim ${dlfunc}), and verifies the written file.
 
 With --state FILE, the state file that holds the counters follows the new image:
   - FILE missing: a new state file for the image (zero counters);
@@ -398,6 +401,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as e:
         _err(f"{e.filename}: {e.strerror or e}" if e.filename else str(e))
         return EXIT_USAGE
+    except Exception:  # noqa: BLE001 - a bug; exit 1 would read as "refused"
+        import traceback
+
+        traceback.print_exc()
+        _err("unexpected error (a bug): please report it with the traceback above")
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -202,19 +202,27 @@ class TenantMap:
 # Field conversions (a ValueError's message becomes the malformed line's reason)
 
 
+#: The latest time a log may carry: the end of the year 9999 (what dates can show).
+MAX_TIME = 253_402_300_799
+
+
+def _in_range(t: Any, shown: Any) -> int:
+    if not 0 <= t <= MAX_TIME:  # also refuses NaN and infinities
+        raise ValueError(f"time {shown!r} is out of range (Unix seconds from 0 to {MAX_TIME})")
+    return int(t)
+
+
 def parse_time(value: Any) -> int:
     """Unix seconds from a number, a digit string, or RFC 3339 text with an offset."""
     if isinstance(value, bool):
         raise ValueError(f"bad time {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0 or value != value:
-            raise ValueError(f"bad time {value!r}")
-        return int(value)
+        return _in_range(value, value)
     s = str(value).strip()
     if not s:
         raise ValueError("empty time")
     if re.fullmatch(r"\d+(\.\d*)?", s):
-        return int(float(s)) if "." in s else int(s)
+        return _in_range(float(s) if "." in s else int(s), s)
     text = s
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
@@ -250,15 +258,24 @@ def _flag(value: Any, name: str) -> bool:
     raise ValueError(f"{name}: expected true or false, found {value!r}")
 
 
-def _text(value: Any) -> Optional[str]:
+def _unicode(s: str, name: str) -> str:
+    """`s` if it has a UTF-8 form (JSON can carry lone surrogates, which have none)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name}: not valid Unicode ({e.reason} at {e.start})") from None
+    return s
+
+
+def _text(value: Any, name: str) -> Optional[str]:
     if value is None:
         return None
-    s = str(value).strip()
+    s = _unicode(str(value).strip(), name)
     return s or None
 
 
 def _ip(value: Any) -> Optional[str]:
-    s = _text(value)
+    s = _text(value, "client_ip")
     if s is None:
         return None
     if s.startswith("[") and s.endswith("]"):
@@ -289,7 +306,7 @@ def _recipients(value: Any) -> int:
 
 
 def _verdict(value: Any) -> str:
-    s = (_text(value) or "clean").lower()
+    s = (_text(value, "verdict") or "clean").lower()
     if s not in VERDICTS:
         raise ValueError(f"verdict: unknown verdict {value!r} (expected {', '.join(VERDICTS)})")
     return s
@@ -299,8 +316,8 @@ def _rcpts(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        return [str(v).strip("<> ") for v in value if str(v).strip("<> ")]
-    return [p.strip("<>") for p in re.split(r"[\s,;]+", str(value)) if p.strip("<>")]
+        return [_unicode(str(v).strip("<> "), "rcpt_to") for v in value if str(v).strip("<> ")]
+    return [_unicode(p.strip("<>"), "rcpt_to") for p in re.split(r"[\s,;]+", str(value)) if p.strip("<>")]
 
 
 def normalise(row: dict[str, Any], tenant_map: Optional[TenantMap] = None) -> dict[str, Any]:
@@ -312,11 +329,11 @@ def normalise(row: dict[str, Any], tenant_map: Optional[TenantMap] = None) -> di
     mail_from = row.get("mail_from")
     msg: dict[str, Any] = {
         "time": parse_time(row["time"]),
-        "mail_from": "" if mail_from is None else str(mail_from).strip(),
-        "tenant": _text(row.get("tenant")),
+        "mail_from": "" if mail_from is None else _unicode(str(mail_from).strip(), "mail_from"),
+        "tenant": _text(row.get("tenant"), "tenant"),
         "client_ip": _ip(row.get("client_ip")),
-        "auth_user": _text(row.get("auth_user")),
-        "cert_domain": _text(row.get("cert_domain")),
+        "auth_user": _text(row.get("auth_user"), "auth_user"),
+        "cert_domain": _text(row.get("cert_domain"), "cert_domain"),
         "forwarded": _flag(row.get("forwarded"), "forwarded"),
         "spf_pass": _flag(row.get("spf_pass"), "spf_pass"),
         "dkim_pass": _flag(row.get("dkim_pass"), "dkim_pass"),
