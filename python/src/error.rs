@@ -165,7 +165,8 @@ fn diagnostic(d: &CoreDiagnostic) -> Diagnostic {
     }
 }
 
-/// A policy error: the message lists every diagnostic, one a line; `.diagnostics` holds them.
+/// A policy error: the message lists every diagnostic, one a line; `.diagnostics` holds them,
+/// and `.file`, `.line`, `.column`, `.field` name the first.
 pub fn policy_error(err: &CorePolicyError) -> PyErr {
     Python::attach(|py| {
         let build = || -> PyResult<PyErr> {
@@ -182,6 +183,12 @@ pub fn policy_error(err: &CorePolicyError) -> PyErr {
                 list.append(Bound::new(py, diagnostic(d))?)?;
             }
             exc.setattr("diagnostics", list)?;
+            // The first problem's place, for callers that show one (`.diagnostics` has all).
+            let first = err.diagnostics.first();
+            exc.setattr("file", first.map_or(String::new(), |d| d.file.clone()))?;
+            exc.setattr("line", first.map_or(0, |d| d.line))?;
+            exc.setattr("column", first.map_or(0, |d| d.column))?;
+            exc.setattr("field", first.map_or(String::new(), |d| d.path.clone()))?;
             Ok(PyErr::from_value(exc))
         };
         build().unwrap_or_else(|e| e)

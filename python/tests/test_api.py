@@ -257,6 +257,9 @@ def test_policy_errors_carry_file_line_field(tmp_path: Any) -> None:
     msg = str(e)
     assert f"{bad}:2:" in msg and f"{bad}:6:" in msg
     assert ds[0].astuple()[:2] == (str(bad), ds[0].line)
+    # The error itself names the first problem's place.
+    assert (e.file, e.line, e.column, e.field) == (ds[0].file, ds[0].line, ds[0].column, ds[0].path)
+    assert e.field in ("rules.unregistered_domain.limit", dom.path) and e.line in (2, 6)
     with pytest.raises(outguard.PolicyError, match="cannot read"):
         outguard.Policy.load(tmp_path / "missing.toml")
     with pytest.raises(outguard.PolicyError) as ei2:

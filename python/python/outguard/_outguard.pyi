@@ -53,9 +53,14 @@ class OutguardError(Exception):
     """Base class of every outguard error."""
 
 class PolicyError(OutguardError):
-    """A policy that does not parse or build. ``diagnostics`` lists every problem."""
+    """A policy that does not parse or build. ``diagnostics`` lists every problem; ``file``,
+    ``line``, ``column`` and ``field`` (the ``path`` of a diagnostic) name the first."""
 
     diagnostics: list[Diagnostic]
+    file: str
+    line: int
+    column: int
+    field: str
 
 class SnapshotError(OutguardError):
     """A truncated, corrupt, foreign or other-version snapshot. The engine is left as it was."""
