@@ -609,7 +609,7 @@ impl Engine {
         &self,
         py: Python<'_>,
         now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
+        mail_from: Option<&Bound<'_, PyAny>>,
         verdict: Option<&Bound<'_, PyAny>>,
         tenant: Option<&Bound<'_, PyAny>>,
         client_ip: Option<&Bound<'_, PyAny>>,
@@ -621,9 +621,8 @@ impl Engine {
         recipients: Option<&Bound<'_, PyAny>>,
         count: bool,
     ) -> PyResult<Replay> {
-        // 1. Every column read, with the GIL held (in place or copied: see columns.rs).
-        let cols = self.read_columns(
-            now,
+        let given = [
+            Some(now),
             mail_from,
             verdict,
             tenant,
@@ -634,7 +633,25 @@ impl Engine {
             spf_pass,
             dkim_pass,
             recipients,
-            count,
+        ];
+        let table = match mail_from {
+            Some(_) => Default::default(),
+            None => table_columns(now, &given)?,
+        };
+        let f: [Option<&Bound<'_, PyAny>>; 11] = std::array::from_fn(|k| {
+            if k == 0 && mail_from.is_none() {
+                None
+            } else {
+                given[k]
+            }
+            .or(table[k].as_ref())
+        });
+        let (Some(now), Some(mail_from)) = (f[0], f[1]) else {
+            return Err(PyTypeError::new_err("mail_from: missing"));
+        };
+        // 1. Every column read, with the GIL held (in place or copied: see columns.rs).
+        let cols = self.read_columns(
+            now, mail_from, f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], count,
         )?;
         // 2. Messages built and decided with the GIL released. `cols` (which may hold Arrow
         // arrays whose release needs Python) is dropped afterwards, with the GIL held.
@@ -902,7 +919,10 @@ impl Engine {
     /// Evaluates a batch of messages given as columns (lists, numpy arrays, pandas or pyarrow
     /// columns; a single value stands for every message) in time order, with the GIL released
     /// for the whole loop. Returns a `Replay` with one entry per message, in input order.
-    #[pyo3(signature = (now, mail_from, verdict=None, tenant=None, client_ip=None,
+    /// The columns may also come as one table in place of `now` (`mail_from` not given): a
+    /// pandas DataFrame, a pyarrow Table or RecordBatch, or a dict of columns, read
+    /// by name (`now` or `time`, `mail_from`, ...; other columns are ignored).
+    #[pyo3(signature = (now, mail_from=None, verdict=None, tenant=None, client_ip=None,
                         auth_user=None, cert_domain=None, forwarded=None, spf_pass=None,
                         dkim_pass=None, recipients=None))]
     #[allow(clippy::too_many_arguments)]
@@ -910,7 +930,7 @@ impl Engine {
         &self,
         py: Python<'_>,
         now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
+        mail_from: Option<&Bound<'_, PyAny>>,
         verdict: Option<&Bound<'_, PyAny>>,
         tenant: Option<&Bound<'_, PyAny>>,
         client_ip: Option<&Bound<'_, PyAny>>,
@@ -938,9 +958,9 @@ impl Engine {
         )
     }
 
-    /// Checks a batch of messages given as columns (as `replay`), counting nothing, with the
-    /// GIL released for the whole loop.
-    #[pyo3(signature = (now, mail_from, tenant=None, client_ip=None, auth_user=None,
+    /// Checks a batch of messages given as columns (as `replay`, or one table), counting
+    /// nothing, with the GIL released for the whole loop.
+    #[pyo3(signature = (now, mail_from=None, tenant=None, client_ip=None, auth_user=None,
                         cert_domain=None, forwarded=None, spf_pass=None, dkim_pass=None,
                         recipients=None))]
     #[allow(clippy::too_many_arguments)]
@@ -948,7 +968,7 @@ impl Engine {
         &self,
         py: Python<'_>,
         now: &Bound<'_, PyAny>,
-        mail_from: &Bound<'_, PyAny>,
+        mail_from: Option<&Bound<'_, PyAny>>,
         tenant: Option<&Bound<'_, PyAny>>,
         client_ip: Option<&Bound<'_, PyAny>>,
         auth_user: Option<&Bound<'_, PyAny>>,
@@ -1509,4 +1529,71 @@ impl Engine {
             u.ranges
         )
     }
+}
+
+/// The batch fields, in `batch`'s order.
+const BATCH_FIELDS: [&str; 11] = [
+    "now",
+    "mail_from",
+    "verdict",
+    "tenant",
+    "client_ip",
+    "auth_user",
+    "cert_domain",
+    "forwarded",
+    "spf_pass",
+    "dkim_pass",
+    "recipients",
+];
+
+/// The columns of a batch given as one table (a pandas DataFrame, a pyarrow Table
+/// or RecordBatch, a dict of columns), by field name (`BATCH_FIELDS`; the time also as
+/// `time`, as in logs); other columns are ignored. `given` holds the arguments (the table
+/// first): a field given both ways is refused.
+fn table_columns<'py>(
+    table: &Bound<'py, PyAny>,
+    given: &[Option<&Bound<'py, PyAny>>; 11],
+) -> PyResult<[Option<Bound<'py, PyAny>>; 11]> {
+    let py = table.py();
+    let names_of = |o: Bound<'py, PyAny>| -> PyResult<Vec<String>> {
+        // Column names that are not strings (a DataFrame's may be numbers) name no field.
+        Ok(o.try_iter()?
+            .filter_map(|n| n.ok()?.extract::<String>().ok())
+            .collect())
+    };
+    let names = if let Ok(d) = table.cast::<PyDict>() {
+        names_of(d.keys().into_any())?
+    } else if let Ok(n) = table.getattr(pyo3::intern!(py, "column_names")) {
+        names_of(n)?
+    } else if let Ok(c) = table.getattr(pyo3::intern!(py, "columns")) {
+        names_of(c)?
+    } else {
+        return Err(PyTypeError::new_err(
+            "mail_from: missing (give the columns, or one table in place of `now`: a DataFrame, \
+             a pyarrow Table or RecordBatch, or a dict of columns)",
+        ));
+    };
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let mut out: [Option<Bound<'py, PyAny>>; 11] = Default::default();
+    for (k, field) in BATCH_FIELDS.iter().enumerate() {
+        let name = if k == 0 && !has("now") { "time" } else { field };
+        if !has(name) {
+            continue;
+        }
+        if k > 0 && given[k].is_some() {
+            return Err(PyTypeError::new_err(format!(
+                "{field}: given both as an argument and as a column of the table"
+            )));
+        }
+        out[k] = Some(table.get_item(name)?);
+    }
+    for (k, what) in [(0, "now (or time)"), (1, "mail_from")] {
+        if out[k].is_none() {
+            return Err(PyTypeError::new_err(format!(
+                "the table has no {what} column (its columns: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(out)
 }

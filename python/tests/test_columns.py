@@ -579,3 +579,39 @@ def test_list_readers_fall_back_exactly(primed: outguard.Engine) -> None:
         e.check_batch([NOW] * 2, ["a@contoso.com"] * 2, tenant=["contoso", "\udcff"])
     with pytest.raises(TypeError, match=r"mail_from\[1\]"):
         e.check_batch([NOW] * 2, ["a@contoso.com", 5])
+
+
+def test_one_table_in_place_of_the_columns(policy: outguard.Policy) -> None:
+    """A DataFrame, a pyarrow Table or RecordBatch, or a dict of columns is read by column
+    name (`now` or `time`), other columns ignored; the result is that of the same columns."""
+    cols: dict[str, Any] = {"time": TIMES, "mail_from": SENDERS, "tenant": TENANTS, "client_ip": IPS,
+                            "auth_user": AUTH, "forwarded": FWD, "spf_pass": SPF, "recipients": RCPT,
+                            "verdict": ["spam" if i % 3 == 0 else "clean" for i in range(N)], "note": list(range(N))}
+    want_check = outguard.Engine(policy).check_batch(
+        TIMES, SENDERS, tenant=TENANTS, client_ip=IPS, auth_user=AUTH, forwarded=FWD, spf_pass=SPF, recipients=RCPT
+    ).to_dict()
+    want_replay = outguard.Engine(policy).replay(
+        TIMES, SENDERS, verdict=cols["verdict"], tenant=TENANTS, client_ip=IPS, auth_user=AUTH, forwarded=FWD,
+        spf_pass=SPF, recipients=RCPT,
+    ).to_dict()
+    assert want_replay != want_check  # the verdicts count
+    tables: list[Any] = [cols, {("now" if k == "time" else k): v for k, v in cols.items()}]
+    pa = pytest.importorskip("pyarrow")
+    pd = pytest.importorskip("pandas")
+    tables += [pa.table(cols), pa.RecordBatch.from_pydict(cols), pd.DataFrame(cols)]
+    for t in tables:
+        assert outguard.Engine(policy).check_batch(t).to_dict() == want_check, type(t)
+        assert outguard.Engine(policy).replay(t).to_dict() == want_replay, type(t)
+    # Columns given as arguments add to the table's; the same field given twice is refused.
+    e = outguard.Engine(policy)
+    only = {"now": TIMES, "mail_from": SENDERS}
+    assert e.check_batch(only, tenant=TENANTS, client_ip=IPS, auth_user=AUTH, forwarded=FWD, spf_pass=SPF,
+                         recipients=RCPT).to_dict() == want_check
+    with pytest.raises(TypeError, match="tenant: given both"):
+        e.check_batch(pd.DataFrame(cols), tenant="contoso")
+    with pytest.raises(TypeError, match="no mail_from column"):
+        e.check_batch(pd.DataFrame({"now": TIMES}))
+    with pytest.raises(TypeError, match=r"no now \(or time\) column"):
+        e.check_batch({"mail_from": SENDERS})
+    with pytest.raises(TypeError, match="mail_from: missing"):
+        e.check_batch(TIMES)

@@ -514,7 +514,7 @@ class Engine:
     def replay(
         self,
         now: _Column,
-        mail_from: _Column,
+        mail_from: _Column = None,
         verdict: _Column = None,
         tenant: _Column = None,
         client_ip: _Column = None,
@@ -527,11 +527,14 @@ class Engine:
     ) -> Replay:
         """``evaluate`` for a batch of messages given as columns, in time order (stable), with
         the GIL released for the whole loop. Missing values: verdict ``"clean"``, flags false,
-        recipients 1, text fields absent."""
+        recipients 1, text fields absent. The columns may also come as one table in place of
+        ``now`` (``mail_from`` not given): a pandas DataFrame, a pyarrow Table or
+        RecordBatch, or a dict of columns, read by name (``now`` or ``time``, ``mail_from``,
+        ``verdict``, ``tenant``...; other columns are ignored)."""
     def check_batch(
         self,
         now: _Column,
-        mail_from: _Column,
+        mail_from: _Column = None,
         tenant: _Column = None,
         client_ip: _Column = None,
         auth_user: _Column = None,
@@ -543,7 +546,8 @@ class Engine:
     ) -> Replay:
         """``check`` for a batch of messages given as columns; counts nothing. Fastest with
         Arrow columns (pyarrow, pandas ``str``/Arrow dtypes: read in place through the Arrow
-        C Data Interface) and numpy arrays (numbers, bools, ``S``/``U`` strings)."""
+        C Data Interface) and numpy arrays (numbers, bools, ``S``/``U`` strings). Takes one
+        table in place of the columns, as ``replay``."""
     def release(self, tenant: str, now: _Time, rule: Optional[str] = None) -> list[Event]:
         """Releases the tenant's block of ``rule`` (name or code; both with ``None``)."""
     def status(self, tenant: str, now: _Time) -> TenantStatus: ...
