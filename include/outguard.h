@@ -41,6 +41,23 @@
 #define OG_DOMAIN_VALIDATED 2
 
 /**
+ * `og_suspicious_connector.why`: created within the policy's `engine.recent_connector`
+ * window (default 7 days) before `now`.
+ */
+#define OG_SUSPICION_RECENT 1
+
+/**
+ * `og_suspicious_connector.why`: its certificate domain is not an accepted, validated domain
+ * of its tenant.
+ */
+#define OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED 2
+
+/**
+ * `og_suspicious_connector.why`: one of its source ranges overlaps the low-reputation list.
+ */
+#define OG_SUSPICION_LOW_REPUTATION_RANGE 4
+
+/**
  * A tenant index meaning "no tenant".
  */
 #define OG_NO_TENANT UINT32_MAX
@@ -565,6 +582,28 @@ typedef struct og_restriction {
 } og_restriction;
 
 /**
+ * A connector that deserves an operator's look (`og_engine_suspicious_connectors`).
+ */
+typedef struct og_suspicious_connector {
+  /**
+   * Connector index (`og_engine_connector_name()` gives its name).
+   */
+  uint32_t connector;
+  /**
+   * Index of its tenant (`og_engine_tenant_id()` gives the id).
+   */
+  uint32_t tenant;
+  /**
+   * Why: `OG_SUSPICION_*` bits, at least one.
+   */
+  uint32_t why;
+  /**
+   * When it was created (Unix seconds; 0 when unknown).
+   */
+  uint64_t created;
+} og_suspicious_connector;
+
+/**
  * What a reload changed.
  */
 typedef struct og_reload_report {
@@ -1050,6 +1089,22 @@ og_result og_engine_audit(const struct og_engine *engine,
                           size_t *out_n);
 
 /**
+ * Connectors worth an operator's look at `now` (attackers create connectors to relay spam),
+ * one entry per connector, into `out`: created within the policy's `engine.recent_connector`
+ * window, a certificate domain that is not an accepted, validated domain of the tenant, or a
+ * source range overlapping the low-reputation list (`OG_SUSPICION_*` bits in `why`). `*out_n`
+ * and short buffers as for `og_engine_restricted`. `og_engine_connector_name` and
+ * `og_engine_tenant_id` turn the indexes into names.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+ * Takes the read lock.
+ */
+og_result og_engine_suspicious_connectors(const struct og_engine *engine,
+                                          uint64_t now,
+                                          struct og_suspicious_connector *out,
+                                          size_t len,
+                                          size_t *out_n);
+
+/**
  * The index of the tenant with id `tenant` (as in `og_decision.tenant`).
  * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
  * `OG_RESULT_UNKNOWN_TENANT`. `*out_index` is written on success. Takes the read lock.
@@ -1071,6 +1126,20 @@ og_result og_engine_tenant_id(const struct og_engine *engine,
                               char *buf,
                               size_t len,
                               size_t *out_n);
+
+/**
+ * Copies the name of the connector with index `connector` (as in
+ * `og_suspicious_connector.connector`) into `buf`; the buffer, `*out_n` and short buffers as
+ * for `og_engine_tenant_id`. Names are at most 255 bytes. Connector indexes can be reused
+ * after a connector or its tenant is removed or the policy reloaded.
+ * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_NOT_FOUND` (no connector
+ * has this index), `OG_RESULT_BUFFER_TOO_SMALL`. Takes the read lock.
+ */
+og_result og_engine_connector_name(const struct og_engine *engine,
+                                   uint32_t connector,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *out_n);
 
 /**
  * Adds a tenant (id: non-empty, at most 255 bytes, no control characters or surrounding

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use outguard::policy::{HeapEngine, Policy, PolicyError};
-use outguard::{Cidr, Event, Message, Reason, TenantId};
+use outguard::{Cidr, ConnectorId, Event, Message, Reason, TenantId};
 
 use crate::error::og_result;
 use crate::ffi::{self, og_event_callback, EventCallback, Out, OutSlice};
@@ -740,6 +740,37 @@ pub extern "C" fn og_engine_audit(
     })
 }
 
+/// Connectors worth an operator's look at `now` (attackers create connectors to relay spam),
+/// one entry per connector, into `out`: created within the policy's `engine.recent_connector`
+/// window, a certificate domain that is not an accepted, validated domain of the tenant, or a
+/// source range overlapping the low-reputation list (`OG_SUSPICION_*` bits in `why`). `*out_n`
+/// and short buffers as for `og_engine_restricted`. `og_engine_connector_name` and
+/// `og_engine_tenant_id` turn the indexes into names.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+/// Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_suspicious_connectors(
+    engine: *const og_engine,
+    now: u64,
+    out: *mut og_suspicious_connector,
+    len: usize,
+    out_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut out = ffi::out_slice(out, len)?;
+        let out_n = ffi::out(out_n)?;
+        let inner = h.read();
+        let e = &inner.engine;
+        write_list(&mut out, out_n, || {
+            e.suspicious_connectors(now).map(|s| {
+                let created = e.connector_info(s.connector).map_or(0, |(_, _, _, c)| c);
+                og_suspicious_connector::new(&s, created)
+            })
+        })
+    })
+}
+
 /// The index of the tenant with id `tenant` (as in `og_decision.tenant`).
 /// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_INVALID_UTF8`,
 /// `OG_RESULT_UNKNOWN_TENANT`. `*out_index` is written on success. Takes the read lock.
@@ -781,6 +812,33 @@ pub extern "C" fn og_engine_tenant_id(
             out_n,
             h.read().engine.tenant_name(TenantId(tenant)),
         )
+    })
+}
+
+/// Copies the name of the connector with index `connector` (as in
+/// `og_suspicious_connector.connector`) into `buf`; the buffer, `*out_n` and short buffers as
+/// for `og_engine_tenant_id`. Names are at most 255 bytes. Connector indexes can be reused
+/// after a connector or its tenant is removed or the policy reloaded.
+/// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_NOT_FOUND` (no connector
+/// has this index), `OG_RESULT_BUFFER_TOO_SMALL`. Takes the read lock.
+#[no_mangle]
+pub extern "C" fn og_engine_connector_name(
+    engine: *const og_engine,
+    connector: u32,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> og_result {
+    guard(|| {
+        let h = ffi::input(engine)?;
+        let mut buf = ffi::out_bytes(buf, len)?;
+        let out_n = ffi::out(out_n)?;
+        let inner = h.read();
+        let (_, name, _, _) = inner
+            .engine
+            .connector_info(ConnectorId(connector))
+            .ok_or(og_result::NotFound)?;
+        text::write_text(&mut buf, out_n, name.as_bytes())
     })
 }
 

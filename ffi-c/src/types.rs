@@ -7,8 +7,8 @@
 use core::ffi::c_char;
 
 use outguard::{
-    Attribution, BlockEnd, Counters, Decision, Event, EventKind, Reason, Restriction, Rule,
-    RuleStatus, SenderClass, TenantStatus, Verdict,
+    suspicion, Attribution, BlockEnd, Counters, Decision, Event, EventKind, Reason, Restriction,
+    Rule, RuleStatus, SenderClass, SuspiciousConnector, TenantStatus, Verdict,
 };
 
 use crate::error::og_result;
@@ -115,6 +115,15 @@ pub const OG_DOMAIN_SUBDOMAINS: u32 = 1;
 /// `og_engine_add_domain` flags: the domain is validated (only validated domains make a
 /// sender `registered`).
 pub const OG_DOMAIN_VALIDATED: u32 = 2;
+
+/// `og_suspicious_connector.why`: created within the policy's `engine.recent_connector`
+/// window (default 7 days) before `now`.
+pub const OG_SUSPICION_RECENT: u32 = 1;
+/// `og_suspicious_connector.why`: its certificate domain is not an accepted, validated domain
+/// of its tenant.
+pub const OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED: u32 = 2;
+/// `og_suspicious_connector.why`: one of its source ranges overlaps the low-reputation list.
+pub const OG_SUSPICION_LOW_REPUTATION_RANGE: u32 = 4;
 
 /// A tenant index meaning "no tenant".
 pub const OG_NO_TENANT: u32 = u32::MAX;
@@ -293,6 +302,20 @@ pub struct og_restriction {
     pub ends: u64,
     /// The rule is in monitor mode: nothing is really refused.
     pub monitor: bool,
+}
+
+/// A connector that deserves an operator's look (`og_engine_suspicious_connectors`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct og_suspicious_connector {
+    /// Connector index (`og_engine_connector_name()` gives its name).
+    pub connector: u32,
+    /// Index of its tenant (`og_engine_tenant_id()` gives the id).
+    pub tenant: u32,
+    /// Why: `OG_SUSPICION_*` bits, at least one.
+    pub why: u32,
+    /// When it was created (Unix seconds; 0 when unknown).
+    pub created: u64,
 }
 
 /// What a reload changed.
@@ -555,6 +578,25 @@ impl From<&Restriction> for og_restriction {
             since: r.since,
             ends: block_end_to_c(Some(r.ends)),
             monitor: r.monitor,
+        }
+    }
+}
+
+// The `OG_SUSPICION_*` bits are the core's `suspicion` bits.
+const _: () = assert!(
+    OG_SUSPICION_RECENT == suspicion::RECENT as u32
+        && OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED == suspicion::CERTIFICATE_NOT_ACCEPTED as u32
+        && OG_SUSPICION_LOW_REPUTATION_RANGE == suspicion::LOW_REPUTATION_RANGE as u32
+);
+
+impl og_suspicious_connector {
+    /// A suspicious connector, with its creation time (which the core reports separately).
+    pub(crate) fn new(s: &SuspiciousConnector, created: u64) -> og_suspicious_connector {
+        og_suspicious_connector {
+            connector: s.connector.0,
+            tenant: s.tenant.0,
+            why: u32::from(s.why),
+            created,
         }
     }
 }

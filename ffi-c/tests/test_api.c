@@ -965,6 +965,162 @@ static void test_operator_tables(void) {
   og_engine_free(e);
 }
 
+/* ----- suspicious connectors ---------------------------------------------------------- */
+
+/* The entry of `sc` (n entries) for the connector `name` of `tenant`; NULL when none is. */
+static const og_suspicious_connector *find_connector(og_engine *e, const og_suspicious_connector *sc,
+                                                     size_t n, const char *tenant, const char *name) {
+  const og_suspicious_connector *found = NULL;
+  for (size_t i = 0; i < n; i++) {
+    char cn[256], tn[256];
+    size_t cl = 0, tl = 0;
+    OK(og_engine_connector_name(e, sc[i].connector, cn, sizeof cn, &cl));
+    CHECK(cl == strlen(cn));
+    OK(og_engine_tenant_id(e, sc[i].tenant, tn, sizeof tn, &tl));
+    CHECK(sc[i].why != 0);
+    if (strcmp(cn, name) == 0 && strcmp(tn, tenant) == 0) {
+      CHECK(found == NULL); /* one entry per connector */
+      found = &sc[i];
+    }
+  }
+  return found;
+}
+
+static void test_suspicious_connectors(void) {
+  og_engine *e = new_engine(POLICY);
+  const uint64_t old = NOW - 60 * 86400;
+  og_suspicious_connector sc[8];
+  const og_suspicious_connector *s;
+  size_t n = 99;
+
+  /* The policy's onprem connector: its certificate mail.contoso.com is no accepted domain
+     (contoso.com does not take subdomains); it was created 2026-01-10 (policy `created`),
+     so it was also recent for the 7 days after that. hq is old, on a clean range. */
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 8, &n));
+  CHECK(n == 1);
+  s = find_connector(e, sc, n, "contoso", "onprem");
+  CHECK(s != NULL && s->why == OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED && s->created == 1768003200u);
+  OK(og_engine_suspicious_connectors(e, 1768003200u + 3600, sc, 8, &n));
+  CHECK(n == 1);
+  s = find_connector(e, sc, n, "contoso", "onprem");
+  CHECK(s != NULL && s->why == (OG_SUSPICION_RECENT | OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED));
+  OK(og_engine_suspicious_connectors(e, 1768003200u + 7 * 86400, sc, 8, &n));
+  CHECK(n == 1 && sc[0].why == OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED);
+
+  /* without it, nothing is suspicious */
+  OK(og_engine_remove_connector(e, "contoso", "onprem"));
+  n = 99;
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 8, &n));
+  CHECK(n == 0);
+  n = 99;
+  OK(og_engine_suspicious_connectors(e, NOW, NULL, 0, &n));
+  CHECK(n == 0);
+
+  /* one connector for each reason, one with all three, two that are fine */
+  OK(og_engine_add_connector(e, "contoso", "fresh", NULL, NOW - 3600));
+  OK(og_engine_add_connector(e, "contoso", "partner", "relay.attacker.example", old));
+  OK(og_engine_add_connector(e, "tailspin", "cheap-vps", NULL, old));
+  OK(og_engine_add_connector_range(e, "tailspin", "cheap-vps", "192.0.2.64/26"));
+  OK(og_engine_add_domain(e, "tailspin", "tailspin.net", OG_DOMAIN_SUBDOMAINS));
+  OK(og_engine_add_connector(e, "tailspin", "unvalidated", "mx.tailspin.net", old));
+  OK(og_engine_add_connector(e, "contoso", "all", "x.attacker.example", NOW - 10));
+  OK(og_engine_add_connector_range(e, "contoso", "all", "192.0.2.7/32"));
+  OK(og_engine_add_connector(e, "contoso", "relay", "mail.fabrikam.com", old));
+  OK(og_engine_add_connector(e, "tailspin", "clean", NULL, 0));
+  OK(og_engine_add_connector_range(e, "tailspin", "clean", "198.51.100.0/24"));
+
+  memset(sc, 0xab, sizeof sc);
+  n = 0;
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 8, &n));
+  CHECK(n == 5);
+  s = find_connector(e, sc, n, "contoso", "fresh");
+  CHECK(s != NULL && s->why == OG_SUSPICION_RECENT && s->created == NOW - 3600);
+  s = find_connector(e, sc, n, "contoso", "partner");
+  CHECK(s != NULL && s->why == OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED && s->created == old);
+  s = find_connector(e, sc, n, "tailspin", "cheap-vps");
+  CHECK(s != NULL && s->why == OG_SUSPICION_LOW_REPUTATION_RANGE && s->created == old);
+  s = find_connector(e, sc, n, "tailspin", "unvalidated");
+  CHECK(s != NULL && s->why == OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED);
+  s = find_connector(e, sc, n, "contoso", "all");
+  CHECK(s != NULL && s->created == NOW - 10);
+  CHECK(s->why == (OG_SUSPICION_RECENT | OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED |
+                   OG_SUSPICION_LOW_REPUTATION_RANGE));
+  CHECK(find_connector(e, sc, n, "contoso", "relay") == NULL);
+  CHECK(find_connector(e, sc, n, "tailspin", "clean") == NULL);
+  CHECK(find_connector(e, sc, n, "contoso", "hq") == NULL);
+  /* the entry slots past n are not written */
+  for (size_t i = n; i < 8; i++) CHECK(sc[i].connector == 0xabababab && sc[i].why == 0xabababab);
+
+  /* a size query, a short array (nothing written, the number needed reported), an exact fit */
+  n = 0;
+  EXPECT(og_engine_suspicious_connectors(e, NOW, NULL, 0, &n), OG_RESULT_BUFFER_TOO_SMALL);
+  CHECK(n == 5);
+  og_suspicious_connector shortarr[4], before[4];
+  memset(shortarr, 0xcd, sizeof shortarr);
+  memcpy(before, shortarr, sizeof shortarr);
+  n = 0;
+  EXPECT(og_engine_suspicious_connectors(e, NOW, shortarr, 4, &n), OG_RESULT_BUFFER_TOO_SMALL);
+  CHECK(n == 5);
+  CHECK(memcmp(shortarr, before, sizeof shortarr) == 0);
+  n = 0;
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 5, &n));
+  CHECK(n == 5);
+
+  /* "recent" is relative to now; validating the domain clears the certificate reason */
+  OK(og_engine_suspicious_connectors(e, NOW + 30 * 86400, sc, 8, &n));
+  CHECK(n == 4 && find_connector(e, sc, n, "contoso", "fresh") == NULL);
+  s = find_connector(e, sc, n, "contoso", "all");
+  CHECK(s != NULL &&
+        s->why == (OG_SUSPICION_CERTIFICATE_NOT_ACCEPTED | OG_SUSPICION_LOW_REPUTATION_RANGE));
+  OK(og_engine_validate_domain(e, "tailspin", "tailspin.net"));
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 8, &n));
+  CHECK(n == 4 && find_connector(e, sc, n, "tailspin", "unvalidated") == NULL);
+
+  /* connector names into buffers */
+  s = find_connector(e, sc, n, "tailspin", "cheap-vps");
+  CHECK(s != NULL);
+  const uint32_t ci = s->connector;
+  char name[16];
+  size_t nn = 0;
+  OK(og_engine_connector_name(e, ci, name, sizeof name, &nn));
+  STREQ(name, "cheap-vps");
+  CHECK(nn == 9);
+  char small[9]; /* "cheap-vps" needs 10 bytes with the NUL */
+  memset(small, 'x', sizeof small);
+  nn = 0;
+  EXPECT(og_engine_connector_name(e, ci, small, sizeof small, &nn), OG_RESULT_BUFFER_TOO_SMALL);
+  CHECK(nn == 9 && small[0] == 'x');
+  nn = 0;
+  EXPECT(og_engine_connector_name(e, ci, NULL, 0, &nn), OG_RESULT_BUFFER_TOO_SMALL);
+  CHECK(nn == 9);
+  nn = 77;
+  EXPECT(og_engine_connector_name(e, 12345, name, sizeof name, &nn), OG_RESULT_NOT_FOUND);
+  EXPECT(og_engine_connector_name(e, UINT32_MAX, name, sizeof name, &nn), OG_RESULT_NOT_FOUND);
+  EXPECT(og_engine_connector_name(e, ci, NULL, 5, &nn), OG_RESULT_NULL_PARAMETER);
+  EXPECT(og_engine_connector_name(e, ci, name, sizeof name, NULL), OG_RESULT_NULL_PARAMETER);
+  EXPECT(og_engine_connector_name(NULL, ci, name, sizeof name, &nn), OG_RESULT_NULL_PARAMETER);
+  CHECK(nn == 77);
+
+  /* removed connectors, and the connectors of a removed tenant, are gone */
+  OK(og_engine_remove_connector(e, "contoso", "partner"));
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 8, &n));
+  CHECK(n == 3 && find_connector(e, sc, n, "contoso", "partner") == NULL);
+  OK(og_engine_remove_tenant(e, "tailspin"));
+  EXPECT(og_engine_connector_name(e, ci, name, sizeof name, &nn), OG_RESULT_NOT_FOUND);
+  OK(og_engine_suspicious_connectors(e, NOW, sc, 8, &n));
+  CHECK(n == 2 && find_connector(e, sc, n, "contoso", "fresh") != NULL &&
+        find_connector(e, sc, n, "contoso", "all") != NULL);
+
+  /* NULL: the engine, the array with a length, the count; outputs untouched */
+  n = 77;
+  EXPECT(og_engine_suspicious_connectors(NULL, NOW, sc, 8, &n), OG_RESULT_NULL_PARAMETER);
+  EXPECT(og_engine_suspicious_connectors(e, NOW, NULL, 1, &n), OG_RESULT_NULL_PARAMETER);
+  EXPECT(og_engine_suspicious_connectors(e, NOW, sc, 8, NULL), OG_RESULT_NULL_PARAMETER);
+  EXPECT(og_engine_suspicious_connectors(e, NOW, NULL, 0, NULL), OG_RESULT_NULL_PARAMETER);
+  CHECK(n == 77);
+  og_engine_free(e);
+}
+
 /* ----- reload, snapshot, restore ------------------------------------------------------ */
 
 static void bump_unregistered(og_engine *e, const char *tenant, int count) {
@@ -1127,6 +1283,7 @@ int main(void) {
   test_threshold_and_lapsed();
   test_timed_block_and_expire();
   test_operator_tables();
+  test_suspicious_connectors();
   test_reload();
   test_snapshot();
   char cmd[512];
