@@ -273,6 +273,18 @@ def test_state_round_trip_through_commands(tmp_path: Path) -> None:
     assert c.returncode == 2 and "state file" in c.stderr
 
 
+def test_progress_bar_on_request() -> None:
+    """--progress draws the bar on stderr even when it is not a terminal; without it (and
+    not a terminal) nothing is drawn."""
+    args = ("replay", "--policy", "examples/policy.toml", "examples/week.csv", "--limit", "1")
+    shown = run_cli(*args, "--progress")
+    assert shown.returncode == 0, shown.stderr
+    assert "replaying" in shown.stderr and "reading log" in shown.stderr
+    quiet = run_cli(*args)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert shown.stdout == quiet.stdout
+
+
 def test_unexpected_errors_exit_3(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A bug never exits 1 (which a script reads as "refused")."""
     from outguard import cli

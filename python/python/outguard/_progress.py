@@ -38,7 +38,8 @@ def progress_bar(description: str, total: Optional[int], enabled: bool, unit: st
             BarColumn(),
             amount,
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            # Drawn even when stderr is not a terminal: the caller enabled it (--progress).
+            console=Console(stderr=True, force_terminal=True),
             transient=True,
         ) as p:
             task = p.add_task(description, total=total)
