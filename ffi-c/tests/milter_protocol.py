@@ -24,7 +24,10 @@ limit = 1
 [[tenants]]
 id = "contoso"
 domains = ["contoso.com"]
-connectors = [ { name = "office", ranges = ["192.0.2.0/24"] } ]
+connectors = [
+  { name = "office", ranges = ["192.0.2.0/24"] },
+  { name = "relay", certificate = "relay.contoso.com" },
+]
 """
 
 # mfdef.h
@@ -173,6 +176,29 @@ def macro_stages(sock):
     r1, r2 = read_packet(s), read_packet(s)
     check(r1 == UNATTRIBUTED and r2 == (b"c", b""),
           f"a connect step clears the MAIL stage's macros, keeps its own ({r1!r}, {r2!r})")
+    s.close()
+
+
+def cert_subjects(sock):
+    """{cert_subject} as Postfix gives it (the CN), as Sendmail does (the whole DN, one-line
+    form) and in RFC 2253 form: each attributes the message to the certificate connector."""
+    s = connect(sock)
+    negotiate(s)
+    forms = ["relay.contoso.com", "/C=US/O=Contoso/OU=Mail/CN=relay.contoso.com/",
+             "/C=US/CN=Contoso Root/CN=relay.contoso.com", "CN=relay.contoso.com,O=Contoso,C=US",
+             "O=Contoso, CN=relay.contoso.com"]
+    for form in forms:
+        s.sendall(macros(b"M", **{"{cert_subject}": form, "{client_addr}": "198.51.100.1"})
+                  + packet(b"M", b"<alice@contoso.com>\0"))
+        r = read_packet(s)
+        check(r == (b"c", b""), f"{{cert_subject}} {form!r} attributes by certificate ({r!r})")
+        s.sendall(packet(b"A"))
+    for form in ["/C=US/CN=other.example/", "CN=other.example,O=Contoso", "other.example"]:
+        s.sendall(macros(b"M", **{"{cert_subject}": form, "{client_addr}": "198.51.100.1"})
+                  + packet(b"M", b"<alice@contoso.com>\0"))
+        r = read_packet(s)
+        check(r == UNATTRIBUTED, f"{{cert_subject}} {form!r}: no connector ({r!r})")
+        s.sendall(packet(b"A"))
     s.close()
 
 
@@ -391,6 +417,7 @@ def main():
 
         negotiation_limits(sock)
         macro_stages(sock)
+        cert_subjects(sock)
         large_packet(sock)
         slow_reader(sock)
 

@@ -179,6 +179,36 @@ static void copy_macro(char *dst, size_t len, const char *value) {
   snprintf(dst, len, "%s", value);
 }
 
+/* The client certificate's name from {cert_subject}: Postfix gives the subject's CN itself;
+ * Sendmail gives the whole DN in OpenSSL's one-line form ("/C=US/O=Example/CN=mx.example.com/"),
+ * and other MTAs may give RFC 2253 ("CN=mx.example.com,O=Example"): the CN is taken from
+ * either (the last one of a one-line DN, the first of RFC 2253). */
+static void copy_cert_name(char *dst, size_t len, const char *subject) {
+  const char *cn = NULL, *end = NULL;
+  if (subject != NULL && subject[0] == '/') {
+    for (const char *p = subject; (p = strstr(p, "/CN=")) != NULL; p += 4) cn = p + 4;
+    if (cn != NULL) end = strchr(cn, '/');
+  } else if (subject != NULL) {
+    for (const char *p = subject; p != NULL; p = strchr(p, ',')) {
+      if (*p == ',') p++;
+      while (*p == ' ') p++;
+      if (strncmp(p, "CN=", 3) == 0) {
+        cn = p + 3;
+        end = strchr(cn, ',');
+        break;
+      }
+    }
+  }
+  if (cn == NULL) {
+    copy_macro(dst, len, subject);
+    return;
+  }
+  size_t n = end != NULL ? (size_t)(end - cn) : strlen(cn);
+  if (n >= len) n = len - 1;
+  memcpy(dst, cn, n);
+  dst[n] = '\0';
+}
+
 /* An address for og_message.client_ip: "IPv6:" prefixes and brackets removed. */
 static void normalise_ip(char *ip) {
   size_t skip = 0;
@@ -294,7 +324,7 @@ sfsistat mail_decision(struct session *s, const char *from, const char *auth, co
   memcpy(s->mail_from, from, len);
   s->mail_from_len = len;
   copy_macro(s->auth_user, sizeof s->auth_user, auth);
-  copy_macro(s->cert_domain, sizeof s->cert_domain, cert);
+  copy_cert_name(s->cert_domain, sizeof s->cert_domain, cert);
   /* {client_addr} at MAIL FROM follows XCLIENT; the connect address is the fallback. */
   copy_macro(s->message_ip, sizeof s->message_ip, client_addr);
   normalise_ip(s->message_ip);
