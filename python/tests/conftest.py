@@ -19,42 +19,10 @@ DATA = HERE / "data"
 #: 2026-09-21T14:13:20Z
 NOW = 1_790_000_000
 
-SCENARIO = """\
-[rules.tenant_threshold]
-min_messages = 10
-min_suspicious = 5
-max_ratio = 0.5
-warn_ratio = 0.25
-
-[rules.unregistered_domain]
-limit = 3
-
-[rules.low_reputation_ip]
-ranges = ["198.51.100.0/24"]
-
-[[tenants]]
-id = "contoso"
-domains = [
-  { name = "contoso.com", subdomains = true },
-  "fabrikam.com",
-  { name = "contoso.net", validated = false },
-]
-connectors = [
-  { name = "onprem", certificate = "mail.contoso.com" },
-  { name = "hq", ranges = ["203.0.113.0/24"] },
-]
-ip_exceptions = [ { range = "198.51.100.7/32", expires = "2026-12-31T00:00:00Z" } ]
-
-[[tenants]]
-id = "trial"
-licensed = false
-domains = ["trial.example"]
-
-[[tenants]]
-id = "lapsed"
-lapsed = true
-domains = ["lapsed.example"]
-"""
+#: The shared scenario table's policy (core/tests/fixtures/scenario-table/): the same file
+#: the core's tests load.
+TABLE = REPO / "core" / "tests" / "fixtures" / "scenario-table"
+SCENARIO = (TABLE / "policy.toml").read_text(encoding="utf-8")
 
 
 @pytest.fixture
