@@ -19,7 +19,10 @@ R64 = "550 5.7.64 TenantAttribution; Relay Access Denied"
 
 def _table() -> dict[str, Any]:
     """The scenario table the core's tests run too (core/tests/table.rs)."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
 
     with open(TABLE / "scenarios.toml", "rb") as f:
         return tomllib.load(f)
