@@ -1455,7 +1455,7 @@ og_result og_shared_engine_open(const char *image_path,
 
 /**
  * Frees a handle (the files stay as they are; nothing needs flushing for other processes).
- * NULL is a no-op. No other call on the handle may be running or follow.
+ * NULL is a no-op. Not thread-safe: no other call on the handle may be running or follow.
  */
 void og_shared_engine_free(struct og_shared_engine *engine);
 
@@ -1464,6 +1464,8 @@ void og_shared_engine_free(struct og_shared_engine *engine);
  * into `buf`; `*out_n` receives its length (empty when no call failed). Buffer rules as for
  * `og_engine_tenant_id`.
  * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+ * Thread-safe: holds the handle's mutex. The error is the handle's, not the thread's: with
+ * threads sharing a handle it may be another thread's.
  */
 og_result og_shared_engine_last_error(const struct og_shared_engine *engine,
                                       char *buf,
@@ -1471,14 +1473,16 @@ og_result og_shared_engine_last_error(const struct og_shared_engine *engine,
                                       size_t *out_n);
 
 /**
- * Decides one message, as `og_engine_check`, against the shared state. Takes no lock:
+ * Decides one message, as `og_engine_check`, against the shared state. Takes no stripe lock:
  * the tenant's state is read from this process's private copy, refreshed when another process
- * changed it.
+ * changed it (it waits for the tenant's stripe lock only when it finds that tenant
+ * mid-write).
  *
  * `engine`, `message` and `out_decision` must not be NULL. `*out_decision` is written on
  * success only.
  * Results: as `og_engine_check`, plus file-format results and `OG_RESULT_IO` when the state
  * file is damaged or a reload's new file cannot be opened (`og_shared_engine_last_error`).
+ * Thread-safe: holds the handle's mutex, so calls on one handle run one at a time.
  */
 og_result og_shared_engine_check(const struct og_shared_engine *engine,
                                  uint64_t now,
@@ -1494,6 +1498,7 @@ og_result og_shared_engine_check(const struct og_shared_engine *engine,
  * Events: the first `events_len` go to `events` (NULL only when `events_len` is 0), their
  * number to `*out_events_n` (may be NULL); at most `OG_EVENTS_MAX`.
  * Results: as `og_engine_record`, plus the file results of `og_shared_engine_check`.
+ * Thread-safe: holds the handle's mutex, then the tenant's stripe lock.
  */
 og_result og_shared_engine_record(const struct og_shared_engine *engine,
                                   uint64_t now,
@@ -1506,6 +1511,8 @@ og_result og_shared_engine_record(const struct og_shared_engine *engine,
 /**
  * `og_shared_engine_check`, then `og_shared_engine_record` when the message is accepted, as
  * one step under the tenant's stripe lock. Outputs as for the two.
+ * Thread-safe: holds the handle's mutex, then the tenant's stripe lock (a message that
+ * belongs to no tenant is decided without it).
  */
 og_result og_shared_engine_evaluate(const struct og_shared_engine *engine,
                                     uint64_t now,
@@ -1521,6 +1528,7 @@ og_result og_shared_engine_evaluate(const struct og_shared_engine *engine,
  * in the shared state: every process sees it on its next call. Events as for
  * `og_shared_engine_record`.
  * Results: as `og_engine_release`, plus the file results of `og_shared_engine_check`.
+ * Thread-safe: holds the handle's mutex, then the tenant's stripe lock.
  */
 og_result og_shared_engine_release(const struct og_shared_engine *engine,
                                    const char *tenant,
@@ -1534,6 +1542,7 @@ og_result og_shared_engine_release(const struct og_shared_engine *engine,
  * Marks a tenant lapsed (`lapsed` true) or active again, as `og_engine_mark_lapsed` /
  * `og_engine_mark_active`, in the shared state. Events as for `og_shared_engine_record`.
  * Results: as `og_shared_engine_release`.
+ * Thread-safe: holds the handle's mutex, then the tenant's stripe lock.
  */
 og_result og_shared_engine_set_lapsed(const struct og_shared_engine *engine,
                                       const char *tenant,
@@ -1547,6 +1556,8 @@ og_result og_shared_engine_set_lapsed(const struct og_shared_engine *engine,
  * A tenant's state at `now`, as `og_engine_status`, from the shared state.
  * `engine`, `tenant` and `out_status` must not be NULL; `*out_status` is written on success.
  * Results: as `og_engine_status`, plus the file results of `og_shared_engine_check`.
+ * Thread-safe: holds the handle's mutex; reads the tenant's state as `og_shared_engine_check`
+ * does (no stripe lock unless it finds that tenant mid-write).
  */
 og_result og_shared_engine_status(const struct og_shared_engine *engine,
                                   const char *tenant,
@@ -1556,6 +1567,7 @@ og_result og_shared_engine_status(const struct og_shared_engine *engine,
 /**
  * Copies the id of the tenant with index `tenant` (as in `og_decision.tenant`) into `buf`;
  * buffer rules and results as for `og_engine_tenant_id`.
+ * Thread-safe: holds the handle's mutex; reads policy data only (no stripe lock).
  */
 og_result og_shared_engine_tenant_id(const struct og_shared_engine *engine,
                                      uint32_t tenant,
@@ -1567,6 +1579,7 @@ og_result og_shared_engine_tenant_id(const struct og_shared_engine *engine,
  * Writes the state file's changed pages to disk and waits (`msync`). Other processes see
  * changes without it; it only matters for a machine crash.
  * Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO`.
+ * Thread-safe: holds the handle's mutex; takes no stripe lock.
  */
 og_result og_shared_engine_sync(const struct og_shared_engine *engine);
 

@@ -262,7 +262,7 @@ pub extern "C" fn og_shared_engine_open(
 }
 
 /// Frees a handle (the files stay as they are; nothing needs flushing for other processes).
-/// NULL is a no-op. No other call on the handle may be running or follow.
+/// NULL is a no-op. Not thread-safe: no other call on the handle may be running or follow.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_free(engine: *mut og_shared_engine) {
     let _ = guard(|| {
@@ -275,6 +275,8 @@ pub extern "C" fn og_shared_engine_free(engine: *mut og_shared_engine) {
 /// into `buf`; `*out_n` receives its length (empty when no call failed). Buffer rules as for
 /// `og_engine_tenant_id`.
 /// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_BUFFER_TOO_SMALL`.
+/// Thread-safe: holds the handle's mutex. The error is the handle's, not the thread's: with
+/// threads sharing a handle it may be another thread's.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_last_error(
     engine: *const og_shared_engine,
@@ -291,14 +293,16 @@ pub extern "C" fn og_shared_engine_last_error(
     })
 }
 
-/// Decides one message, as `og_engine_check`, against the shared state. Takes no lock:
+/// Decides one message, as `og_engine_check`, against the shared state. Takes no stripe lock:
 /// the tenant's state is read from this process's private copy, refreshed when another process
-/// changed it.
+/// changed it (it waits for the tenant's stripe lock only when it finds that tenant
+/// mid-write).
 ///
 /// `engine`, `message` and `out_decision` must not be NULL. `*out_decision` is written on
 /// success only.
 /// Results: as `og_engine_check`, plus file-format results and `OG_RESULT_IO` when the state
 /// file is damaged or a reload's new file cannot be opened (`og_shared_engine_last_error`).
+/// Thread-safe: holds the handle's mutex, so calls on one handle run one at a time.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_check(
     engine: *const og_shared_engine,
@@ -323,6 +327,7 @@ pub extern "C" fn og_shared_engine_check(
 /// Events: the first `events_len` go to `events` (NULL only when `events_len` is 0), their
 /// number to `*out_events_n` (may be NULL); at most `OG_EVENTS_MAX`.
 /// Results: as `og_engine_record`, plus the file results of `og_shared_engine_check`.
+/// Thread-safe: holds the handle's mutex, then the tenant's stripe lock.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_record(
     engine: *const og_shared_engine,
@@ -345,6 +350,8 @@ pub extern "C" fn og_shared_engine_record(
 
 /// `og_shared_engine_check`, then `og_shared_engine_record` when the message is accepted, as
 /// one step under the tenant's stripe lock. Outputs as for the two.
+/// Thread-safe: holds the handle's mutex, then the tenant's stripe lock (a message that
+/// belongs to no tenant is decided without it).
 #[no_mangle]
 pub extern "C" fn og_shared_engine_evaluate(
     engine: *const og_shared_engine,
@@ -374,6 +381,7 @@ pub extern "C" fn og_shared_engine_evaluate(
 /// in the shared state: every process sees it on its next call. Events as for
 /// `og_shared_engine_record`.
 /// Results: as `og_engine_release`, plus the file results of `og_shared_engine_check`.
+/// Thread-safe: holds the handle's mutex, then the tenant's stripe lock.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_release(
     engine: *const og_shared_engine,
@@ -395,6 +403,7 @@ pub extern "C" fn og_shared_engine_release(
 /// Marks a tenant lapsed (`lapsed` true) or active again, as `og_engine_mark_lapsed` /
 /// `og_engine_mark_active`, in the shared state. Events as for `og_shared_engine_record`.
 /// Results: as `og_shared_engine_release`.
+/// Thread-safe: holds the handle's mutex, then the tenant's stripe lock.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_set_lapsed(
     engine: *const og_shared_engine,
@@ -420,6 +429,8 @@ pub extern "C" fn og_shared_engine_set_lapsed(
 /// A tenant's state at `now`, as `og_engine_status`, from the shared state.
 /// `engine`, `tenant` and `out_status` must not be NULL; `*out_status` is written on success.
 /// Results: as `og_engine_status`, plus the file results of `og_shared_engine_check`.
+/// Thread-safe: holds the handle's mutex; reads the tenant's state as `og_shared_engine_check`
+/// does (no stripe lock unless it finds that tenant mid-write).
 #[no_mangle]
 pub extern "C" fn og_shared_engine_status(
     engine: *const og_shared_engine,
@@ -437,6 +448,7 @@ pub extern "C" fn og_shared_engine_status(
 
 /// Copies the id of the tenant with index `tenant` (as in `og_decision.tenant`) into `buf`;
 /// buffer rules and results as for `og_engine_tenant_id`.
+/// Thread-safe: holds the handle's mutex; reads policy data only (no stripe lock).
 #[no_mangle]
 pub extern "C" fn og_shared_engine_tenant_id(
     engine: *const og_shared_engine,
@@ -455,6 +467,7 @@ pub extern "C" fn og_shared_engine_tenant_id(
 /// Writes the state file's changed pages to disk and waits (`msync`). Other processes see
 /// changes without it; it only matters for a machine crash.
 /// Results: `OG_RESULT_OK`, `OG_RESULT_NULL_PARAMETER`, `OG_RESULT_IO`.
+/// Thread-safe: holds the handle's mutex; takes no stripe lock.
 #[no_mangle]
 pub extern "C" fn og_shared_engine_sync(engine: *const og_shared_engine) -> og_result {
     with_engine(engine, |e| Ok(e.sync()))
