@@ -180,24 +180,29 @@ def macro_stages(sock):
 
 
 def cert_subjects(sock):
-    """{cert_subject} as Postfix gives it (the CN), as Sendmail does (the whole DN, one-line
-    form) and in RFC 2253 form: each attributes the message to the certificate connector."""
+    """A certificate attributes only when the MTA verified it: Postfix sends {cert_subject}
+    (the CN) for verified certificates only and no {verify}; Sendmail sends {cn_subject}, the
+    whole DN in {cert_subject}, and {verify}. A DN is never split (its escaping could pass
+    another attribute off as the CN)."""
     s = connect(sock)
     negotiate(s)
-    forms = ["relay.contoso.com", "/C=US/O=Contoso/OU=Mail/CN=relay.contoso.com/",
-             "/C=US/CN=Contoso Root/CN=relay.contoso.com", "CN=relay.contoso.com,O=Contoso,C=US",
-             "O=Contoso, CN=relay.contoso.com"]
-    for form in forms:
-        s.sendall(macros(b"M", **{"{cert_subject}": form, "{client_addr}": "198.51.100.1"})
+    dn = "/C=US/O=Contoso/OU=Mail/CN=relay.contoso.com/"
+    cases = [
+        ({"{cert_subject}": "relay.contoso.com"}, True, "Postfix: the CN"),
+        ({"{cert_subject}": dn, "{cn_subject}": "relay.contoso.com", "{verify}": "OK"}, True, "Sendmail, verified"),
+        ({"{cert_subject}": dn, "{cn_subject}": "relay.contoso.com", "{verify}": "FAIL"}, False, "Sendmail, not verified"),
+        ({"{cert_subject}": dn, "{cn_subject}": "relay.contoso.com", "{verify}": "NO"}, False, "Sendmail, no certificate"),
+        ({"{cert_subject}": dn, "{verify}": "OK"}, False, "a DN without {cn_subject} is not split"),
+        ({"{cert_subject}": "CN=relay.contoso.com,O=Contoso"}, False, "an RFC 2253 DN is not split"),
+        ({"{cert_subject}": "OU=x\\, CN=relay.contoso.com,O=Evil"}, False, "an escaped comma passes nothing off"),
+        ({"{cert_subject}": "other.example"}, False, "no connector for that name"),
+    ]
+    for macros_, attributes, what in cases:
+        s.sendall(macros(b"M", **macros_, **{"{client_addr}": "198.51.100.1"})
                   + packet(b"M", b"<alice@contoso.com>\0"))
         r = read_packet(s)
-        check(r == (b"c", b""), f"{{cert_subject}} {form!r} attributes by certificate ({r!r})")
-        s.sendall(packet(b"A"))
-    for form in ["/C=US/CN=other.example/", "CN=other.example,O=Contoso", "other.example"]:
-        s.sendall(macros(b"M", **{"{cert_subject}": form, "{client_addr}": "198.51.100.1"})
-                  + packet(b"M", b"<alice@contoso.com>\0"))
-        r = read_packet(s)
-        check(r == UNATTRIBUTED, f"{{cert_subject}} {form!r}: no connector ({r!r})")
+        want = (b"c", b"") if attributes else UNATTRIBUTED
+        check(r == want, f"{what}: {macros_} ({r!r})")
         s.sendall(packet(b"A"))
     s.close()
 

@@ -304,7 +304,9 @@ static bool command(struct conn *c, unsigned char cmd, unsigned char *d, size_t 
       if (len == 0 || d[len - 1] != '\0') return false;
       og_reason why = OG_REASON_NONE;
       sfsistat st = mail_decision(&c->s, (const char *)d, macro(c, "{auth_authen}"),
-                                  macro(c, "{cert_subject}"), macro(c, "{client_addr}"),
+                                  cert_name(macro(c, "{verify}"), macro(c, "{cn_subject}"),
+                                            macro(c, "{cert_subject}")),
+                                  macro(c, "{client_addr}"),
                                   macro(c, "i"), &why);
       if (st == SMFIS_CONTINUE) return queue(c, SMFIR_CONTINUE, NULL, 0);
       if (st != SMFIS_REJECT) return queue(c, SMFIR_TEMPFAIL, NULL, 0);

@@ -46,6 +46,7 @@ void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void reset_message(struct session *s);
 /* The connect step's client address (AF_INET / AF_INET6 and the address bytes). */
 void set_client_addr(struct session *s, int family, const void *addr);
+const char *cert_name(const char *verify, const char *cn_subject, const char *cert_subject);
 sfsistat mail_decision(struct session *s, const char *from, const char *auth, const char *cert,
                        const char *client_addr, const char *qid, og_reason *refusal);
 void note_recipient(struct session *s);

@@ -16,7 +16,8 @@
  *
  * Per message:
  *   MAIL FROM  the tenant is attributed from {auth_authen} (as the authenticated user), the
- *              TLS client certificate ({cert_subject}) or the client address ({client_addr},
+ *              TLS client certificate when the MTA verified it ({cert_subject}, or with
+ *              Sendmail {cn_subject} and {verify}: see cert_name) or the client address ({client_addr},
  *              else the address of the connect callback), and the message is decided with
  *              og_engine_check. A refusal is answered with the exact reply, split for
  *              smfi_setreply: "550", "5.7.750", "Service unavailable. Client blocked ...".
@@ -179,34 +180,18 @@ static void copy_macro(char *dst, size_t len, const char *value) {
   snprintf(dst, len, "%s", value);
 }
 
-/* The client certificate's name from {cert_subject}: Postfix gives the subject's CN itself;
- * Sendmail gives the whole DN in OpenSSL's one-line form ("/C=US/O=Example/CN=mx.example.com/"),
- * and other MTAs may give RFC 2253 ("CN=mx.example.com,O=Example"): the CN is taken from
- * either (the last one of a one-line DN, the first of RFC 2253). */
-static void copy_cert_name(char *dst, size_t len, const char *subject) {
-  const char *cn = NULL, *end = NULL;
-  if (subject != NULL && subject[0] == '/') {
-    for (const char *p = subject; (p = strstr(p, "/CN=")) != NULL; p += 4) cn = p + 4;
-    if (cn != NULL) end = strchr(cn, '/');
-  } else if (subject != NULL) {
-    for (const char *p = subject; p != NULL; p = strchr(p, ',')) {
-      if (*p == ',') p++;
-      while (*p == ' ') p++;
-      if (strncmp(p, "CN=", 3) == 0) {
-        cn = p + 3;
-        end = strchr(cn, ',');
-        break;
-      }
-    }
-  }
-  if (cn == NULL) {
-    copy_macro(dst, len, subject);
-    return;
-  }
-  size_t n = end != NULL ? (size_t)(end - cn) : strlen(cn);
-  if (n >= len) n = len - 1;
-  memcpy(dst, cn, n);
-  dst[n] = '\0';
+/* The client certificate's name for attribution, or NULL. A certificate counts only when the
+ * MTA verified it: Postfix sets {cert_subject} (the subject's CN) for a verified certificate
+ * only and sends no {verify}; Sendmail sets its macros for any certificate presented and says
+ * in {verify} whether it verified it ("OK"). The name is Sendmail's {cn_subject} when sent,
+ * else {cert_subject} unless that holds a whole DN (Sendmail's {cert_subject}), whose parts
+ * are not split here: a DN's escaping could pass another attribute off as the CN. */
+const char *cert_name(const char *verify, const char *cn_subject, const char *cert_subject) {
+  if (verify != NULL && verify[0] != '\0' && strcmp(verify, "OK") != 0) return NULL;
+  if (cn_subject != NULL && cn_subject[0] != '\0') return cn_subject;
+  if (cert_subject == NULL || cert_subject[0] == '/' || strchr(cert_subject, '=') != NULL)
+    return NULL;
+  return cert_subject;
 }
 
 /* An address for og_message.client_ip: "IPv6:" prefixes and brackets removed. */
@@ -248,7 +233,7 @@ const unsigned long WANT_NO = SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOBODY | SMFIP_
                               SMFIP_NOUNKNOWN;
 const unsigned long WANT_NR = SMFIP_NR_CONN | SMFIP_NR_RCPT | SMFIP_NR_HDR;
 const struct macro_list MACRO_LISTS[3] = {
-    {SMFIM_ENVFROM, "{auth_authen} {client_addr} {cert_subject} i"},
+    {SMFIM_ENVFROM, "{auth_authen} {client_addr} {cert_subject} {cn_subject} {verify} i"},
     {SMFIM_ENVRCPT, "i"},
     {SMFIM_EOM, "i"},
 };
@@ -324,7 +309,7 @@ sfsistat mail_decision(struct session *s, const char *from, const char *auth, co
   memcpy(s->mail_from, from, len);
   s->mail_from_len = len;
   copy_macro(s->auth_user, sizeof s->auth_user, auth);
-  copy_cert_name(s->cert_domain, sizeof s->cert_domain, cert);
+  copy_macro(s->cert_domain, sizeof s->cert_domain, cert);
   /* {client_addr} at MAIL FROM follows XCLIENT; the connect address is the fallback. */
   copy_macro(s->message_ip, sizeof s->message_ip, client_addr);
   normalise_ip(s->message_ip);
@@ -374,7 +359,9 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv) {
   if (s == NULL) return SMFIS_TEMPFAIL;
   og_reason why = OG_REASON_NONE;
   sfsistat st = mail_decision(s, argv ? argv[0] : NULL, smfi_getsymval(ctx, "{auth_authen}"),
-                              smfi_getsymval(ctx, "{cert_subject}"),
+                              cert_name(smfi_getsymval(ctx, "{verify}"),
+                                        smfi_getsymval(ctx, "{cn_subject}"),
+                                        smfi_getsymval(ctx, "{cert_subject}")),
                               smfi_getsymval(ctx, "{client_addr}"), smfi_getsymval(ctx, "i"), &why);
   if (st == SMFIS_REJECT) {
     char smtp[8];
