@@ -722,6 +722,35 @@ fn damaged_and_foreign_files_are_refused() {
 // ----- migration --------------------------------------------------------------------------
 
 #[test]
+fn migration_keeps_the_state_files_owner_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TempDir::new("migrate-owner");
+    let image1 = dir.path("v1.img");
+    let image2 = dir.path("v2.img");
+    let state = dir.path("state");
+    shared::compile(&engine(3, &["northwind"]), &image1).unwrap();
+    shared::compile(&engine(100, &["adatum"]), &image2).unwrap();
+    shared::create_state(&image1, &state).unwrap();
+    // As an operator leaves it for the mail server: its own mode, and (when this test may
+    // change owners) the mail server's user and group.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let root = std::fs::metadata(&state).unwrap().uid() == 0
+        && std::os::unix::fs::chown(&state, Some(65534), Some(65534)).is_ok();
+    shared::migrate(&image1, &state, &image2, &state).unwrap();
+    let m = std::fs::metadata(&state).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o604);
+    if root {
+        assert_eq!((m.uid(), m.gid()), (65534, 65534));
+    }
+    assert_eq!(
+        root,
+        std::env::var_os("CI").is_some() || m.uid() == 65534,
+        "CI runs this as root, so the owner is checked there"
+    );
+    SharedEngine::open(&image2, &state).unwrap();
+}
+
+#[test]
 fn migration_keeps_blocks_and_counters() {
     let dir = TempDir::new("migrate");
     let image1 = dir.path("v1.img");

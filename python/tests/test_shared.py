@@ -142,5 +142,23 @@ def test_compile_command_errors(tmp_path: Path) -> None:
     assert p.returncode == 2 and "not an outguard state file" in p.stderr
     assert junk.read_bytes() == b"not a state file"
     p = run_cli("compile", "--help")
-    assert p.returncode == 0 and "--state" in p.stdout
+    assert p.returncode == 0 and "--state" in p.stdout and "--force" in p.stdout
     assert run_cli("compile", str(good)).returncode == 2  # -o missing
+
+    # An existing file is replaced only with --force; never the state file itself.
+    img, state = tmp_path / "p1.ogp", tmp_path / "st.ogs"
+    assert run_cli("compile", str(good), "-o", str(img), "--state", str(state)).returncode == 0
+    before = state.read_bytes()
+    p = run_cli("compile", str(good), "-o", str(state), "--state", str(state), "--force")
+    assert p.returncode == 2 and "is the state file" in p.stderr and state.read_bytes() == before
+    p = run_cli("compile", str(good), "-o", str(good))
+    assert p.returncode == 2 and "exists" in p.stderr and good.read_text(encoding="utf-8") == SCENARIO
+    other = tmp_path / "other.ogp"
+    other.write_bytes(b"x")
+    p = run_cli("compile", str(good), "-o", str(other))
+    assert p.returncode == 2 and "--force" in p.stderr and other.read_bytes() == b"x"
+    p = run_cli("compile", str(good), "-o", str(other), "--force")
+    assert p.returncode == 0 and other.read_bytes() != b"x"
+    # A state file in a directory that does not exist: refused before anything is written.
+    p = run_cli("compile", str(good), "-o", str(tmp_path / "p9.ogp"), "--state", str(tmp_path / "nodir" / "st"))
+    assert p.returncode == 2 and "nodir: no such directory" in p.stderr and not (tmp_path / "p9.ogp").exists()

@@ -1017,6 +1017,27 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Gives `new` the owner, group and permission bits of `old`: the mail server's processes that
+/// switch to the new state file must be able to open it as they opened the old one (a state
+/// file is typically owned by the MTA's user, and migrations are run by an operator).
+fn same_owner_and_mode(old: &Path, new: &Path) -> Result<(), SharedError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let o = fs::metadata(old).map_err(|e| SharedError::io(old, "stat", e))?;
+    let n = fs::metadata(new).map_err(|e| SharedError::io(new, "stat", e))?;
+    if (o.uid(), o.gid()) != (n.uid(), n.gid()) {
+        std::os::unix::fs::chown(new, Some(o.uid()), Some(o.gid())).map_err(|e| {
+            SharedError::io(
+                old,
+                "giving the new state file this file's owner and group (run as root or as \
+                 its owner)",
+                e,
+            )
+        })?;
+    }
+    fs::set_permissions(new, fs::Permissions::from_mode(o.mode() & 0o7777))
+        .map_err(|e| SharedError::io(new, "setting the old state file's permissions", e))
+}
+
 /// Moves the state of `old_state` (which belongs to `old_image`) to a new state file for
 /// `new_image` at `new_state_path`: counters, blocks, grace periods, lapsed state and audit
 /// trails of every tenant that the new image still has (by tenant id; see
@@ -1078,6 +1099,7 @@ pub fn migrate(
     let info = write_state_file(&image, &canonical, &tmp)?;
     let built = (|| {
         use std::os::unix::fs::MetadataExt;
+        same_owner_and_mode(old_state, &tmp)?;
         let state = open_state(&tmp, &image)?;
         let mut fresh = SharedEngine::assemble(image, state)?;
         old.st().set_source(Source::Shared);

@@ -60,8 +60,11 @@ With --state FILE, the state file that holds the counters follows the new image:
   - FILE missing: a new state file for the image (zero counters);
   - FILE present: its counters, blocks, grace periods and audit trails move to the new image
     for every tenant that remains (others are dropped, new ones start at zero); processes
-    using it switch on their next call. IMAGE must then be a new path: the state's current
-    image is needed to read it.
+    using it switch on their next call.
+
+IMAGE must be a new path: a state file names the image it belongs to, so replacing an image
+in use (--force) leaves its state files unusable; compile each policy to a new file and move
+the state with --state.
 
 Example (rolling out a policy change):
   outguard compile policy.toml -o /var/lib/outguard/policy-2.ogp --state /var/lib/outguard/state"""
@@ -148,7 +151,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     k.add_argument("policy", metavar="POLICY", help="the policy file (TOML)")
-    k.add_argument("-o", "--output", required=True, metavar="IMAGE", help="the image file to write (replaced atomically)")
+    k.add_argument("-o", "--output", required=True, metavar="IMAGE", help="the image file to write: a new path (see --force)")
+    k.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing IMAGE (atomically); state files of the image it replaces stop opening",
+    )
     k.add_argument(
         "--state",
         metavar="FILE",
@@ -320,17 +328,33 @@ def _check(a: argparse.Namespace) -> int:
 def _compile(a: argparse.Namespace) -> int:
     policy = _load_policy(a.policy)
     old_image: Optional[str] = None
-    if a.state is not None and os.path.lexists(a.state):
-        # The image the state file belongs to (it must stay readable until the move is done).
-        current = og.SharedEngine(None, a.state)
-        old_image = os.fspath(current.image_path)
-        del current  # its shared lock would keep the move from starting
-        if os.path.exists(a.output) and os.path.samefile(old_image, a.output):
-            _err(
-                f"{a.output} is the image {a.state} uses; compile to a new path and the state "
-                "moves to it"
-            )
+    out_exists = os.path.lexists(a.output)
+    if a.state is not None:
+        if out_exists and os.path.lexists(a.state) and os.path.samefile(a.state, a.output):
+            _err(f"{a.output} is the state file; give the image its own path")
             return EXIT_USAGE
+        if not os.path.lexists(a.state):
+            where = os.path.dirname(a.state) or "."
+            if not os.path.isdir(where):
+                _err(f"{where}: no such directory (for the state file {a.state})")
+                return EXIT_USAGE
+        else:
+            # The image the state file belongs to (it must stay readable until the move is done).
+            current = og.SharedEngine(None, a.state)
+            old_image = os.fspath(current.image_path)
+            del current  # its shared lock would keep the move from starting
+            if out_exists and os.path.samefile(old_image, a.output):
+                _err(
+                    f"{a.output} is the image {a.state} uses; compile to a new path and the "
+                    "state moves to it"
+                )
+                return EXIT_USAGE
+    if out_exists and not a.force:
+        _err(
+            f"{a.output} exists; compile to a new path (a state file of the image there would "
+            "stop opening), or give --force to replace it"
+        )
+        return EXIT_USAGE
     image_id = og.SharedEngine.compile(policy, a.output)
     size = os.path.getsize(a.output)
     print(
