@@ -11,7 +11,7 @@ import pytest
 
 import outguard
 from conftest import DATA, EXAMPLES, run_cli
-from outguard.logs import LogError, TenantMap, read_log
+from outguard.logs import MAX_TIME, LogError, TenantMap, read_log
 from outguard.report import ReplayResult, format_summary, replay_log
 
 FRIDAY = int(dt.datetime(2026, 3, 6, tzinfo=dt.timezone.utc).timestamp())
@@ -205,7 +205,7 @@ def test_malformed_lines_are_counted_with_line_numbers(tmp_path: Path) -> None:
         '{"time": 1772445600, "mail_from": "a@contoso.com", "tenant": "\\ud800"}\n'
         '{"time": 1772445600, "mail_from": "\\udcff@contoso.com"}\n'
         '{"time": 1772445600, "mail_from": "a@contoso.com", "rcpt_to": ["\\ud83d@x.example"]}\n'
-        '{"time": 253402300799, "mail_from": "a@contoso.com", "tenant": "contoso"}\n',
+        '{"time": 32503680000, "mail_from": "a@contoso.com", "tenant": "contoso"}\n',
         encoding="utf-8",
     )
     d = read_log(str(odd))
@@ -215,6 +215,19 @@ def test_malformed_lines_are_counted_with_line_numbers(tmp_path: Path) -> None:
     p = run_cli("replay", "--policy", str(DATA / "maillog-policy.toml"), str(odd))
     assert p.returncode == 0, p.stderr
     assert "Malformed log lines: 7 (skipped)" in p.stdout
+    # The latest time a log may carry replays, with its blocks; RFC 3339 text past it is
+    # malformed like a number past it.
+    late = tmp_path / "late.csv"
+    late.write_text(
+        "time,mail_from,tenant\n3000-01-01T00:00:00-00:01,a@contoso.com,contoso\n"
+        + "".join(f"{MAX_TIME},x@elsewhere.example,contoso\n" for _ in range(12)),
+        encoding="utf-8",
+    )
+    d = read_log(str(late))
+    assert [m.line for m in d.malformed] == [2] and "out of range" in d.malformed[0].reason
+    p = run_cli("replay", "--policy", str(DATA / "maillog-policy.toml"), str(late), "--plot", str(tmp_path / "late.png"))
+    assert p.returncode == 0, p.stderr
+    assert "Malformed log lines: 1 (skipped)" in p.stdout
     csv_odd = tmp_path / "odd.csv"
     csv_odd.write_text("time,mail_from\n99999999999999999999,a@contoso.com\n1e400,a@contoso.com\n", encoding="utf-8")
     d = read_log(str(csv_odd))

@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Optional
 
+from .logs import MAX_TIME
 from .report import Block, ReplayResult
 
 __all__ = ["plot_blocks"]
 
 
 def _dt_utc(t: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc)
+    # (A block may end after the last time a date can show: drawn at that last time.)
+    return _dt.datetime.fromtimestamp(min(t, MAX_TIME), _dt.timezone.utc)
 
 
 def plot_blocks(res: ReplayResult, path: str, max_panels: int = 12, dpi: int = 110) -> int:

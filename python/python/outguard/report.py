@@ -28,8 +28,11 @@ CHUNK = 20_000
 
 
 def iso(t: int) -> str:
-    """``2026-03-02 09:14:01Z``."""
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    """``2026-03-02 09:14:01Z`` (``@<seconds>`` beyond the year 9999)."""
+    try:
+        return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"@{t}"
 
 
 def duration(seconds: int) -> str:
