@@ -79,6 +79,20 @@ fn message<'a>(t: &'a Table<'_>, ip: &'a mut Option<IpAddr>) -> Message<'a> {
     }
 }
 
+/// Every key of `t` is one of `known`, and there are `count` of them (a misspelt key would
+/// otherwise make a row assert nothing).
+fn assert_keys(t: &Table<'_>, known: &[&str], count: usize) {
+    for k in t.keys() {
+        assert!(known.contains(&k.name.as_ref()), "unknown key {}", k.name);
+    }
+    assert_eq!(
+        t.len(),
+        count,
+        "keys {:?}",
+        t.keys().map(|k| &k.name).collect::<Vec<_>>()
+    );
+}
+
 fn rows<'a, 'de>(doc: &'a Value<'de>, kind: &str) -> &'a [Value<'de>] {
     get(table(doc), kind)
         .and_then(Value::as_array)
@@ -95,6 +109,12 @@ fn check_rows() {
     assert!(rows.len() >= 25, "{} rows", rows.len());
     for row in rows {
         let row = table(row);
+        assert_keys(row, &["message", "expect"], 2);
+        assert_keys(
+            table(get(row, "expect").expect("expect")),
+            &["code", "sender_class", "tenant", "attribution"],
+            4,
+        );
         let mut ip = None;
         let m = message(table(get(row, "message").expect("message")), &mut ip);
         let want = table(get(row, "expect").expect("expect"));
@@ -140,6 +160,21 @@ fn sequence_rows() {
         let steps = get(seq, "steps").and_then(Value::as_array).expect("steps");
         for (k, step) in steps.iter().enumerate() {
             let step = table(step);
+            let ops = [
+                "evaluate",
+                "check",
+                "release",
+                "mark_lapsed",
+                "mark_active",
+                "expire",
+            ];
+            let others = ["at", "times", "verdict", "rule", "expect", "events"];
+            assert_keys(step, &[&ops[..], &others[..]].concat(), step.len());
+            assert_eq!(
+                ops.iter().filter(|o| step.contains_key(**o)).count(),
+                1,
+                "{name}: step {k} needs exactly one operation"
+            );
             let at = T + int(step, "at", 0) as u64;
             let mut codes: Vec<String> = Vec::new();
             let mut events: Vec<&'static str> = Vec::new();

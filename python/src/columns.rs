@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use outguard::{Message, Verdict};
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PyString, PyTuple};
 
 use crate::buffers::{self, ArrowChunk, Ascii, Kind, NdValues, Validity, Values};
 use crate::convert;
@@ -331,19 +331,7 @@ fn joined(list: &Bound<'_, PyList>) -> PyResult<Option<Text>> {
 
 /// [`joined`] on 3.10+: each item's lent UTF-8 form copied into one buffer.
 fn copied_strs(list: &Bound<'_, PyList>) -> Option<Text> {
-    let n = list.len();
-    let mut ends = Vec::new();
-    ends.try_reserve_exact(n).ok()?;
-    let mut data = Vec::new();
-    data.try_reserve(n.saturating_mul(16)).ok()?;
-    for i in 0..n {
-        let s = fastcall::list_item(list, i)?.cast::<PyString>().ok()?;
-        if !s.is_exact_instance_of::<PyString>() {
-            return None;
-        }
-        data.extend_from_slice(fastcall::lent_utf8(s)?);
-        ends.push(data.len());
-    }
+    let (data, ends) = fastcall::exact_str_list(list)?;
     if data.contains(&0) {
         return None;
     }
@@ -490,21 +478,7 @@ fn nums_of<T>(
 /// A list of exact `int`s (bools and other subclasses excluded: `now` refuses bools) that fit
 /// in 64 bits, read in one loop of C calls; `None` for anything else (the general path).
 fn int_list(list: &Bound<'_, PyList>) -> Option<Vec<i64>> {
-    let n = list.len();
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    for i in 0..n {
-        let o = fastcall::list_item(list, i)?;
-        if !o.is_exact_instance_of::<PyInt>() {
-            return None;
-        }
-        match fastcall::long_of(o) {
-            Some(x) => v.push(x),
-            // Beyond a C `long` (32 bits on Windows): the 64-bit reading, or the general path.
-            None => v.push(o.extract::<i64>().ok()?),
-        }
-    }
-    Some(v)
+    fastcall::exact_int_list(list)
 }
 
 /// Values read in one piece, each converted by `num` (an error names its index).

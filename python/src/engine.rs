@@ -634,10 +634,14 @@ impl Engine {
             dkim_pass,
             recipients,
         ];
-        let table = match mail_from {
-            Some(_) => Default::default(),
-            None => table_columns(now, &given)?,
-        };
+        let table =
+            match mail_from {
+                Some(_) if is_table(now) => return Err(PyTypeError::new_err(
+                    "now: a table; give it alone (without mail_from) to read its columns by name",
+                )),
+                Some(_) => Default::default(),
+                None => table_columns(now, &given)?,
+            };
         let f: [Option<&Bound<'_, PyAny>>; 11] = std::array::from_fn(|k| {
             if k == 0 && mail_from.is_none() {
                 None
@@ -1545,6 +1549,17 @@ const BATCH_FIELDS: [&str; 11] = [
     "dkim_pass",
     "recipients",
 ];
+
+/// Whether `obj` is one of the tables `table_columns` reads (a dict of columns, or an object
+/// with named columns) rather than a column.
+fn is_table(obj: &Bound<'_, PyAny>) -> bool {
+    let py = obj.py();
+    obj.is_instance_of::<PyDict>()
+        || obj
+            .hasattr(pyo3::intern!(py, "column_names"))
+            .unwrap_or(false)
+        || obj.hasattr(pyo3::intern!(py, "columns")).unwrap_or(false)
+}
 
 /// The columns of a batch given as one table (a pandas DataFrame, a pyarrow Table
 /// or RecordBatch, a dict of columns), by field name (`BATCH_FIELDS`; the time also as

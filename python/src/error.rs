@@ -45,8 +45,12 @@ fn make_type<'py>(
     ns.set_item("__module__", "outguard")?;
     ns.set_item("__doc__", doc)?;
     if name == "PolicyError" {
-        // Raised instances carry their own list; the class default is empty.
+        // Raised instances carry their own list and first place; the class defaults are empty.
         ns.set_item("diagnostics", PyList::empty(py))?;
+        ns.set_item("file", "")?;
+        ns.set_item("line", 0)?;
+        ns.set_item("column", 0)?;
+        ns.set_item("field", "")?;
     }
     let ty = py
         .get_type::<PyType>()

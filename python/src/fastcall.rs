@@ -584,7 +584,9 @@ pub fn lends_utf8() -> bool {
 
 /// The UTF-8 form of the `str` `s`, lent (3.10+), for readers that take many strings at
 /// once; `None` when the interpreter cannot lend it (3.9) or for a value that has none (a
-/// lone surrogate: the error is cleared, and the caller's general path reports it).
+/// lone surrogate: the error is cleared, and the caller's general path reports it). As for
+/// scalar arguments, a non-ASCII str keeps its UTF-8 form cached in itself (CPython's own
+/// cache, freed with the str).
 #[inline(always)]
 pub(crate) fn lent_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
     let f = AS_UTF8.get().copied().flatten()?;
@@ -601,29 +603,72 @@ pub(crate) fn lent_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(p as *const u8, n as usize) })
 }
 
-/// Item `i` of `list`, borrowed from the list (no reference count traffic); `None` out of
-/// range. Callers run no Python code while they hold it, so the list cannot drop it.
+// The two list readers below hold items borrowed from the list (no reference counting) and
+// so must run no Python code while they do: they call only CPython functions that run none
+// for an exact str or int, and take no caller code (a closure could run some).
+
+/// Item `i` of `list`, borrowed; `None` out of range. See the note above on its use.
 #[inline(always)]
-pub(crate) fn list_item<'a, 'py>(
-    list: &'a Bound<'py, PyList>,
-    i: usize,
-) -> Option<Borrowed<'a, 'py, PyAny>> {
+fn list_item<'a, 'py>(list: &'a Bound<'py, PyList>, i: usize) -> Option<Borrowed<'a, 'py, PyAny>> {
     let i = ffi::Py_ssize_t::try_from(i).ok()?;
     // SAFETY: a live list and the GIL held; `PyList_GetItem` checks the index and returns a
     // borrowed reference (NULL with an error set when out of range).
     let p = unsafe { ffi::PyList_GetItem(list.as_ptr(), i) };
-    if p.is_null() {
+    // SAFETY: NULL or a borrowed reference to the list's item, alive while the list holds it,
+    // which it does while the caller (one of the readers below) runs no Python code.
+    let item = unsafe { Borrowed::from_ptr_or_opt(list.py(), p) };
+    if item.is_none() {
         let _ = PyErr::take(list.py());
-        return None;
     }
-    // SAFETY: a non-NULL borrowed reference to the list's item, alive while the list holds
-    // it, which it does for as long as the caller runs no Python code.
-    Some(unsafe { Borrowed::from_ptr(list.py(), p) })
+    item
+}
+
+/// A list of exact `str` as one UTF-8 buffer and each value's end in it (3.10+, when the
+/// interpreter lends UTF-8 forms); `None` for anything else (a subclass, another type, a lone
+/// surrogate, 3.9), which the caller reads its general way.
+pub(crate) fn exact_str_list(list: &Bound<'_, PyList>) -> Option<(Vec<u8>, Vec<usize>)> {
+    let n = list.len();
+    let mut ends = Vec::new();
+    ends.try_reserve_exact(n).ok()?;
+    let mut data = Vec::new();
+    data.try_reserve(n.saturating_mul(16)).ok()?;
+    for i in 0..n {
+        let item = list_item(list, i)?;
+        if !item.is_exact_instance_of::<PyString>() {
+            return None;
+        }
+        // SAFETY (of the borrow): `lent_utf8` runs no Python code; the bytes are copied
+        // before the next item is taken.
+        data.extend_from_slice(lent_utf8(item.cast::<PyString>().ok()?)?);
+        ends.push(data.len());
+    }
+    Some((data, ends))
+}
+
+/// A list of exact `int`s (bools and other subclasses excluded) that fit in 64 bits, read in
+/// one loop of C calls; `None` for anything else (the caller's general path).
+pub(crate) fn exact_int_list(list: &Bound<'_, PyList>) -> Option<Vec<i64>> {
+    let n = list.len();
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    for i in 0..n {
+        let o = list_item(list, i)?;
+        if !o.is_exact_instance_of::<PyInt>() {
+            return None;
+        }
+        match long_of(o) {
+            Some(x) => v.push(x),
+            // Beyond a C `long` (32 bits on Windows): the 64-bit reading, which runs no
+            // Python code for an exact int either.
+            None => v.push(o.extract::<i64>().ok()?),
+        }
+    }
+    Some(v)
 }
 
 /// The value of an exact `int` that fits in a C `long`; `None` beyond it.
 #[inline(always)]
-pub(crate) fn long_of(o: Borrowed<'_, '_, PyAny>) -> Option<i64> {
+fn long_of(o: Borrowed<'_, '_, PyAny>) -> Option<i64> {
     debug_assert!(o.is_exact_instance_of::<PyInt>());
     let mut overflow: c_int = 0;
     // SAFETY: a live object and the GIL held. For an exact int no error is possible (no

@@ -33,6 +33,7 @@ TABLE_DATA = _table()
 
 @pytest.mark.parametrize("row", TABLE_DATA["check"], ids=lambda r: str(r["message"]))
 def test_check_scenarios(engine: outguard.Engine, row: dict[str, Any]) -> None:
+    assert set(row) == {"message", "expect"} and set(row["expect"]) == {"code", "sender_class", "tenant", "attribution"}
     d = engine.check(now=NOW, **row["message"])
     want = row["expect"]
     accepted = want["code"] == ""
@@ -53,7 +54,10 @@ def test_check_scenarios(engine: outguard.Engine, row: dict[str, Any]) -> None:
 @pytest.mark.parametrize("seq", TABLE_DATA["sequence"], ids=lambda s: str(s["name"]))
 def test_sequence_scenarios(policy: outguard.Policy, seq: dict[str, Any]) -> None:
     e = outguard.Engine(policy)
+    ops = {"evaluate", "check", "release", "mark_lapsed", "mark_active", "expire"}
     for k, step in enumerate(seq["steps"]):
+        unknown = set(step) - ops - {"at", "times", "verdict", "rule", "expect", "events"}
+        assert not unknown and len(ops & set(step)) == 1, f"step {k}: keys {sorted(step)}"
         at = NOW + step.get("at", 0)
         codes: list[str] = []
         events: list[str] = []
@@ -264,7 +268,8 @@ def test_policy_errors_carry_file_line_field(tmp_path: Any) -> None:
     msg = str(e)
     assert f"{bad}:2:" in msg and f"{bad}:6:" in msg
     assert ds[0].astuple()[:2] == (str(bad), ds[0].line)
-    # The error itself names the first problem's place.
+    # The error itself names the first problem's place (empty on an instance made by hand).
+    assert (outguard.PolicyError("x").file, outguard.PolicyError("x").line) == ("", 0)
     assert (e.file, e.line, e.column, e.field) == (ds[0].file, ds[0].line, ds[0].column, ds[0].path)
     assert e.field in ("rules.unregistered_domain.limit", dom.path) and e.line in (2, 6)
     with pytest.raises(outguard.PolicyError, match="cannot read"):

@@ -579,6 +579,13 @@ def test_list_readers_fall_back_exactly(primed: outguard.Engine) -> None:
         e.check_batch([NOW] * 2, ["a@contoso.com"] * 2, tenant=["contoso", "\udcff"])
     with pytest.raises(TypeError, match=r"mail_from\[1\]"):
         e.check_batch([NOW] * 2, ["a@contoso.com", 5])
+    # Lists of exact str only, the odd value last: the one-loop reader meets it itself.
+    exact = ["a@contoso.com", "b@contoso.com", "a\0b@contoso.com"]
+    assert e.check_batch([NOW] * 3, exact, tenant="contoso").code == [
+        e.check(NOW, s, tenant="contoso").code for s in exact
+    ] == [None, None, "5.1.7"]
+    with pytest.raises(ValueError, match=r"mail_from\[2\]"):
+        e.check_batch([NOW] * 3, ["a@contoso.com", "b@contoso.com", "c\udcff@contoso.com"])
 
 
 def test_one_table_in_place_of_the_columns(policy: outguard.Policy) -> None:
@@ -615,3 +622,6 @@ def test_one_table_in_place_of_the_columns(policy: outguard.Policy) -> None:
         e.check_batch({"mail_from": SENDERS})
     with pytest.raises(TypeError, match="mail_from: missing"):
         e.check_batch(TIMES)
+    for t in (cols, pd.DataFrame(cols), pa.table(cols)):
+        with pytest.raises(TypeError, match="now: a table; give it alone"):
+            e.check_batch(t, SENDERS)
