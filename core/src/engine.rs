@@ -2341,7 +2341,7 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Connectors worth an operator's look at `now`: created recently, certificate domain
-    /// not an accepted domain of the tenant, or a source range whose first address is on the
+    /// not an accepted domain of the tenant, or a source range that overlaps a prefix of the
     /// low-reputation list.
     pub fn suspicious_connectors(
         &self,
