@@ -162,6 +162,14 @@ pub fn parse_sender(raw: &[u8]) -> Result<Sender<'_>, Error> {
             .ok_or(Error::InvalidAddress)?;
         s = &s[colon + 1..];
     }
+    match plain_domain(s) {
+        Some(domain) => Ok(Sender::Domain(domain)),
+        None => address(s),
+    }
+}
+
+/// `local@domain` (after `<>` and a source route are taken off), every form.
+fn address(s: &[u8]) -> Result<Sender<'_>, Error> {
     // The domain follows the last '@' (a domain never holds '@' or quotes, so a last '@'
     // inside quotes leaves an invalid domain and the address is refused below).
     let at = s
@@ -186,6 +194,36 @@ pub fn parse_sender(raw: &[u8]) -> Result<Sender<'_>, Error> {
     validate_domain(domain)
         .map(Sender::Domain)
         .map_err(|_| Error::InvalidAddress)
+}
+
+/// The common address, `local@domain` with an unquoted ASCII local part, in one backward pass
+/// over the domain (which finds the `@` as it validates the labels) and one forward pass over
+/// the local part: the domain as [`validate_domain`] gives it. `None` for anything else
+/// (quotes, literals, non-ASCII, anything invalid), which the general code decides; so
+/// wherever this answers, the answer is the general code's.
+#[inline]
+fn plain_domain(s: &[u8]) -> Option<&[u8]> {
+    let end = match s.last() {
+        Some(b'.') => s.len() - 1, // one trailing dot is allowed, and not part of the name
+        _ => s.len(),
+    };
+    let mut i = end;
+    let mut label = 0usize;
+    while let Some(&b) = s[..i].last() {
+        match HOSTNAME[b as usize] {
+            LABEL_BYTE => label += 1,
+            DOT if (1..=MAX_LABEL).contains(&label) => label = 0,
+            DOT => return None,
+            _ => break,
+        }
+        i -= 1;
+    }
+    if !(1..=MAX_LABEL).contains(&label) || i == 0 || s[i - 1] != b'@' {
+        return None;
+    }
+    let (local, domain) = (&s[..i - 1], &s[i..end]);
+    let plain_local = !local.is_empty() && local.iter().all(|&b| LOCAL[b as usize] && b < 0x80);
+    (plain_local && domain.len() <= MAX_DOMAIN).then_some(domain)
 }
 
 /// Bytes a local part may hold outside quotes (RFC 5321 atext and '.', plus UTF-8 bytes for
@@ -378,6 +416,68 @@ mod tests {
             return Err(Error::InvalidDomain);
         }
         Ok(name)
+    }
+
+    #[test]
+    fn the_plain_path_answers_as_the_general_one() {
+        // Every string of up to 6 bytes over an alphabet of the bytes that steer the parsers,
+        // then local parts and labels around their limits: wherever `plain_domain` answers,
+        // the general code gives the same domain.
+        let alphabet = [b'a', b'.', b'@', b'"', b'-', 0xC3, b' ', b'[', b'_'];
+        let k = alphabet.len();
+        let mut buf = [0u8; 6];
+        let mut answered = 0u32;
+        for len in 0..=buf.len() {
+            for code in 0..k.pow(len as u32) {
+                let mut c = code;
+                for b in buf[..len].iter_mut() {
+                    *b = alphabet[c % k];
+                    c /= k;
+                }
+                let s = &buf[..len];
+                if let Some(d) = plain_domain(s) {
+                    answered += 1;
+                    assert_eq!(address(s), Ok(Sender::Domain(d)), "{s:?}");
+                }
+            }
+        }
+        assert!(answered > 1000, "{answered}");
+        let mut v = heapless::Vec::<u8, 300>::new();
+        for local in [0usize, 1, 3] {
+            for a in [0usize, 1, 62, 63, 64] {
+                for b in [0usize, 1, 62, 63, 64] {
+                    for tail in [&b""[..], b".", b".."] {
+                        v.clear();
+                        v.extend(core::iter::repeat_n(b'l', local));
+                        v.push(b'@').unwrap();
+                        v.extend(core::iter::repeat_n(b'x', a));
+                        v.push(b'.').unwrap();
+                        v.extend(core::iter::repeat_n(b'y', b));
+                        v.extend_from_slice(tail).unwrap();
+                        let general = address(&v);
+                        match plain_domain(&v) {
+                            Some(d) => assert_eq!(general, Ok(Sender::Domain(d))),
+                            None => assert!(
+                                general.is_err(),
+                                "{local} {a} {b} {tail:?}: plain code refused a valid address"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        for len in 250..=256 {
+            v.clear();
+            v.extend_from_slice(b"u@").unwrap();
+            for i in 0..len {
+                v.push(if i % 50 == 49 { b'.' } else { b'z' }).unwrap();
+            }
+            if let Some(d) = plain_domain(&v) {
+                assert_eq!(address(&v), Ok(Sender::Domain(d)), "{len}");
+            } else {
+                assert!(address(&v).is_err(), "{len}");
+            }
+        }
     }
 
     #[test]
