@@ -4,7 +4,7 @@ use core::net::IpAddr;
 
 use crate::address::{login_domain, parents, parse_sender, validate_domain, DomainName, Sender};
 use crate::cidr::{addr_bits, prefix_mask, Cidr};
-use crate::hash::{eq_domain, hash_bytes, hash_domain, hash_u128, reduce};
+use crate::hash::{eq_bytes, eq_domain, hash_bytes, hash_domain, hash_u128, reduce};
 use crate::storage::*;
 use crate::window;
 use crate::{
@@ -304,6 +304,23 @@ pub struct Engine<S: Storage> {
     /// Per kind and address family (`kind * 2 + family`): how many prefix lengths a lookup
     /// must probe, then those lengths, longest first (derived from `range_lens`).
     range_order: [[u8; 130]; 6],
+    /// The slot lengths of the default rules (5.7.705, 5.7.750) as dividers, so a decision
+    /// divides nothing (see [`window::SlotDiv`]); kept with `rules`.
+    slot_divs: [window::SlotDiv; 2],
+}
+
+/// The slot lengths of `rules` (5.7.705, 5.7.750) with `cap`'s slot counts, as dividers.
+fn slot_divs(rules: &RuleSet, cap: &Capacity) -> [window::SlotDiv; 2] {
+    [
+        window::SlotDiv::new(window::slot_len(
+            rules.threshold.window,
+            cap.threshold_slots as usize,
+        )),
+        window::SlotDiv::new(window::slot_len(
+            rules.unregistered.window,
+            cap.unregistered_slots as usize,
+        )),
+    ]
 }
 
 /// Range counts are kept per kind and per class of prefix (`kind * 3 + class`): inside the
@@ -485,7 +502,7 @@ impl<'p> View<'p> {
     /// Index slot of `id`: `Ok(slot)` when found, `Err(first free slot)` otherwise.
     fn tenant_slot(&self, id: &[u8]) -> Result<usize, Option<usize>> {
         probe_index(self.tenant_index(), hash_bytes(SEED_TENANT, id), |t| {
-            self.tenant_id(t) == id
+            eq_bytes(self.tenant_id(t), id)
         })
     }
 
@@ -794,13 +811,12 @@ impl<'p> View<'p> {
         rec: &TenantRecord,
         rules: &RuleSet,
         cap: &Capacity,
+        divs: &[window::SlotDiv; 2],
         now: u64,
     ) -> Counters {
         let (th, un) = self.counter_cells(t, cap);
-        let tl = window::slot_len(rules.threshold.window, cap.threshold_slots as usize);
-        let ul = window::slot_len(rules.unregistered.window, cap.unregistered_slots as usize);
-        let te = now / tl;
-        let ue = now / ul;
+        let te = divs[0].div(now);
+        let ue = divs[1].div(now);
         Counters {
             total: window::sum(th, 2, rec.rules[0].head, te, 0),
             suspicious: window::sum(th, 2, rec.rules[0].head, te, 1),
@@ -926,6 +942,7 @@ impl<S: Storage> Engine<S> {
         }
         Ok(Engine {
             store,
+            slot_divs: slot_divs(&rules, &cap),
             cap,
             layout,
             rules,
@@ -973,10 +990,23 @@ impl<S: Storage> Engine<S> {
         &self.rules
     }
 
+    /// The slot dividers of a tenant's rules (`rules`, as [`View::rules_for`] gave them): the
+    /// kept ones for a tenant on the default rules.
+    #[inline]
+    fn divs_for(&self, rec: &TenantRecord, rules: &RuleSet) -> [window::SlotDiv; 2] {
+        if rec.overrides == NO_OVERRIDE {
+            debug_assert_eq!(self.slot_divs, slot_divs(rules, &self.cap));
+            self.slot_divs
+        } else {
+            slot_divs(rules, &self.cap)
+        }
+    }
+
     /// Replaces the default rule parameters (counters and blocks are kept).
     pub fn set_rules(&mut self, rules: RuleSet) -> Result<(), Error> {
         rules.validate()?;
         self.rules = rules;
+        self.slot_divs = slot_divs(&self.rules, &self.cap);
         Ok(())
     }
 
@@ -1842,7 +1872,14 @@ impl<S: Storage> Engine<S> {
         d.sender_class = Some(r.class);
         let rec = r.rec;
         let rules = v.rules_for(rec, &self.rules);
-        d.counters = v.counters(r.tenant, rec, &rules, &self.cap, now);
+        d.counters = v.counters(
+            r.tenant,
+            rec,
+            &rules,
+            &self.cap,
+            &self.divs_for(rec, &rules),
+            now,
+        );
 
         let refuse =
             |d: &mut Decision, reason: Reason, mode: Mode, end: Option<BlockEnd>| -> bool {
@@ -1999,6 +2036,7 @@ impl<S: Storage> Engine<S> {
         let v = self.view();
         let Some(rec) = v.tenant(t) else { return };
         let rules = v.rules_for(rec, &self.rules);
+        let divs = self.divs_for(rec, &rules);
         let cap = self.cap;
         let stride = cap.counter_stride();
         let ts = cap.threshold_cells();
@@ -2021,14 +2059,14 @@ impl<S: Storage> Engine<S> {
             }
         };
 
-        let e = now / window::slot_len(rules.threshold.window, cap.threshold_slots as usize);
+        let e = divs[0].div(now);
         window::advance(th, 2, &mut rec.rules[0].head, e);
         let k = n(rules.threshold.count);
         window::add(th, 2, rec.rules[0].head, 0, k);
         if rules.threshold.suspicious.contains(verdict) {
             window::add(th, 2, rec.rules[0].head, 1, k);
         }
-        let e = now / window::slot_len(rules.unregistered.window, cap.unregistered_slots as usize);
+        let e = divs[1].div(now);
         window::advance(un, 1, &mut rec.rules[1].head, e);
         if class == SenderClass::Unregistered {
             window::add(un, 1, rec.rules[1].head, 0, n(rules.unregistered.count));
@@ -2055,7 +2093,11 @@ impl<S: Storage> Engine<S> {
                     (EventKind::Reactivated, _) => rec.active_at,
                     _ => 0,
                 };
-                (v.counters(t, rec, &rules, &self.cap, now), mode, until)
+                (
+                    v.counters(t, rec, &rules, &self.cap, &self.divs_for(rec, &rules), now),
+                    mode,
+                    until,
+                )
             }
             None => (Counters::default(), Mode::Enforce, 0),
         };
@@ -2136,7 +2178,7 @@ impl<S: Storage> Engine<S> {
         let v = self.view();
         let Some(rec) = v.tenant(t) else { return };
         let rules = v.rules_for(rec, &self.rules);
-        let c = v.counters(t, rec, &rules, &self.cap, now);
+        let c = v.counters(t, rec, &rules, &self.cap, &self.divs_for(rec, &rules), now);
         let th = rec.rules[0];
         let un = rec.rules[1];
 
@@ -2289,7 +2331,14 @@ impl<S: Storage> Engine<S> {
             lapsed: lapsed_now(rec, now),
             threshold: rs(&rec.rules[0], rules.threshold.mode),
             unregistered: rs(&rec.rules[1], rules.unregistered.mode),
-            counters: v.counters(t.0, rec, &rules, &self.cap, now),
+            counters: v.counters(
+                t.0,
+                rec,
+                &rules,
+                &self.cap,
+                &self.divs_for(rec, &rules),
+                now,
+            ),
         })
     }
 
@@ -2815,6 +2864,7 @@ impl<S: Storage> Engine<S> {
             names_len: meta.names_len,
             range_lens: meta.range_lens,
             range_order: range_order(&meta.range_lens),
+            slot_divs: slot_divs(&meta.rules, &meta.capacity),
         })
     }
 

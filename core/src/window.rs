@@ -13,6 +13,33 @@ pub fn slot_len(window: u64, slots: usize) -> u64 {
     (window / slots.max(1) as u64).max(1)
 }
 
+/// Division by a slot length fixed ahead of time (the epoch of a time): a multiplication and a
+/// correction, where a division would take several times as long on the path of every
+/// decision. Exact for every `u64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotDiv {
+    d: u64,
+    /// `floor((2^64 - 1) / d)`: the estimate `mulhi(n, m)` is `n / d` or one less.
+    m: u64,
+}
+
+impl SlotDiv {
+    /// Division by `d` (at least 1: `slot_len` never gives 0; 0 is taken as 1).
+    pub const fn new(d: u64) -> SlotDiv {
+        let d = if d == 0 { 1 } else { d };
+        SlotDiv { d, m: u64::MAX / d }
+    }
+
+    /// `n / d`.
+    #[inline(always)]
+    pub fn div(&self, n: u64) -> u64 {
+        let q = ((n as u128 * self.m as u128) >> 64) as u64;
+        // q <= n / d, so q * d <= n; one step brings q up to the quotient.
+        let r = n - q * self.d;
+        q + (r >= self.d) as u64
+    }
+}
+
 /// Cells a counter set of `slots` slots and `width` columns needs (ring plus totals).
 #[inline]
 pub const fn cells(slots: usize, width: usize) -> usize {
@@ -103,6 +130,61 @@ pub fn recount(cells: &mut [u32], width: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slot_div_is_division() {
+        extern crate std;
+        use std::vec::Vec;
+        let ds = [
+            1u64,
+            2,
+            3,
+            5,
+            7,
+            60,
+            150,
+            3600,
+            86_400 / 24,
+            1 << 32,
+            (1 << 32) + 1,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &d in &ds {
+            let sd = super::SlotDiv::new(d);
+            let mut ns: Vec<u64> = [
+                0u64,
+                1,
+                2,
+                d - 1,
+                d,
+                d.wrapping_add(1),
+                u64::MAX,
+                u64::MAX - 1,
+            ]
+            .into_iter()
+            .chain([u64::MAX / 2, 1_790_000_000])
+            .collect();
+            for k in [1u64, 2, 3, 1_000, 1 << 20, 1 << 40] {
+                if let Some(m) = d.checked_mul(k) {
+                    ns.extend([m - 1, m, m.saturating_add(1)]);
+                }
+            }
+            let mut x = d ^ 0x9E37_79B9_7F4A_7C15;
+            for _ in 0..2_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ns.push(x);
+                ns.push(x >> (x % 64));
+            }
+            for n in ns {
+                assert_eq!(sd.div(n), n / d, "{n} / {d}");
+            }
+        }
+        assert_eq!(super::SlotDiv::new(0).div(7), 7);
+    }
+
     use super::*;
 
     #[test]
