@@ -207,20 +207,29 @@ fn plain_domain(s: &[u8]) -> Option<&[u8]> {
         Some(b'.') => s.len() - 1, // one trailing dot is allowed, and not part of the name
         _ => s.len(),
     };
-    let mut i = end;
-    let mut label = 0usize;
-    while let Some(&b) = s[..i].last() {
-        match HOSTNAME[b as usize] {
-            LABEL_BYTE => label += 1,
-            DOT if (1..=MAX_LABEL).contains(&label) => label = 0,
-            DOT => return None,
-            _ => break,
+    // Backwards: `i` is where the bytes still to read end, `label_end` where the current
+    // label ends; a label's length is known when the byte before it is not a label byte.
+    let (mut i, mut label_end) = (end, end);
+    let stop = loop {
+        let b = *s[..i].last()?;
+        let class = HOSTNAME[b as usize];
+        if class == LABEL_BYTE {
+            i -= 1;
+            continue;
+        }
+        if !(1..=MAX_LABEL).contains(&(label_end - i)) {
+            return None;
+        }
+        if class != DOT {
+            break b;
         }
         i -= 1;
-    }
-    if !(1..=MAX_LABEL).contains(&label) || i == 0 || s[i - 1] != b'@' {
+        label_end = i;
+    };
+    if stop != b'@' {
         return None;
     }
+    // `s[i - 1]` is the '@'.
     let (local, domain) = (&s[..i - 1], &s[i..end]);
     let plain_local = !local.is_empty() && local.iter().all(|&b| LOCAL[b as usize] && b < 0x80);
     (plain_local && domain.len() <= MAX_DOMAIN).then_some(domain)
