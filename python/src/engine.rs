@@ -621,10 +621,10 @@ impl Engine {
         recipients: Option<&Bound<'_, PyAny>>,
         count: bool,
     ) -> PyResult<Replay> {
+        // In the order of `fastcall::NAMES`, which names the table's columns.
         let given = [
             Some(now),
             mail_from,
-            verdict,
             tenant,
             client_ip,
             auth_user,
@@ -633,6 +633,7 @@ impl Engine {
             spf_pass,
             dkim_pass,
             recipients,
+            verdict,
         ];
         let table =
             match mail_from {
@@ -655,7 +656,7 @@ impl Engine {
         };
         // 1. Every column read, with the GIL held (in place or copied: see columns.rs).
         let cols = self.read_columns(
-            now, mail_from, f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], count,
+            now, mail_from, f[10], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], count,
         )?;
         // 2. Messages built and decided with the GIL released. `cols` (which may hold Arrow
         // arrays whose release needs Python) is dropped afterwards, with the GIL held.
@@ -1535,21 +1536,6 @@ impl Engine {
     }
 }
 
-/// The batch fields, in `batch`'s order.
-const BATCH_FIELDS: [&str; 11] = [
-    "now",
-    "mail_from",
-    "verdict",
-    "tenant",
-    "client_ip",
-    "auth_user",
-    "cert_domain",
-    "forwarded",
-    "spf_pass",
-    "dkim_pass",
-    "recipients",
-];
-
 /// Whether `obj` is one of the tables `table_columns` reads (a dict of columns, or an object
 /// with named columns) rather than a column.
 fn is_table(obj: &Bound<'_, PyAny>) -> bool {
@@ -1562,7 +1548,7 @@ fn is_table(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 /// The columns of a batch given as one table (a pandas DataFrame, a pyarrow Table
-/// or RecordBatch, a dict of columns), by field name (`BATCH_FIELDS`; the time also as
+/// or RecordBatch, a dict of columns), by field name (`fastcall::NAMES`; the time also as
 /// `time`, as in logs); other columns are ignored. `given` holds the arguments (the table
 /// first): a field given both ways is refused.
 fn table_columns<'py>(
@@ -1590,7 +1576,7 @@ fn table_columns<'py>(
     };
     let has = |n: &str| names.iter().any(|x| x == n);
     let mut out: [Option<Bound<'py, PyAny>>; 11] = Default::default();
-    for (k, field) in BATCH_FIELDS.iter().enumerate() {
+    for (k, field) in fastcall::NAMES.iter().enumerate() {
         let name = if k == 0 && !has("now") { "time" } else { field };
         if !has(name) {
             continue;
