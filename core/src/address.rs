@@ -489,6 +489,46 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4_000))]
+
+        /// Long and odd strings, over the bytes that steer the parsers: wherever the plain
+        /// path answers, the general code gives the same domain.
+        #[test]
+        fn the_plain_path_agrees_on_any_string(
+            s in proptest::collection::vec(proptest::sample::select(&b"ab0-._@\"<>[] \\\xc3\x80Z"[..]), 0..300)
+        ) {
+            if let Some(d) = plain_domain(&s) {
+                proptest::prop_assert_eq!(address(&s), Ok(Sender::Domain(d)));
+            }
+        }
+
+        /// `local@label.label...` with labels around the 63-byte limit and domains around 253.
+        #[test]
+        fn the_plain_path_agrees_on_addresses(
+            local in 0usize..4,
+            labels in proptest::collection::vec(0usize..66, 1..6),
+            dot in proptest::bool::ANY,
+        ) {
+            let mut v = std::vec::Vec::new();
+            v.extend(core::iter::repeat_n(b'u', local));
+            v.push(b'@');
+            for (k, n) in labels.iter().enumerate() {
+                if k > 0 {
+                    v.push(b'.');
+                }
+                v.extend(core::iter::repeat_n(b'a' + (k as u8), *n));
+            }
+            if dot {
+                v.push(b'.');
+            }
+            match plain_domain(&v) {
+                Some(d) => proptest::prop_assert_eq!(address(&v), Ok(Sender::Domain(d))),
+                None => proptest::prop_assert!(address(&v).is_err()),
+            }
+        }
+    }
+
     #[test]
     fn validate_domain_as_first_written() {
         // Every string of up to 6 bytes over an alphabet of a label byte, a dot and a bad byte,
