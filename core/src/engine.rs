@@ -471,6 +471,8 @@ struct View<'p> {
     l: &'p Layout,
     range_lens: &'p [[u32; 129]; RANGE_CLASSES],
     range_order: &'p [[u8; 130]; 6],
+    /// The engine's dividers for the default rules.
+    slot_divs: &'p [window::SlotDiv; 2],
 }
 
 impl<'p> View<'p> {
@@ -805,15 +807,32 @@ impl<'p> View<'p> {
         (a, b)
     }
 
+    /// The slot dividers of a tenant's rules (`rules`, as [`View::rules_for`] gave them): the
+    /// engine's own for a tenant on the default rules.
+    #[inline]
+    fn slot_divs(
+        &self,
+        rec: &TenantRecord,
+        rules: &RuleSet,
+        cap: &Capacity,
+    ) -> [window::SlotDiv; 2] {
+        if rec.overrides == NO_OVERRIDE {
+            debug_assert_eq!(*self.slot_divs, slot_divs(rules, cap));
+            *self.slot_divs
+        } else {
+            slot_divs(rules, cap)
+        }
+    }
+
     fn counters(
         &self,
         t: u32,
         rec: &TenantRecord,
         rules: &RuleSet,
         cap: &Capacity,
-        divs: &[window::SlotDiv; 2],
         now: u64,
     ) -> Counters {
+        let divs = self.slot_divs(rec, rules, cap);
         let (th, un) = self.counter_cells(t, cap);
         let te = divs[0].div(now);
         let ue = divs[1].div(now);
@@ -965,6 +984,7 @@ impl<S: Storage> Engine<S> {
             l: &self.layout,
             range_lens: &self.range_lens,
             range_order: &self.range_order,
+            slot_divs: &self.slot_divs,
         }
     }
 
@@ -988,18 +1008,6 @@ impl<S: Storage> Engine<S> {
     /// The policy's default rule parameters.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
-    }
-
-    /// The slot dividers of a tenant's rules (`rules`, as [`View::rules_for`] gave them): the
-    /// kept ones for a tenant on the default rules.
-    #[inline]
-    fn divs_for(&self, rec: &TenantRecord, rules: &RuleSet) -> [window::SlotDiv; 2] {
-        if rec.overrides == NO_OVERRIDE {
-            debug_assert_eq!(self.slot_divs, slot_divs(rules, &self.cap));
-            self.slot_divs
-        } else {
-            slot_divs(rules, &self.cap)
-        }
     }
 
     /// Replaces the default rule parameters (counters and blocks are kept).
@@ -1872,14 +1880,7 @@ impl<S: Storage> Engine<S> {
         d.sender_class = Some(r.class);
         let rec = r.rec;
         let rules = v.rules_for(rec, &self.rules);
-        d.counters = v.counters(
-            r.tenant,
-            rec,
-            &rules,
-            &self.cap,
-            &self.divs_for(rec, &rules),
-            now,
-        );
+        d.counters = v.counters(r.tenant, rec, &rules, &self.cap, now);
 
         let refuse =
             |d: &mut Decision, reason: Reason, mode: Mode, end: Option<BlockEnd>| -> bool {
@@ -2036,7 +2037,7 @@ impl<S: Storage> Engine<S> {
         let v = self.view();
         let Some(rec) = v.tenant(t) else { return };
         let rules = v.rules_for(rec, &self.rules);
-        let divs = self.divs_for(rec, &rules);
+        let divs = v.slot_divs(rec, &rules, &self.cap);
         let cap = self.cap;
         let stride = cap.counter_stride();
         let ts = cap.threshold_cells();
@@ -2093,11 +2094,7 @@ impl<S: Storage> Engine<S> {
                     (EventKind::Reactivated, _) => rec.active_at,
                     _ => 0,
                 };
-                (
-                    v.counters(t, rec, &rules, &self.cap, &self.divs_for(rec, &rules), now),
-                    mode,
-                    until,
-                )
+                (v.counters(t, rec, &rules, &self.cap, now), mode, until)
             }
             None => (Counters::default(), Mode::Enforce, 0),
         };
@@ -2178,7 +2175,7 @@ impl<S: Storage> Engine<S> {
         let v = self.view();
         let Some(rec) = v.tenant(t) else { return };
         let rules = v.rules_for(rec, &self.rules);
-        let c = v.counters(t, rec, &rules, &self.cap, &self.divs_for(rec, &rules), now);
+        let c = v.counters(t, rec, &rules, &self.cap, now);
         let th = rec.rules[0];
         let un = rec.rules[1];
 
@@ -2331,14 +2328,7 @@ impl<S: Storage> Engine<S> {
             lapsed: lapsed_now(rec, now),
             threshold: rs(&rec.rules[0], rules.threshold.mode),
             unregistered: rs(&rec.rules[1], rules.unregistered.mode),
-            counters: v.counters(
-                t.0,
-                rec,
-                &rules,
-                &self.cap,
-                &self.divs_for(rec, &rules),
-                now,
-            ),
+            counters: v.counters(t.0, rec, &rules, &self.cap, now),
         })
     }
 

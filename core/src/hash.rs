@@ -73,32 +73,29 @@ fn half(b: &[u8]) -> u64 {
 /// Whether a stored (lower-case) domain equals a validated one in any case.
 #[inline]
 pub fn eq_domain(stored: &[u8], query: &[u8]) -> bool {
-    const OR: u64 = 0x2020_2020_2020_2020;
-    let n = stored.len();
-    if n != query.len() {
-        return false;
-    }
-    if n < 8 {
-        return stored.iter().zip(query).all(|(&s, &q)| s == q | 0x20);
-    }
-    // Eight bytes at a time; the last word overlaps the one before it when `n % 8 != 0`.
-    let same = |i: usize| word(&stored[i..i + 8]) == word(&query[i..i + 8]) | OR;
-    (0..n / 8).all(|k| same(8 * k)) && same(n - 8)
+    eq_or(stored, query, 0x20)
 }
 
-/// Whether two byte strings are equal, compared eight bytes at a time (names are short: this
-/// beats a `memcmp` call).
+/// Whether two byte strings are equal (names are short: eight bytes at a time beats a
+/// `memcmp` call).
 #[inline]
 pub fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    eq_or(a, b, 0)
+}
+
+/// Whether `a` equals `b` with `or` set in each byte of `b`, compared eight bytes at a time.
+#[inline(always)]
+fn eq_or(a: &[u8], b: &[u8], or: u8) -> bool {
+    let or_word = u64::from_le_bytes([or; 8]);
     let n = a.len();
     if n != b.len() {
         return false;
     }
     if n < 8 {
-        return a == b;
+        return a.iter().zip(b).all(|(&x, &y)| x == y | or);
     }
     // The last word overlaps the one before it when `n % 8 != 0`.
-    let same = |i: usize| word(&a[i..i + 8]) == word(&b[i..i + 8]);
+    let same = |i: usize| word(&a[i..i + 8]) == word(&b[i..i + 8]) | or_word;
     (0..n / 8).all(|k| same(8 * k)) && same(n - 8)
 }
 
@@ -124,22 +121,22 @@ pub fn checksum(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use super::*;
 
     #[test]
     fn eq_bytes_is_equality() {
         let a: std::vec::Vec<u8> = (0..40u8).collect();
         for n in 0..=24 {
             for m in 0..=24 {
-                assert_eq!(super::eq_bytes(&a[..n], &a[..m]), n == m);
+                assert_eq!(eq_bytes(&a[..n], &a[..m]), n == m);
             }
             for k in 0..n {
                 let mut b = a[..n].to_vec();
                 b[k] ^= 1;
-                assert!(!super::eq_bytes(&a[..n], &b), "{n} {k}");
+                assert!(!eq_bytes(&a[..n], &b), "{n} {k}");
             }
         }
     }
-    use super::*;
 
     /// The hash as first written: the tail copied byte by byte into a zeroed word. Table
     /// layouts in policy images and state files depend on these values never changing.

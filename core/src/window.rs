@@ -130,6 +130,8 @@ pub fn recount(cells: &mut [u32], width: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn slot_div_is_division() {
         extern crate std;
@@ -151,7 +153,7 @@ mod tests {
             u64::MAX,
         ];
         for &d in &ds {
-            let sd = super::SlotDiv::new(d);
+            let sd = SlotDiv::new(d);
             let mut ns: Vec<u64> = [
                 0u64,
                 1,
@@ -182,10 +184,8 @@ mod tests {
                 assert_eq!(sd.div(n), n / d, "{n} / {d}");
             }
         }
-        assert_eq!(super::SlotDiv::new(0).div(7), 7);
+        assert_eq!(SlotDiv::new(0).div(7), 7);
     }
-
-    use super::*;
 
     #[test]
     fn slides() {

@@ -475,12 +475,6 @@ fn nums_of<T>(
     Ok(out)
 }
 
-/// A list of exact `int`s (bools and other subclasses excluded: `now` refuses bools) that fit
-/// in 64 bits, read in one loop of C calls; `None` for anything else (the general path).
-fn int_list(list: &Bound<'_, PyList>) -> Option<Vec<i64>> {
-    fastcall::exact_int_list(list)
-}
-
 /// Values read in one piece, each converted by `num` (an error names its index).
 fn each_num<T>(
     what: &str,
@@ -540,7 +534,7 @@ fn numbers_of<'py, T: Copy>(
     }
     if from_ints {
         if let Ok(list) = obj.cast::<PyList>() {
-            if let Some(v) = int_list(list) {
+            if let Some(v) = fastcall::exact_int_list(list) {
                 return each_num(what, v.into_iter().map(Num::Int), num);
             }
         }

@@ -640,17 +640,18 @@ impl Engine {
                 Some(_) if is_table(now) => return Err(PyTypeError::new_err(
                     "now: a table; give it alone (without mail_from) to read its columns by name",
                 )),
-                Some(_) => Default::default(),
-                None => table_columns(now, &given)?,
+                Some(_) => None,
+                None => Some(table_columns(now, &given)?),
             };
-        let f: [Option<&Bound<'_, PyAny>>; 11] = std::array::from_fn(|k| {
-            if k == 0 && mail_from.is_none() {
-                None
-            } else {
-                given[k]
-            }
-            .or(table[k].as_ref())
-        });
+        // A table's columns, and the arguments for the fields it lacks (the table itself is
+        // `now`'s argument).
+        let f: [Option<&Bound<'_, PyAny>>; 11] = match &table {
+            None => given,
+            Some(t) => std::array::from_fn(|k| match k {
+                0 => t[0].as_ref(),
+                _ => given[k].or(t[k].as_ref()),
+            }),
+        };
         let (Some(now), Some(mail_from)) = (f[0], f[1]) else {
             return Err(PyTypeError::new_err("mail_from: missing"));
         };

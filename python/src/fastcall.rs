@@ -590,12 +590,22 @@ pub fn lends_utf8() -> bool {
 #[inline(always)]
 pub(crate) fn lent_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
     let f = AS_UTF8.get().copied().flatten()?;
+    let b = lend(f, s);
+    if b.is_none() {
+        let _ = PyErr::take(s.py());
+    }
+    b
+}
+
+/// `s`'s UTF-8 form through `f` (the interpreter's `PyUnicode_AsUTF8AndSize`); `None` with
+/// the interpreter's error set when it has none (a lone surrogate).
+#[inline(always)]
+fn lend<'a>(f: AsUtf8AndSize, s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
     let mut n: ffi::Py_ssize_t = 0;
     // SAFETY: the interpreter's `PyUnicode_AsUTF8AndSize` (checked at import), called with a
     // live str and the GIL held.
     let p = unsafe { f(s.as_ptr(), &mut n) };
     if p.is_null() || n < 0 {
-        let _ = PyErr::take(s.py());
         return None;
     }
     // SAFETY: the UTF-8 form is owned by the str, which outlives 'a (the borrow of `s`), and
@@ -696,19 +706,11 @@ pub(crate) fn text<'k, 'py: 'k>(
     keep: impl FnOnce() -> &'k Keep<'py>,
 ) -> PyResult<&'k str> {
     if let Some(f) = AS_UTF8.get().copied().flatten() {
-        let mut n: ffi::Py_ssize_t = 0;
-        // SAFETY: the interpreter's `PyUnicode_AsUTF8AndSize` (checked at import), called with
-        // a live str and the GIL held.
-        let p = unsafe { f(s.as_ptr(), &mut n) };
-        if p.is_null() || n < 0 {
+        let Some(b) = lend(f, s) else {
             return Err(fetched(s.py()));
-        }
-        // SAFETY: the UTF-8 form is owned by the str, which outlives 'k (the borrow of `s`),
-        // and never changes (str objects are immutable; the cache is made once); CPython
-        // only makes valid UTF-8 (it refuses lone surrogates).
-        return Ok(unsafe {
-            std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n as usize))
-        });
+        };
+        // SAFETY: CPython only makes valid UTF-8 (it refuses lone surrogates).
+        return Ok(unsafe { std::str::from_utf8_unchecked(b) });
     }
     copied_text(s, keep())
 }

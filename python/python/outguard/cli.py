@@ -330,14 +330,14 @@ def _compile(a: argparse.Namespace) -> int:
     old_image: Optional[str] = None
     out_exists = os.path.lexists(a.output)
     if a.state is not None:
-        if out_exists and os.path.lexists(a.state) and os.path.samefile(a.state, a.output):
-            _err(f"{a.output} is the state file; give the image its own path")
-            return EXIT_USAGE
         if not os.path.lexists(a.state):
             where = os.path.dirname(a.state) or "."
             if not os.path.isdir(where):
                 _err(f"{where}: no such directory (for the state file {a.state})")
                 return EXIT_USAGE
+        elif out_exists and os.path.samefile(a.state, a.output):
+            _err(f"{a.output} is the state file; give the image its own path")
+            return EXIT_USAGE
         else:
             # The image the state file belongs to (it must stay readable until the move is done).
             current = og.SharedEngine(None, a.state)
