@@ -361,9 +361,15 @@ typedef struct og_message {
    */
   size_t mail_from_len;
   /**
-   * Tenant id named by the caller, NUL-terminated UTF-8, or NULL.
+   * Tenant id named by the caller, UTF-8, or NULL: `tenant_len` bytes, or up to its NUL
+   * when `tenant_len` is 0.
    */
   const char *tenant;
+  /**
+   * Bytes at `tenant` (no NUL needed), or 0 when `tenant` is NUL-terminated. Callers that
+   * hold the id with its length save the call a length scan.
+   */
+  size_t tenant_len;
   /**
    * Authenticated (SASL) user such as `alice@contoso.com`, or NULL.
    */

@@ -124,6 +124,7 @@ impl CMessage {
             mail_from: self.mail_from.as_ptr().cast::<c_char>(),
             mail_from_len: self.mail_from.len(),
             tenant: self.tenant.as_ptr(),
+            tenant_len: 0,
             auth_user: ptr::null(),
             cert_domain: ptr::null(),
             client_ip: self.ip.as_ptr(),
@@ -143,6 +144,16 @@ impl CMessage {
             ..self.c()
         }
     }
+
+    /// [`CMessage::c_binary`] with the tenant id's length given (`tenant_len`), as the Rust
+    /// call has it: no length scan.
+    #[inline]
+    pub fn c_binary_len(&self) -> og_message {
+        og_message {
+            tenant_len: self.tenant.as_bytes().len(),
+            ..self.c_binary()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +168,7 @@ mod tests {
         for q in queries(10, 100, 1) {
             assert!(h.check(NOW, &CMessage::of(&q).c()));
             assert!(h.check(NOW, &CMessage::of(&q).c_binary()));
+            assert!(h.check(NOW, &CMessage::of(&q).c_binary_len()));
             assert!(e.check(NOW, &q.message()).accepted());
         }
     }

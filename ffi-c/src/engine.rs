@@ -164,7 +164,7 @@ fn read_message<'a>(m: &'a og_message, msg: &mut Message<'a>) -> Result<bool, og
         client_ip_text(m, msg)?;
     }
     msg.mail_from = ffi::bytes(m.mail_from, m.mail_from_len)?;
-    msg.tenant = ffi::opt_text_ascii(m.tenant)?.0;
+    msg.tenant = ffi::opt_text_ascii_n(m.tenant, m.tenant_len)?.0;
     if m.auth_user.is_null() && m.cert_domain.is_null() {
         Ok(true)
     } else {
@@ -1389,6 +1389,7 @@ domains = ["contoso.com"]
                             mail_from: from.as_ptr().cast(),
                             mail_from_len: from.len(),
                             tenant: p(&t),
+                            tenant_len: 0,
                             auth_user: p(&a),
                             cert_domain: p(&d),
                             client_ip: ptr_null(),
@@ -1421,6 +1422,7 @@ domains = ["contoso.com"]
                 mail_from: from.as_ptr().cast(),
                 mail_from_len: from.len(),
                 tenant: t.as_ptr(),
+                tenant_len: 0,
                 auth_user: ptr_null(),
                 cert_domain: ptr_null(),
                 client_ip: ptr_null(),
@@ -1456,7 +1458,13 @@ domains = ["contoso.com"]
         };
         let raw = Message {
             mail_from: ffi::bytes(m.mail_from, m.mail_from_len)?,
-            tenant: ffi::opt_text(m.tenant)?,
+            tenant: match m.tenant_len {
+                0 => ffi::opt_text(m.tenant)?,
+                n => Some(
+                    core::str::from_utf8(ffi::bytes(m.tenant, n)?)
+                        .map_err(|_| og_result::InvalidUtf8)?,
+                ),
+            },
             client_ip,
             auth_user: ffi::opt_text(m.auth_user)?,
             cert_domain: ffi::opt_text(m.cert_domain)?,
@@ -1488,6 +1496,19 @@ domains = ["contoso.com"]
         };
         let (_ips, ips) = strings(&[b"203.0.113.5", b"2001:db8::1", b"203.0.113.05", b"\xff"]);
         let (_t, tenants) = strings(&[b"contoso", "bücher".as_bytes(), b"nobody", b"\xff"]);
+        // Each tenant as NUL-terminated text (length 0), then by length: a prefix of a longer
+        // text without its NUL, a non-ASCII id, bad UTF-8, and NULL with a length.
+        let by_len: [&[u8]; 3] = [b"contosoX", "bücher".as_bytes(), b"ok\xff"];
+        let tenants: Vec<(*const c_char, usize)> = tenants
+            .iter()
+            .map(|&p| (p, 0))
+            .chain([
+                (by_len[0].as_ptr().cast(), 7),
+                (by_len[1].as_ptr().cast(), by_len[1].len()),
+                (by_len[2].as_ptr().cast(), 3),
+                (ptr_null(), 3),
+            ])
+            .collect();
         let (_a, auths) = strings(&[
             b"alice@contoso.com",
             "jürgen@bücher.example".as_bytes(),
@@ -1537,7 +1558,8 @@ domains = ["contoso.com"]
             let m = og_message {
                 mail_from: senders[from].0,
                 mail_from_len: senders[from].1,
-                tenant: tenants[tenant],
+                tenant: tenants[tenant].0,
+                tenant_len: tenants[tenant].1,
                 auth_user: auths[auth],
                 cert_domain: certs[cert],
                 client_ip: ips[ip],
@@ -1554,7 +1576,7 @@ domains = ["contoso.com"]
             };
             assert_eq!((r, got), want, "{m:?}");
         }
-        assert_eq!(total, 3 * 5 * 4 * 6 * 5 * 4 * 3);
+        assert_eq!(total, 3 * 5 * 4 * 6 * 9 * 4 * 3);
     }
 
     /// An ASCII message, the address in binary or as text, is checked without allocating.
@@ -1567,6 +1589,7 @@ domains = ["contoso.com"]
             mail_from: from.as_ptr().cast(),
             mail_from_len: from.len(),
             tenant: tenant.as_ptr(),
+            tenant_len: 0,
             auth_user: ptr_null(),
             cert_domain: ptr_null(),
             client_ip: ptr_null(),

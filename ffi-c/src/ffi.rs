@@ -168,6 +168,25 @@ pub(crate) fn opt_text_ascii<'a>(p: *const c_char) -> Result<(Option<&'a str>, b
     }
 }
 
+/// [`opt_text_ascii`] for text of `len` bytes, or NUL-terminated when `len` is 0; NULL with a
+/// length is `OG_RESULT_NULL_PARAMETER`, as for [`bytes`].
+#[inline(always)]
+pub(crate) fn opt_text_ascii_n<'a>(
+    p: *const c_char,
+    len: usize,
+) -> Result<(Option<&'a str>, bool), og_result> {
+    if len == 0 {
+        return opt_text_ascii(p);
+    }
+    let bytes = self::bytes(p, len)?;
+    if is_ascii(bytes) {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok((Some(unsafe { core::str::from_utf8_unchecked(bytes) }), true))
+    } else {
+        utf8_general(bytes).map(|s| (Some(s), false))
+    }
+}
+
 /// The general UTF-8 check, for text that is not all ASCII.
 #[cold]
 #[inline(never)]

@@ -142,8 +142,12 @@ pub struct og_message {
     pub mail_from: *const c_char,
     /// Bytes at `mail_from`.
     pub mail_from_len: usize,
-    /// Tenant id named by the caller, NUL-terminated UTF-8, or NULL.
+    /// Tenant id named by the caller, UTF-8, or NULL: `tenant_len` bytes, or up to its NUL
+    /// when `tenant_len` is 0.
     pub tenant: *const c_char,
+    /// Bytes at `tenant` (no NUL needed), or 0 when `tenant` is NUL-terminated. Callers that
+    /// hold the id with its length save the call a length scan.
+    pub tenant_len: usize,
     /// Authenticated (SASL) user such as `alice@contoso.com`, or NULL.
     pub auth_user: *const c_char,
     /// Domain of the TLS client certificate, or NULL.

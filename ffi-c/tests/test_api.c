@@ -373,6 +373,16 @@ static void test_check(void) {
   OK(og_engine_check(e, NOW, &m, &d));
   CHECK(d.sender_class == OG_SENDER_CLASS_REGISTERED);
 
+  /* the tenant id may be given by length too: no NUL needed, the rest ignored */
+  static const char tenants[] = "contosoXcontoso";
+  m = msg_for(tenants, "alice@contoso.com");
+  m.tenant_len = 7;
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.accepted && d.attribution == OG_ATTRIBUTION_EXPLICIT && d.tenant == idx);
+  m.tenant_len = 8; /* "contosoX": no such tenant */
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.reason == OG_REASON_UNATTRIBUTED);
+
   /* attribution: auth user, certificate connector (exempt), IP connector */
   m = msg_for(NULL, "bob@contoso.com");
   m.auth_user = "bob@contoso.com";
@@ -467,6 +477,13 @@ static void test_check(void) {
   m = msg_for("contoso", NULL);
   m.mail_from_len = 3;
   EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_NULL_PARAMETER);
+  m = msg_for(NULL, "alice@contoso.com");
+  m.tenant_len = 7; /* a length without text */
+  EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_NULL_PARAMETER);
+  static const char bad_tenant[] = "ok\xff";
+  m = msg_for(bad_tenant, "alice@contoso.com");
+  m.tenant_len = 3; /* bad UTF-8 within the length */
+  EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
   /* bad bytes in mail_from are a 5.1.7 decision, never an error */
   m = msg_for("contoso", "\xff@contoso.com");
   OK(og_engine_check(e, NOW, &m, &d));

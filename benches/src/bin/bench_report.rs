@@ -726,7 +726,7 @@ fn main() {
     }
     md += &f.render();
     md += "\n";
-    // The same four hot calls timed in interleaved rounds (`benches/src/bin/ffi_overhead.rs`):
+    // The same hot calls (and the C call with the tenant id's length) timed in interleaved rounds (`benches/src/bin/ffi_overhead.rs`):
     // each overhead is the median of its differences to the Rust call within a round, which a
     // busy machine blurs far less than criterion's separate runs.
     let x = |k: &str| extra.get(k).copied();
@@ -742,6 +742,10 @@ fn main() {
         (
             "`og_engine_check`, client IP as text",
             x("ffi-overhead-c-text"),
+        ),
+        (
+            "`og_engine_check`, client IP binary, tenant id by length (`tenant_len`)",
+            x("ffi-overhead-c-binary-len"),
         ),
     ];
     if interleaved.iter().any(|(_, v)| v.is_some()) {

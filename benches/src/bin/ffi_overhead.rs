@@ -1,6 +1,7 @@
 //! The C call's overhead over the Rust call, measured so that a busy machine does not blur
 //! it: the four `check-hot` calls of `benches/ffi.rs` (Rust, Rust behind a `RwLock`, C with a
-//! binary address, C with a text address) timed in short interleaved rounds, many times over;
+//! binary address, C with a text address), and C with a binary address and the tenant id given
+//! by length (`tenant_len`, as the Rust call has it), timed in short interleaved rounds;
 //! each call's figure is a low percentile of its rounds (a round that another process
 //! interrupted only ever comes out slower), and its overhead over the Rust call the median of
 //! the differences within each round.
@@ -47,7 +48,7 @@ fn main() {
     let hot = cabi::hot_query();
     let m = hot.message();
     let cm = CMessage::of(&hot);
-    let (c_text, c_binary) = (cm.c(), cm.c_binary());
+    let (c_text, c_binary, c_binary_len) = (cm.c(), cm.c_binary(), cm.c_binary_len());
     let mut calls: Vec<Call<'_>> = vec![
         (
             "check-hot-rust",
@@ -70,6 +71,10 @@ fn main() {
         (
             "check-hot-c",
             Box::new(|| h.check(black_box(NOW), black_box(&c_text))),
+        ),
+        (
+            "check-hot-c-binary-len",
+            Box::new(|| h.check(black_box(NOW), black_box(&c_binary_len))),
         ),
     ];
     let mut times = vec![Vec::with_capacity(rounds); calls.len()];
