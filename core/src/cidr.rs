@@ -5,12 +5,80 @@ use crate::Error;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IP address from its text form: exactly what `str::parse::<IpAddr>` accepts, with the
-/// common dotted-quad IPv4 form read directly (a few nanoseconds instead of the general
-/// parser's tens).
+/// common forms (a dotted-quad IPv4 address, an IPv6 address of hex groups with at most one
+/// `::`) read directly, in a few nanoseconds instead of the general parser's tens. Anything
+/// else (an IPv6 address ending in a dotted quad, or text neither reader accepts) goes to the
+/// general parser, which stays the reference.
 pub fn parse_ip(s: &[u8]) -> Option<IpAddr> {
     parse_ipv4(s)
         .map(IpAddr::V4)
+        .or_else(|| parse_ipv6(s).map(IpAddr::V6))
         .or_else(|| core::str::from_utf8(s).ok()?.parse().ok())
+}
+
+/// An IPv6 address of hex groups: eight groups of 1–4 hex digits split by `:`, or fewer with
+/// one `::` standing for at least one zero group (the forms the standard parser accepts
+/// without an embedded IPv4 address); `None` sends the text to the general parser. One pass.
+fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
+    if s.len() < 2 || s.len() > 39 {
+        return None;
+    }
+    let mut groups = [0u16; 8];
+    let mut n = 0; // groups read
+    let mut gap = None; // where `::` stands, in groups
+    let mut i = 0;
+    if s[0] == b':' {
+        if s[1] != b':' {
+            return None;
+        }
+        if s.len() == 2 {
+            return Some(Ipv6Addr::UNSPECIFIED);
+        }
+        gap = Some(0);
+        i = 2;
+    }
+    loop {
+        let start = i;
+        let mut v = 0u32;
+        while let Some(d) = s.get(i).and_then(|&b| (b as char).to_digit(16)) {
+            if i - start == 4 {
+                return None; // a fifth digit
+            }
+            v = v << 4 | d;
+            i += 1;
+        }
+        if i == start || n == 8 {
+            return None;
+        }
+        groups[n] = v as u16;
+        n += 1;
+        match (s.get(i), s.get(i + 1)) {
+            (None, _) => break,
+            (Some(b':'), Some(b':')) => {
+                if gap.is_some() {
+                    return None;
+                }
+                gap = Some(n);
+                i += 2;
+                if i == s.len() {
+                    break;
+                }
+            }
+            (Some(b':'), Some(_)) => i += 1,
+            _ => return None, // `.`, a trailing `:`, anything else
+        }
+    }
+    match gap {
+        None if n == 8 => {}
+        Some(g) if n <= 7 => {
+            // The groups after `::` move to the end; the ones they leave are zero.
+            let tail = n - g;
+            groups.copy_within(g..n, 8 - tail);
+            groups[g..8 - tail].fill(0);
+        }
+        _ => return None,
+    }
+    Some(Ipv6Addr::from(groups))
 }
 
 /// Four decimal octets, each `0` or 1–3 digits without a leading zero and at most 255 (the
@@ -250,6 +318,91 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The IPv6 reader against the standard parser on every string of up to 6 characters over
+    /// the characters that steer it (digits, hex letters of both cases, `:`, `.`, and one that
+    /// belongs to neither), and on eight-group addresses written every way the standard
+    /// parser accepts: each group with and without leading zeros, each run of groups
+    /// compressed, upper case.
+    #[test]
+    fn parse_ip_agrees_on_ipv6_text() {
+        extern crate std;
+        use std::format;
+        use std::string::String;
+        use std::vec::Vec;
+        const CHARS: &[u8] = b"0f1F:.g";
+        let mut s = Vec::new();
+        let mut checked = 0u32;
+        for len in 0..=6u32 {
+            for mut k in 0..(CHARS.len() as u32).pow(len) {
+                s.clear();
+                for _ in 0..len {
+                    s.push(CHARS[(k % CHARS.len() as u32) as usize]);
+                    k /= CHARS.len() as u32;
+                }
+                let want = core::str::from_utf8(&s).unwrap().parse::<IpAddr>().ok();
+                assert_eq!(parse_ip(&s), want, "{:?}", String::from_utf8_lossy(&s));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, (0..=6).map(|l| 7u32.pow(l)).sum::<u32>());
+        let samples: [[u16; 8]; 6] = [
+            [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1],
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            [0xfe80, 0, 0, 0, 0x1ff, 0xfe23, 0x4567, 0x890a],
+            [1, 2, 3, 4, 5, 6, 7, 8],
+            [0, 1, 0, 0, 0xffff, 0, 0, 0],
+            [0xabcd, 0, 0xef, 0, 0, 0, 0x12, 0],
+        ];
+        for g in samples {
+            for pad in [false, true] {
+                let hex = |v: u16| {
+                    if pad {
+                        format!("{v:04x}")
+                    } else {
+                        format!("{v:x}")
+                    }
+                };
+                let full: Vec<String> = g.iter().map(|&v| hex(v)).collect();
+                let mut forms = Vec::from([full.join(":"), full.join(":").to_uppercase()]);
+                // `::` in place of every run of groups (zero or not: the parsers must agree
+                // on refusing or reading each), and of none.
+                for a in 0..=8 {
+                    for b in a..=8 {
+                        forms.push(format!("{}::{}", full[..a].join(":"), full[b..].join(":")));
+                    }
+                }
+                forms.push(format!("{}:", full.join(":")));
+                forms.push(format!(":{}", full.join(":")));
+                forms.push(format!("{}:1", full.join(":")));
+                forms.push(format!("{}0", full.join(":")));
+                for f in forms {
+                    let want = f.parse::<IpAddr>().ok();
+                    assert_eq!(parse_ip(f.as_bytes()), want, "{f:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4_000))]
+
+        /// Random text over the characters that steer the IPv6 reader, and every address as
+        /// the standard library writes it (the longest zero run compressed, an IPv4 tail for
+        /// mapped addresses): the same answer as the standard parser.
+        #[test]
+        fn parse_ip_agrees_on_random_ipv6_text(
+            s in proptest::collection::vec(proptest::sample::select(&b"0123456789abcdefABCDEF::::..x"[..]), 0..42),
+            groups in proptest::array::uniform8(proptest::prop_oneof![proptest::strategy::Just(0u16), proptest::num::u16::ANY]),
+        ) {
+            extern crate std;
+            use std::string::ToString;
+            let want = core::str::from_utf8(&s).unwrap().parse::<IpAddr>().ok();
+            proptest::prop_assert_eq!(parse_ip(&s), want);
+            let text = Ipv6Addr::from(groups).to_string();
+            proptest::prop_assert_eq!(parse_ip(text.as_bytes()), Some(IpAddr::V6(Ipv6Addr::from(groups))));
         }
     }
 
