@@ -12,7 +12,8 @@
 # MILTER_OPTS=-E runs the milter's libmilter-free event loop; MILTER=BINARY measures another
 # milter (ffi-c/bench/null_milter.c, built with `make -C ffi-c null-milter`, answers without
 # deciding: what Postfix's side of the protocol costs by itself). SMTP_SOURCE_OPTS=-d sends
-# every message of a session over one SMTP connection (default: a connection per message).
+# every message of a session over one SMTP connection (default: a connection per message);
+# MESSAGE_SIZE=BYTES sets the size of each message (default 1024).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 milter_bin="${MILTER:-$here/../examples/milter/outguard-milter}"  # MILTER=another milter binary to compare
@@ -79,7 +80,7 @@ wait_port "$with_port"; wait_port "$without_port"
 run() { # port -> seconds
   local t0 t1
   t0=$(date +%s.%N)
-  smtp-source ${SMTP_SOURCE_OPTS:-} -s "$sessions" -m "$messages" -l 1024 -f alice@contoso.com -t rcpt@dest.example "127.0.0.1:$1"
+  smtp-source ${SMTP_SOURCE_OPTS:-} -s "$sessions" -m "$messages" -l "${MESSAGE_SIZE:-1024}" -f alice@contoso.com -t rcpt@dest.example "127.0.0.1:$1"
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
@@ -98,7 +99,7 @@ for r in $(seq "$rounds"); do
 done
 alone=$(echo "$rounds * $messages / $to" | bc -l)
 with=$(echo "$rounds * $messages / $tw" | bc -l)
-echo "machine: $(nproc) CPUs, $(uname -r); $messages messages x $rounds rounds, $sessions sessions, 1 KiB each${SMTP_SOURCE_OPTS:+, smtp-source $SMTP_SOURCE_OPTS}"
+echo "machine: $(nproc) CPUs, $(uname -r); $messages messages x $rounds rounds, $sessions sessions, ${MESSAGE_SIZE:-1024} bytes each${SMTP_SOURCE_OPTS:+, smtp-source $SMTP_SOURCE_OPTS}"
 printf 'postfix alone:            %8.0f msg/s\n' "$alone"
 printf 'postfix + outguard-milter: %7.0f msg/s\n' "$with"
 printf 'ratio:                    %8.3f (target >= 0.9)\n' "$(echo "$with / $alone" | bc -l)"
