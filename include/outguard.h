@@ -366,8 +366,11 @@ typedef struct og_message {
    */
   const char *tenant;
   /**
-   * Bytes at `tenant` (no NUL needed), or 0 when `tenant` is NUL-terminated. Callers that
-   * hold the id with its length save the call a length scan.
+   * Bytes at `tenant` (no NUL needed; they are the id as they are, so a NUL among them
+   * matches no tenant), or 0 when `tenant` is NUL-terminated. An empty id is no id: a caller
+   * whose length may be 0 passes NULL then, or the text is read up to a NUL. NULL with a
+   * length is `OG_RESULT_NULL_PARAMETER`. Callers that hold the id with its length save the
+   * call a length scan.
    */
   size_t tenant_len;
   /**
@@ -953,8 +956,9 @@ og_result og_engine_set_event_callback(const struct og_engine *engine,
  * rules of `og_message`. `*out_decision` is filled on success only. Allocates nothing.
  * Results: `OG_RESULT_OK` (whatever the decision), `OG_RESULT_NULL_PARAMETER`,
  * `OG_RESULT_INVALID_UTF8`, `OG_RESULT_INVALID_IP`, `OG_RESULT_INVALID_PARAMETER` (unknown
- * flag bits). An unparsable sender is not an error: the decision is
- * `OG_REASON_INVALID_SENDER` (5.1.7).
+ * flag bits, an unknown address family or both address forms, a length above `PTRDIFF_MAX`).
+ * An unparsable sender
+ * is not an error: the decision is `OG_REASON_INVALID_SENDER` (5.1.7).
  * Takes the read lock: any number of threads may check at once.
  */
 og_result og_engine_check(const struct og_engine *engine,

@@ -442,8 +442,9 @@ pub extern "C" fn og_engine_set_event_callback(
 /// rules of `og_message`. `*out_decision` is filled on success only. Allocates nothing.
 /// Results: `OG_RESULT_OK` (whatever the decision), `OG_RESULT_NULL_PARAMETER`,
 /// `OG_RESULT_INVALID_UTF8`, `OG_RESULT_INVALID_IP`, `OG_RESULT_INVALID_PARAMETER` (unknown
-/// flag bits). An unparsable sender is not an error: the decision is
-/// `OG_REASON_INVALID_SENDER` (5.1.7).
+/// flag bits, an unknown address family or both address forms, a length above `PTRDIFF_MAX`).
+/// An unparsable sender
+/// is not an error: the decision is `OG_REASON_INVALID_SENDER` (5.1.7).
 /// Takes the read lock: any number of threads may check at once.
 #[no_mangle]
 pub extern "C" fn og_engine_check(
@@ -1497,8 +1498,9 @@ domains = ["contoso.com"]
         let (_ips, ips) = strings(&[b"203.0.113.5", b"2001:db8::1", b"203.0.113.05", b"\xff"]);
         let (_t, tenants) = strings(&[b"contoso", "bücher".as_bytes(), b"nobody", b"\xff"]);
         // Each tenant as NUL-terminated text (length 0), then by length: a prefix of a longer
-        // text without its NUL, a non-ASCII id, bad UTF-8, and NULL with a length.
-        let by_len: [&[u8]; 3] = [b"contosoX", "bücher".as_bytes(), b"ok\xff"];
+        // text without its NUL, a non-ASCII id, bad UTF-8, an id with a NUL inside, a length
+        // no buffer has, and NULL with a length.
+        let by_len: [&[u8]; 4] = [b"contosoX", "bücher".as_bytes(), b"ok\xff", b"contoso\0"];
         let tenants: Vec<(*const c_char, usize)> = tenants
             .iter()
             .map(|&p| (p, 0))
@@ -1506,6 +1508,8 @@ domains = ["contoso.com"]
                 (by_len[0].as_ptr().cast(), 7),
                 (by_len[1].as_ptr().cast(), by_len[1].len()),
                 (by_len[2].as_ptr().cast(), 3),
+                (by_len[3].as_ptr().cast(), 8),
+                (by_len[0].as_ptr().cast(), usize::MAX),
                 (ptr_null(), 3),
             ])
             .collect();
@@ -1576,7 +1580,7 @@ domains = ["contoso.com"]
             };
             assert_eq!((r, got), want, "{m:?}");
         }
-        assert_eq!(total, 3 * 5 * 4 * 6 * 9 * 4 * 3);
+        assert_eq!(total, 3 * 5 * 4 * 6 * 11 * 4 * 3);
     }
 
     /// An ASCII message, the address in binary or as text, is checked without allocating.

@@ -145,8 +145,11 @@ pub struct og_message {
     /// Tenant id named by the caller, UTF-8, or NULL: `tenant_len` bytes, or up to its NUL
     /// when `tenant_len` is 0.
     pub tenant: *const c_char,
-    /// Bytes at `tenant` (no NUL needed), or 0 when `tenant` is NUL-terminated. Callers that
-    /// hold the id with its length save the call a length scan.
+    /// Bytes at `tenant` (no NUL needed; they are the id as they are, so a NUL among them
+    /// matches no tenant), or 0 when `tenant` is NUL-terminated. An empty id is no id: a caller
+    /// whose length may be 0 passes NULL then, or the text is read up to a NUL. NULL with a
+    /// length is `OG_RESULT_NULL_PARAMETER`. Callers that hold the id with its length save the
+    /// call a length scan.
     pub tenant_len: usize,
     /// Authenticated (SASL) user such as `alice@contoso.com`, or NULL.
     pub auth_user: *const c_char,

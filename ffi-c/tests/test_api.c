@@ -382,6 +382,11 @@ static void test_check(void) {
   m.tenant_len = 8; /* "contosoX": no such tenant */
   OK(og_engine_check(e, NOW, &m, &d));
   CHECK(d.reason == OG_REASON_UNATTRIBUTED);
+  static const char with_nul[] = "contoso\0";
+  m.tenant = with_nul;
+  m.tenant_len = 8; /* the NUL is part of the id: no such tenant */
+  OK(og_engine_check(e, NOW, &m, &d));
+  CHECK(d.reason == OG_REASON_UNATTRIBUTED);
 
   /* attribution: auth user, certificate connector (exempt), IP connector */
   m = msg_for(NULL, "bob@contoso.com");
@@ -484,6 +489,8 @@ static void test_check(void) {
   m = msg_for(bad_tenant, "alice@contoso.com");
   m.tenant_len = 3; /* bad UTF-8 within the length */
   EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_UTF8);
+  m.tenant_len = SIZE_MAX; /* a length no buffer has */
+  EXPECT(og_engine_check(e, NOW, &m, &d2), OG_RESULT_INVALID_PARAMETER);
   /* bad bytes in mail_from are a 5.1.7 decision, never an error */
   m = msg_for("contoso", "\xff@contoso.com");
   OK(og_engine_check(e, NOW, &m, &d));
