@@ -957,8 +957,7 @@ og_result og_engine_set_event_callback(const struct og_engine *engine,
  * Results: `OG_RESULT_OK` (whatever the decision), `OG_RESULT_NULL_PARAMETER`,
  * `OG_RESULT_INVALID_UTF8`, `OG_RESULT_INVALID_IP`, `OG_RESULT_INVALID_PARAMETER` (unknown
  * flag bits, an unknown address family or both address forms, a length above `PTRDIFF_MAX`).
- * An unparsable sender
- * is not an error: the decision is `OG_REASON_INVALID_SENDER` (5.1.7).
+ * An unparsable sender is not an error: the decision is `OG_REASON_INVALID_SENDER` (5.1.7).
  * Takes the read lock: any number of threads may check at once.
  */
 og_result og_engine_check(const struct og_engine *engine,

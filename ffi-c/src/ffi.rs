@@ -159,13 +159,7 @@ pub(crate) fn opt_text_ascii<'a>(p: *const c_char) -> Result<(Option<&'a str>, b
         return Ok((None, true));
     }
     // SAFETY: non-NULL, NUL-terminated and unchanged during the call by the API contract.
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    if is_ascii(bytes) {
-        // SAFETY: ASCII is valid UTF-8.
-        Ok((Some(unsafe { core::str::from_utf8_unchecked(bytes) }), true))
-    } else {
-        utf8_general(bytes).map(|s| (Some(s), false))
-    }
+    text_ascii(unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
 /// [`opt_text_ascii`] for text of `len` bytes, or NUL-terminated when `len` is 0; NULL with a
@@ -178,7 +172,13 @@ pub(crate) fn opt_text_ascii_n<'a>(
     if len == 0 {
         return opt_text_ascii(p);
     }
-    let bytes = self::bytes(p, len)?;
+    text_ascii(self::bytes(p, len)?)
+}
+
+/// `bytes` as UTF-8 text, and whether it is all ASCII: the word-at-a-time ASCII test first,
+/// the general validator only for other text.
+#[inline(always)]
+fn text_ascii(bytes: &[u8]) -> Result<(Option<&str>, bool), og_result> {
     if is_ascii(bytes) {
         // SAFETY: ASCII is valid UTF-8.
         Ok((Some(unsafe { core::str::from_utf8_unchecked(bytes) }), true))
